@@ -1,0 +1,14 @@
+"""mlnb: from one Jupyter notebook to a reproducible pipeline and a monitored model service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext mlnb``: register the ``%mlnb`` / ``%%mlnb`` magics."""
+    from mlnb.magics import MlnbMagics
+
+    ipython.register_magics(MlnbMagics(ipython))

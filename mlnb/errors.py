@@ -1,0 +1,126 @@
+"""Every error mlnb raises on purpose: one root, structured fields, a message that names the fix.
+
+The CLI prints ``str(error)`` and exits 2; the server extension sends ``error.to_json()`` with
+``error.http_status``. Nothing here imports IPython, tornado or BentoML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class CellRef:
+    """Where in a notebook something went wrong: the cell index and its first line."""
+
+    index: int
+    first_line: str
+
+    @classmethod
+    def of(cls, index: int, source: str) -> CellRef:
+        first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+        return cls(index, first if len(first) <= 60 else first[:57] + "...")
+
+    def __str__(self) -> str:
+        return f"cell {self.index} ({self.first_line!r})"
+
+
+class MlnbError(Exception):
+    """The root of mlnb's errors. ``code`` is stable; the message names what to do."""
+
+    code: ClassVar[str] = "mlnb-error"
+    http_status: ClassVar[int] = 400
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fix: str | None = None,
+        notebook: str | None = None,
+        cell: CellRef | None = None,
+        stage: str | None = None,
+    ) -> None:
+        self.message = message
+        self.fix = fix
+        self.notebook = notebook
+        self.cell = cell
+        self.stage = stage
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = [part for part in (self.notebook, str(self.cell) if self.cell else None) if part]
+        if self.stage and not self.cell:
+            where.append(f"stage {self.stage!r}")
+        text = f"{': '.join(where)}: {self.message}" if where else self.message
+        return f"{text}\nFix: {self.fix}" if self.fix else text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "error": self.code,
+            "message": self.message,
+            "fix": self.fix,
+            "notebook": self.notebook,
+            "cell": None if self.cell is None else self.cell.index,
+            "cell_first_line": None if self.cell is None else self.cell.first_line,
+            "stage": self.stage,
+        }
+
+
+class NotebookReadError(MlnbError):
+    """The file is missing, unreadable, or not notebook JSON."""
+
+    code = "notebook-unreadable"
+    http_status = 404
+
+
+class NotebookFormatError(MlnbError):
+    """The notebook is older than nbformat 4."""
+
+    code = "notebook-format"
+
+
+class UnknownTagError(MlnbError):
+    code = "unknown-tag"
+
+
+class UnknownMagicKindError(MlnbError):
+    code = "unknown-magic-kind"
+
+
+class StageOptionsError(MlnbError):
+    """Bad ``%%mlnb`` options or a bad ``cell.metadata.mlnb`` object."""
+
+    code = "bad-stage-options"
+
+
+class TwoStageTagsError(MlnbError):
+    code = "two-stage-tags"
+
+
+class DuplicateStageError(MlnbError):
+    code = "duplicate-stage"
+
+
+class UndefinedNameError(MlnbError):
+    code = "undefined-name"
+
+
+class ServeWithoutTrainError(MlnbError):
+    code = "serve-without-train"
+
+
+class StageCycleError(MlnbError):
+    code = "stage-cycle"
+
+
+class UnknownStageError(MlnbError):
+    """A reference (a Kale ``prev:``, a ``--stage`` flag) to a stage that does not exist."""
+
+    code = "unknown-stage"
+
+
+class CellSyntaxError(MlnbError):
+    """A stage's cell is not valid Python, so its names cannot be read."""
+
+    code = "syntax-error"
