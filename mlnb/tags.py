@@ -197,8 +197,10 @@ def parse_magic_line(
         args = _magic_parser().parse_args(shlex.split(text))
     except ValueError as exc:
         raise StageOptionsError(
-            f"cannot read the %%mlnb line: {exc}", fix=f"write it as {usage}",
-            notebook=notebook, cell=cell,
+            f"cannot read the %%mlnb line: {exc}",
+            fix=f"write it as {usage}",
+            notebook=notebook,
+            cell=cell,
         ) from None
     if args.kind not in STAGE_KINDS:
         raise UnknownMagicKindError(
