@@ -1,0 +1,1 @@
+"""Monitoring of generated services: request logs, Prometheus metrics, drift, reports."""

@@ -1,0 +1,139 @@
+"""Drift scores of live rows against the reference profile a run recorded from training data.
+
+Pure functions over numpy arrays and the profile dictionaries of ``run.json``
+(``training_data.profile``): PSI for every feature, and the Kolmogorov-Smirnov statistic for
+numerical ones. The reference distribution is only known through its histogram, so the KS
+statistic compares the live empirical CDF with the histogram's piecewise-linear CDF.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_PSI_THRESHOLD = 0.2
+MIN_ROWS = 30  # fewer live rows than this give no score: too noisy to flag anything
+_EPSILON = 1e-4  # floor for bin fractions, so an empty bin does not make PSI infinite
+OTHER = "__other__"
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature's drift over a window of live rows."""
+
+    feature: str
+    kind: str  # "numeric" or "categorical"
+    rows: int
+    psi: float | None
+    ks: float | None
+    threshold: float
+
+    @property
+    def drifted(self) -> bool:
+        return self.psi is not None and self.psi > self.threshold
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "kind": self.kind,
+            "rows": self.rows,
+            "psi": None if self.psi is None else round(self.psi, 6),
+            "ks": None if self.ks is None else round(self.ks, 6),
+            "threshold": self.threshold,
+            "drifted": self.drifted,
+        }
+
+
+def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
+    """Population stability index of two distributions given as bin fractions or counts."""
+    e = _fractions(expected)
+    a = _fractions(actual)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _fractions(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    total = array.sum()
+    array = array / total if total > 0 else np.full_like(array, 1 / max(len(array), 1))
+    return np.clip(array, _EPSILON, None)
+
+
+def numeric_bin_counts(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
+    """Counts of values in the reference bins, the outer bins open to infinity."""
+    inner = np.asarray(edges, dtype=float)[1:-1]
+    return np.bincount(np.searchsorted(inner, values, side="right"), minlength=len(edges) - 1)
+
+
+def reference_cdf(edges: Sequence[float], counts: Sequence[float], x: np.ndarray) -> np.ndarray:
+    """The reference CDF at ``x``, linear within each histogram bin."""
+    cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(counts, dtype=float))])
+    total = cumulative[-1] or 1.0
+    return np.interp(x, np.asarray(edges, dtype=float), cumulative / total, left=0.0, right=1.0)
+
+
+def ks_statistic(edges: Sequence[float], counts: Sequence[float], values: np.ndarray) -> float:
+    """Largest gap between the live empirical CDF and the reference CDF."""
+    live = np.sort(values)
+    n = len(live)
+    ref = reference_cdf(edges, counts, live)
+    above = np.arange(1, n + 1) / n - ref
+    below = ref - np.arange(0, n) / n
+    return float(max(above.max(initial=0.0), below.max(initial=0.0)))
+
+
+def feature_drift(
+    name: str,
+    profile: Mapping[str, Any],
+    values: Iterable[Any],
+    threshold: float = DEFAULT_PSI_THRESHOLD,
+) -> FeatureDrift:
+    """Drift of one feature's live values against its reference profile."""
+    kind = str(profile.get("kind", "numeric"))
+    if kind == "categorical":
+        live = [OTHER if v is None else str(v) for v in values]
+        if len(live) < MIN_ROWS:
+            return FeatureDrift(name, kind, len(live), None, None, threshold)
+        reference = {str(k): float(v) for k, v in profile.get("frequencies", {}).items()}
+        categories = [*reference, OTHER]
+        seen = {c: 0 for c in categories}
+        for value in live:
+            seen[value if value in reference else OTHER] += 1
+        score = psi([reference.get(c, 0.0) for c in categories], [seen[c] for c in categories])
+        return FeatureDrift(name, kind, len(live), score, None, threshold)
+
+    numbers = np.asarray([_as_float(v) for v in values], dtype=float)
+    numbers = numbers[np.isfinite(numbers)]
+    if len(numbers) < MIN_ROWS:
+        return FeatureDrift(name, kind, len(numbers), None, None, threshold)
+    histogram = profile["histogram"]
+    edges, counts = histogram["edges"], histogram["counts"]
+    score = psi(counts, numeric_bin_counts(edges, numbers))
+    return FeatureDrift(
+        name, kind, len(numbers), score, ks_statistic(edges, counts, numbers), threshold
+    )
+
+
+def drift_report(
+    profile: Mapping[str, Mapping[str, Any]],
+    columns: Mapping[str, Sequence[Any]],
+    thresholds: Mapping[str, float] | None = None,
+    default_threshold: float = DEFAULT_PSI_THRESHOLD,
+) -> list[FeatureDrift]:
+    """Drift of every profiled feature present in ``columns`` (feature name -> live values)."""
+    thresholds = thresholds or {}
+    return [
+        feature_drift(name, spec, columns[name], thresholds.get(name, default_threshold))
+        for name, spec in profile.items()
+        if name in columns
+    ]
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
