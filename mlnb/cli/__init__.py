@@ -22,6 +22,7 @@ from mlnb.errors import MlnbError
 # Subcommand name -> module name in this package, in the order ``mlnb --help`` lists them.
 COMMANDS: dict[str, str] = {
     "inspect": "inspect",
+    "monitor": "monitor",
 }
 
 

@@ -1,0 +1,37 @@
+"""Where a service's monitoring folder is: one folder per Bento version, in the mlnb store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlnb.monitoring.logs import REFERENCE_FILE, MonitorLogError
+
+MONITOR_DIR_ENV = "MLNB_MONITOR_DIR"
+
+
+def default_monitor_folder(store: str | Path, bento_name: str, bento_version: str) -> Path:
+    return Path(store).resolve() / "monitoring" / bento_name / bento_version
+
+
+def resolve_monitor_folder(target: str, store: str | None = None) -> Path:
+    """A monitoring folder given as a path, or found for a Bento tag in the store."""
+    path = Path(target)
+    if path.is_dir():
+        return path
+    name, _, version = target.partition(":")
+    if not version:
+        raise MonitorLogError(
+            f"{target!r} is neither a folder nor a Bento tag (name:version)",
+            fix="pass the monitoring folder, or a tag such as breast_cancer:3f2a9c1e",
+        )
+    stores = [store or os.environ.get("MLNB_STORE") or ".mlnb"]
+    for root in stores:
+        candidate = default_monitor_folder(root, name, version)
+        if (candidate / REFERENCE_FILE).is_file():
+            return candidate
+    raise MonitorLogError(
+        f"no monitoring folder for Bento {target} in the store {stores[0]}",
+        fix="pass --store (the store the Bento was built from) or the folder itself "
+        f"(the service prints it at start-up, and ${MONITOR_DIR_ENV} overrides it)",
+    )
