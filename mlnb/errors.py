@@ -124,3 +124,79 @@ class CellSyntaxError(MlnbError):
     """A stage's cell is not valid Python, so its names cannot be read."""
 
     code = "syntax-error"
+
+
+# --- build and serve (issue 4) ---------------------------------------------------------------
+
+
+class BuildInputError(MlnbError):
+    """The run cannot be built: it failed, recorded no model, or lacks its training schema."""
+
+    code = "build-input"
+
+
+class ServeCodeError(MlnbError):
+    """The serve stage's code cannot become a service (a missing name, a bad ``predict``)."""
+
+    code = "bad-serve-code"
+
+
+class CredentialInServeCodeError(MlnbError):
+    """The serve code holds what looks like a key, token or password."""
+
+    code = "credential-in-serve-code"
+
+
+class TemplateRenderError(MlnbError):
+    """A service template is missing, refers to an undefined name or renders invalid code."""
+
+    code = "bad-template"
+
+
+class BentoBuildError(MlnbError):
+    """BentoML could not store the model or build the Bento."""
+
+    code = "bento-build-failed"
+    http_status = 500
+
+
+class UnknownBentoError(MlnbError):
+    """``mlnb serve`` was given a tag or notebook with no Bento behind it."""
+
+    code = "unknown-bento"
+    http_status = 404
+
+
+class RequestRejected(MlnbError):
+    """A served model's request that breaks the training schema: answered with a 4xx.
+
+    ``reason`` is a stable code (``missing-field``, ``wrong-type``, ...); ``row`` and
+    ``field`` say where, when the problem is in one row or field.
+    """
+
+    code = "bad-request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        status: int = 422,
+        row: int | None = None,
+        field: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.status = status
+        self.row = row
+        self.field = field
+        super().__init__(message, fix=fix)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "error": self.reason,
+            "message": self.message,
+            "row": self.row,
+            "field": self.field,
+            "fix": self.fix,
+        }

@@ -1,0 +1,29 @@
+"""What a generated service knows about itself, handed to the monitoring hooks at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """One Bento's identity, its request schema and the training data it was built from.
+
+    ``monitor_dir`` is absolute: the build's default (``<store>/monitoring/<name>/<version>``)
+    unless ``$MLNB_MONITOR_DIR`` overrides it when the service starts.
+    """
+
+    bento_name: str
+    bento_version: str
+    run_id: str
+    monitor_dir: Path
+    task: str  # "classification" or "regression"
+    classes: list[Any] | None  # class labels in the order of each row's probabilities
+    features: list[dict[str, Any]]  # [{"name", "dtype", "kind", "nullable"}] in training order
+    profile: dict[str, Any] | None  # run.json training_data.profile (the reference)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.bento_name}:{self.bento_version}"
