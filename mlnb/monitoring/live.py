@@ -1,0 +1,291 @@
+"""The monitor inside a served Bento: request logs, Prometheus metrics, drift and alerts.
+
+The request path only logs rows (``bentoml.monitor``), bumps counters and appends to a bounded
+window; drift scores are computed by a background thread every few seconds, which also raises
+alerts. Nothing here may fail a request: callers wrap every call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import urllib.request
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, FeatureDrift, drift_report
+from mlnb.monitoring.logs import PREDICTIONS_MONITOR, REFERENCE_FILE, REJECTIONS_MONITOR
+from mlnb.monitoring.summary import DEFAULT_WINDOW, PREDICTION_COLUMN, log_column
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlnb.errors import RequestRejected
+    from mlnb.serving.info import ServiceInfo
+
+logger = logging.getLogger("mlnb.monitoring")
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Serve-time settings, from the environment of ``bentoml serve``."""
+
+    window: int = DEFAULT_WINDOW
+    interval: float = 2.0
+    default_threshold: float = DEFAULT_PSI_THRESHOLD
+    thresholds: dict[str, float] = field(default_factory=dict)
+    webhook: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> MonitorSettings:
+        env = dict(os.environ if env is None else env)
+        thresholds = {}
+        for item in env.get("MLNB_DRIFT_THRESHOLDS", "").split(","):
+            name, _, value = item.partition("=")
+            if name.strip() and value.strip():
+                thresholds[name.strip()] = float(value)
+        return cls(
+            window=int(env.get("MLNB_DRIFT_WINDOW", DEFAULT_WINDOW)),
+            interval=float(env.get("MLNB_DRIFT_INTERVAL", 2.0)),
+            default_threshold=float(env.get("MLNB_DRIFT_THRESHOLD", DEFAULT_PSI_THRESHOLD)),
+            thresholds=thresholds,
+            webhook=env.get("MLNB_ALERT_WEBHOOK") or None,
+        )
+
+
+class _Metrics:
+    """The ``mlnb_*`` Prometheus metrics, created once per worker through bentoml.metrics."""
+
+    def __init__(self, classification: bool, buckets: Sequence[float] | None) -> None:
+        import bentoml
+
+        metrics = bentoml.metrics
+        self.rejected = metrics.Counter(
+            name="mlnb_rejected_requests",
+            documentation="Requests answered with a 4xx, by reason",
+            labelnames=["reason"],
+        )
+        self.rows = metrics.Counter(
+            name="mlnb_rows", documentation="Rows answered and logged", labelnames=[]
+        )
+        self.classes = (
+            metrics.Counter(
+                name="mlnb_predictions",
+                documentation="Predictions by class",
+                labelnames=["label"],
+            )
+            if classification
+            else None
+        )
+        self.values = (
+            None
+            if classification
+            else metrics.Histogram(
+                name="mlnb_prediction_value",
+                documentation="Predicted values",
+                labelnames=[],
+                **({"buckets": list(buckets)} if buckets else {}),
+            )
+        )
+        gauge = {"labelnames": ["feature"], "multiprocess_mode": "livemax"}
+        self.psi = metrics.Gauge(
+            name="mlnb_feature_drift_psi",
+            documentation="PSI of the recent window against the training data",
+            **gauge,
+        )
+        self.ks = metrics.Gauge(
+            name="mlnb_feature_drift_ks",
+            documentation="Kolmogorov-Smirnov statistic of the recent window (numerical features)",
+            **gauge,
+        )
+        self.drifted = metrics.Gauge(
+            name="mlnb_feature_drifted",
+            documentation="1 when the feature's PSI is above its threshold",
+            **gauge,
+        )
+
+
+class LiveMonitor:
+    def __init__(self, info: ServiceInfo, settings: MonitorSettings | None = None) -> None:
+        self.info = info
+        self.settings = settings or MonitorSettings.from_env()
+        self.classification = info.task == "classification"
+        self.profile: dict[str, Any] = dict((info.profile or {}))
+        self.feature_kinds = {f["name"]: f.get("kind", "numeric") for f in info.features}
+        self._window = {name: deque(maxlen=self.settings.window) for name in self.profile}
+        self._lock = threading.Lock()
+        self._new_rows = 0
+        self._alerting: set[str] = set()
+        self.last_drift: list[FeatureDrift] = []
+        prediction_reference = getattr(info, "prediction_profile", None)
+        self.metrics = _Metrics(self.classification, _buckets(prediction_reference))
+        self._write_reference(prediction_reference)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mlnb-drift", daemon=True)
+        self._thread.start()
+        logger.info("mlnb monitoring: logs in %s", info.monitor_dir)
+
+    # -- request path -------------------------------------------------------------------
+
+    def answer(self, frame: pd.DataFrame, answer: dict[str, Any]) -> None:
+        import bentoml
+
+        predictions = list(answer.get("predictions", []))
+        labels = [prediction_label(p, self.classification) for p in predictions]
+        columns = {name: [_json_safe(v) for v in frame[name].tolist()] for name in frame.columns}
+        with bentoml.monitor(PREDICTIONS_MONITOR) as mon:
+            for name, values in columns.items():
+                data_type = (
+                    "categorical" if self.feature_kinds.get(name) == "categorical" else "numerical"
+                )
+                mon.log_batch(values, name=log_column(name), role="feature", data_type=data_type)
+            mon.log_batch(
+                labels,
+                name=PREDICTION_COLUMN,
+                role="prediction",
+                data_type="categorical" if self.classification else "numerical",
+            )
+        self.metrics.rows.inc(len(labels))
+        if self.metrics.classes is not None:
+            for label in labels:
+                self.metrics.classes.labels(label=str(label)).inc()
+        elif self.metrics.values is not None:
+            for value in labels:
+                if isinstance(value, (int, float)):
+                    self.metrics.values.observe(value)
+        with self._lock:
+            for name, window in self._window.items():
+                if name in columns:
+                    window.extend(columns[name])
+            self._new_rows += len(labels)
+
+    def reject(self, rejection: RequestRejected) -> None:
+        import bentoml
+
+        self.metrics.rejected.labels(reason=rejection.reason).inc()
+        with bentoml.monitor(REJECTIONS_MONITOR) as mon:
+            mon.log(rejection.reason, name="reason", role="rejection", data_type="categorical")
+            mon.log(rejection.status, name="status", role="rejection", data_type="categorical")
+            mon.log(rejection.field, name="field", role="rejection", data_type="categorical")
+            mon.log(rejection.row, name="row", role="rejection", data_type="numerical")
+
+    # -- background ---------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.interval):
+            try:
+                self.refresh()
+            except Exception:  # the thread must outlive any one bad computation
+                logger.exception("mlnb monitoring: drift computation failed")
+
+    def refresh(self) -> list[FeatureDrift]:
+        """Recompute drift over the window when new rows came in; update gauges and alerts."""
+        with self._lock:
+            if not self._new_rows:
+                return self.last_drift
+            self._new_rows = 0
+            columns = {name: list(window) for name, window in self._window.items()}
+        scores = drift_report(
+            self.profile,
+            columns,
+            self.settings.thresholds,
+            default_threshold=self.settings.default_threshold,
+        )
+        for score in scores:
+            if score.psi is None:
+                continue
+            self.metrics.psi.labels(feature=score.feature).set(score.psi)
+            if score.ks is not None:
+                self.metrics.ks.labels(feature=score.feature).set(score.ks)
+            self.metrics.drifted.labels(feature=score.feature).set(int(score.drifted))
+        self._alert([s for s in scores if s.drifted])
+        self._alerting &= {s.feature for s in scores if s.drifted}
+        self.last_drift = scores
+        return scores
+
+    def _alert(self, drifted: Iterable[FeatureDrift]) -> None:
+        for score in drifted:
+            if score.feature in self._alerting:
+                continue  # alert when a feature starts drifting, not on every refresh
+            self._alerting.add(score.feature)
+            logger.warning(
+                "mlnb drift alert: %s %s PSI %.3f > %s over the last %d rows",
+                self.info.tag,
+                score.feature,
+                score.psi,
+                score.threshold,
+                score.rows,
+            )
+            if self.settings.webhook:
+                post_alert(self.settings.webhook, {"bento": self.info.tag, **score.to_json()})
+
+    def _write_reference(self, prediction_reference: dict[str, Any] | None) -> None:
+        folder = Path(self.info.monitor_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        reference = {
+            "bento": self.info.tag,
+            "run_id": self.info.run_id,
+            "task": self.info.task,
+            "classes": self.info.classes,
+            "features": self.profile,
+            "prediction": prediction_reference,
+            "default_threshold": self.settings.default_threshold,
+            "thresholds": self.settings.thresholds,
+            "window": self.settings.window,
+        }
+        tmp = folder / f".{REFERENCE_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(reference, indent=1, default=str))
+        tmp.replace(folder / REFERENCE_FILE)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def post_alert(url: str, payload: dict[str, Any], timeout: float = 3.0) -> None:
+    """POST an alert as JSON; a failure is logged, never raised."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            response.read()
+    except Exception as exc:  # an alert never fails anything
+        logger.warning("mlnb drift alert: webhook %s failed: %s", url, exc)
+
+
+def prediction_label(prediction: Any, classification: bool) -> Any:
+    """The class (or value) of one prediction, also when serve code answers with a dict."""
+    if isinstance(prediction, dict):
+        wanted = (str, bool, int) if classification else (float, int)
+        for value in prediction.values():
+            if isinstance(value, wanted) and not (classification and isinstance(value, float)):
+                return value
+        return None
+    if isinstance(prediction, (list, tuple)):
+        return prediction[0] if prediction else None
+    return _json_safe(prediction)
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON values: numpy scalars unwrapped, NaN and infinity as null (never bare NaN)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _buckets(prediction_reference: dict[str, Any] | None) -> list[float] | None:
+    if not prediction_reference or prediction_reference.get("kind") != "numeric":
+        return None
+    edges = prediction_reference.get("histogram", {}).get("edges") or []
+    return sorted({float(e) for e in edges}) or None
