@@ -116,7 +116,7 @@ class LiveMonitor:
         self.info = info
         self.settings = settings or MonitorSettings.from_env()
         self.classification = info.task == "classification"
-        self.profile: dict[str, Any] = dict((info.profile or {}))
+        self.profile: dict[str, Any] = dict(info.profile or {})
         self.feature_kinds = {f["name"]: f.get("kind", "numeric") for f in info.features}
         self._window = {name: deque(maxlen=self.settings.window) for name in self.profile}
         self._lock = threading.Lock()
@@ -256,7 +256,7 @@ def post_alert(url: str, payload: dict[str, Any], timeout: float = 3.0) -> None:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
     except Exception as exc:  # an alert never fails anything
         logger.warning("mlnb drift alert: webhook %s failed: %s", url, exc)
