@@ -35,22 +35,39 @@ Rules for whoever fills these in:
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mlnb.errors import RequestRejected
+    from mlnb.monitoring.live import LiveMonitor
     from mlnb.serving.info import ServiceInfo
+
+logger = logging.getLogger("mlnb.monitoring")
+_monitor: LiveMonitor | None = None
 
 
 def configure(info: ServiceInfo) -> None:
-    """Set up logs, metrics and the drift reference for this worker. No-op for now."""
+    """Start this worker's monitor: reference file, metrics, drift thread."""
+    global _monitor
+    from mlnb.monitoring.live import LiveMonitor
+
+    try:
+        _monitor = LiveMonitor(info)
+    except Exception:
+        logger.exception("mlnb monitoring is off for this worker: it failed to start")
+        _monitor = None
 
 
 def on_answer(frame: pd.DataFrame, answer: dict[str, Any]) -> None:
-    """Record one answered request. No-op for now."""
+    """Log one answered request's rows and predictions, count them, feed the drift window."""
+    if _monitor is not None:
+        _monitor.answer(frame, answer)
 
 
 def on_reject(rejection: RequestRejected) -> None:
-    """Record one rejected request. No-op for now."""
+    """Count and log one rejected request by reason."""
+    if _monitor is not None:
+        _monitor.reject(rejection)
