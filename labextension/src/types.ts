@@ -1,0 +1,122 @@
+/**
+ * The JSON the server extension sends (see mlnb/server/handlers.py and CONTRACTS.md).
+ * Types only: nothing here runs.
+ */
+
+export type JSONValue =
+  | string
+  | number
+  | boolean
+  | null
+  | JSONValue[]
+  | { [key: string]: JSONValue };
+
+/** A stage as `mlnb inspect --json` reports it. */
+export interface IStage {
+  name: string;
+  kind: string; // data | train | serve, or `step` for Kale notebooks
+  cells: number[];
+  defines: string[];
+  uses: string[];
+  depends_on: string[];
+  model: string | null;
+  metrics: string[];
+  outputs: string[];
+}
+
+/** One `name = default` line of the parameters cell. */
+export interface IParameter {
+  name: string;
+  default: JSONValue;
+  type: string; // int | float | bool | str | none | list | dict | tuple | expr | ...
+  comment: string;
+  choices: string[];
+}
+
+/** The pipeline of a notebook: `mlnb.pipeline.Pipeline.to_json()`. */
+export interface IPipeline {
+  notebook: string;
+  flavour: 'mlnb' | 'kale';
+  stages: IStage[];
+  parameters: { [name: string]: JSONValue };
+  parameter_details: IParameter[];
+  parameters_cell: number | null;
+  setup_cells: number[];
+  skipped_cells: number[];
+  metric_names: string[];
+}
+
+/** A stage found before validation failed (sent with inspect errors when it can be read). */
+export interface IDraftStage {
+  name: string;
+  kind: string;
+  cells: number[];
+}
+
+/** The one error shape of every route: `MlnbError.to_json()` plus the HTTP status. */
+export interface IErrorInfo {
+  error: string;
+  message: string;
+  fix: string | null;
+  notebook: string | null;
+  cell: number | null;
+  cell_first_line: string | null;
+  stage: string | null;
+  status?: number;
+  stages?: IDraftStage[];
+}
+
+export type StageStatus = 'ran' | 'cached' | 'failed' | 'not-run' | 'running';
+
+export interface IStageRun {
+  name: string;
+  kind: string;
+  status: StageStatus | string;
+  seconds?: number | null;
+  reason?: string | null;
+}
+
+export interface IBuild {
+  bento: string;
+  model?: string;
+  format?: string;
+  built_at?: string;
+}
+
+export type RunStatus = 'starting' | 'running' | 'succeeded' | 'failed';
+
+/** A run record (run.json) as far as the sidebar reads it. */
+export interface IRun {
+  run_id: string;
+  status: RunStatus | string;
+  parameters?: { [name: string]: JSONValue };
+  stages?: IStageRun[];
+  metrics?: { [name: string]: number };
+  started_at?: string | null;
+  finished_at?: string | null;
+  builds?: IBuild[];
+  error?: {
+    stage?: string | null;
+    cell?: number | null;
+    ename?: string;
+    evalue?: string;
+    message?: string;
+  } | null;
+}
+
+export type JobStatus = 'running' | 'succeeded' | 'failed';
+
+/** A background job of the server (a build). */
+export interface IJob {
+  job_id: string;
+  kind: 'run' | 'build';
+  status: JobStatus;
+  path: string;
+  run_id: string | null;
+  started_at: string;
+  finished_at: string | null;
+  returncode: number | null;
+  result: { [key: string]: JSONValue } | null;
+  error: IErrorInfo | null;
+  log: string;
+}
