@@ -23,6 +23,7 @@ from mlnb.errors import MlnbError
 COMMANDS: dict[str, str] = {
     "inspect": "inspect",
     "monitor": "monitor",
+    "check": "check",
 }
 
 

@@ -1,0 +1,97 @@
+"""``mlnb check NOTEBOOK...``: run notebooks (cache-aware) and hold metrics to floors, for CI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlnb.check import (
+    CheckUsageError,
+    NotebookVerdict,
+    judge,
+    junit_xml,
+    parse_floor,
+    unused_floors,
+)
+
+HELP = "run notebooks and fail when a run fails or a metric is below its floor (for CI)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    parser.add_argument(
+        "--min",
+        dest="floors",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="fail when a run's METRIC is below VALUE (repeatable)",
+    )
+    parser.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    parser.add_argument("--no-cache", action="store_true", help="run every stage")
+
+
+def run(args: argparse.Namespace) -> int:
+    floors = [parse_floor(text) for text in args.floors]
+    verdicts: list[NotebookVerdict] = []
+    for number, notebook in enumerate(args.notebooks, 1):
+        print(f"[{number}/{len(args.notebooks)}] {notebook} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        record, error = run_notebook(notebook, args.store, args.no_cache)
+        verdict = judge(notebook, record, floors, error)
+        verdicts.append(verdict)
+        print(_verdict_line(verdict, time.perf_counter() - started), flush=True)
+    missing = unused_floors(floors, verdicts)
+    if args.junit:
+        _write_atomically(Path(args.junit), junit_xml(verdicts))
+    if missing:
+        names = ", ".join(f.metric for f in missing)
+        raise CheckUsageError(
+            f"no run records the metric(s) {names}",
+            fix="check the spelling against the metrics the train stage records "
+            "(`mlnb runs show ID`)",
+        )
+    failed = [v.notebook for v in verdicts if not v.passed]
+    print(f"{len(verdicts) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def run_notebook(
+    notebook: str, store: str | None, no_cache: bool
+) -> tuple[dict[str, object] | None, str | None]:
+    """The run record of ``mlnb run NOTEBOOK --json``, or the error it printed."""
+    argv = [sys.executable, "-m", "mlnb", "run", notebook, "--json"]
+    if store:
+        argv += ["--store", store]
+    if no_cache:
+        argv.append("--no-cache")
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+    completed = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    try:
+        payload = json.loads(completed.stdout)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and "run_id" in payload:
+        return payload, None
+    message = completed.stderr.strip().removeprefix("mlnb: error: ")
+    return None, message or f"mlnb run exited {completed.returncode}"
+
+
+def _verdict_line(verdict: NotebookVerdict, seconds: float) -> str:
+    mark = "PASS" if verdict.passed else "FAIL"
+    lines = [f"{mark} {verdict.notebook} ({seconds:.1f} s)"]
+    for case in verdict.cases:
+        if case.outcome != "passed" or case.name != "run":
+            lines.append(f"  {case.outcome:7} {case.name}: {case.message}")
+    return "\n".join(lines)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
