@@ -1,0 +1,107 @@
+"""``mlnb run NOTEBOOK --grid GRID.yaml [--jobs N]``: each point a normal recorded, cached run.
+
+Points run as separate ``mlnb run`` processes, ``--jobs`` at a time; the store is safe for
+concurrent runs. Not a subcommand of its own: ``mlnb run`` hands over to :func:`run_grid`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from mlnb.grid import load_grid
+from mlnb.pipeline import load_pipeline
+
+
+def run_grid(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline(args.notebook)
+    points = load_grid(args.grid, (p.name for p in pipeline.parameters))
+    fixed = dict(getattr(args, "parameters", None) or [])
+    jobs = max(1, int(getattr(args, "jobs", 1) or 1))
+    results: list[dict[str, Any] | None] = [None] * len(points)
+    done = 0
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {
+            pool.submit(_run_point, args, {**fixed, **point}): index
+            for index, point in enumerate(points)
+        }
+        for future in as_completed(futures):
+            index = futures[future]
+            results[index] = future.result()
+            done += 1
+            if not args.json:
+                status = results[index]["status"]  # type: ignore[index]
+                print(f"[{done}/{len(points)}] {status}: {points[index]}", file=sys.stderr)
+    rows = [r for r in results if r is not None]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        print(render_summary(rows, list(points[0]) if points else []))
+    return 0 if all(r["status"] == "succeeded" for r in rows) else 1
+
+
+def _run_point(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "mlnb", "run", args.notebook, "--json"]
+    for name, value in parameters.items():
+        argv += ["-p", name, _cli_value(value)]
+    if args.store:
+        argv += ["--store", args.store]
+    if getattr(args, "no_cache", False):
+        argv.append("--no-cache")
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+    completed = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    try:
+        record = json.loads(completed.stdout)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        message = completed.stderr.strip() or f"exit code {completed.returncode}"
+        return {"parameters": parameters, "status": "error", "error": message, "metrics": {}}
+    stages = record.get("stages", [])
+    return {
+        "parameters": parameters,
+        "run_id": record.get("run_id"),
+        "status": record.get("status"),
+        "metrics": record.get("metrics") or {},
+        "cached_stages": sum(1 for s in stages if s.get("status") == "cached"),
+        "error": record.get("error"),
+    }
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if value is None:
+        return "None"
+    return str(value)
+
+
+def render_summary(rows: list[dict[str, Any]], names: list[str]) -> str:
+    metrics = sorted({m for r in rows for m in r.get("metrics", {})})
+    header = [*names, *metrics, "status", "run", "cached"]
+    table = [header]
+    for row in rows:
+        table.append(
+            [
+                *(str(row["parameters"].get(n, "")) for n in names),
+                *(_fmt(row.get("metrics", {}).get(m)) for m in metrics),
+                str(row.get("status")),
+                str(row.get("run_id") or "-"),
+                str(row.get("cached_stages", "-")),
+            ]
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
