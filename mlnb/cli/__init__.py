@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "inspect",
     "monitor": "monitor",
     "check": "check",
+    "export": "export",
 }
 
 

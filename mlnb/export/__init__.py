@@ -1,0 +1,1 @@
+"""Taking a notebook's pipeline beyond one machine: Kubeflow Pipelines."""
