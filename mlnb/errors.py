@@ -185,18 +185,95 @@ class RequestRejected(MlnbError):
         row: int | None = None,
         field: str | None = None,
         fix: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         self.reason = reason
         self.status = status
         self.row = row
         self.field = field
+        self.errors = errors or []  # every problem found (up to a limit), this one first
         super().__init__(message, fix=fix)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "error": self.reason,
             "message": self.message,
             "row": self.row,
             "field": self.field,
-            "fix": self.fix,
         }
+        if self.fix:
+            body["fix"] = self.fix
+        if len(self.errors) > 1:
+            body["errors"] = self.errors
+        return body
+
+
+# --- runs and the run store (mlnb run, mlnb runs, mlnb.store) ---
+
+
+class UnknownParameterError(MlnbError):
+    """``mlnb run -p NAME VALUE`` names no parameter of the notebook's parameters cell."""
+
+    code = "unknown-parameter"
+
+
+class RunNotFoundError(MlnbError):
+    """A run id that the store does not hold."""
+
+    code = "run-not-found"
+    http_status = 404
+
+
+class RunIdError(MlnbError):
+    """``--run-id`` is not a valid id, or a run with that id exists already."""
+
+    code = "bad-run-id"
+
+
+class StoreError(MlnbError):
+    """The store directory or its SQLite index cannot be used."""
+
+    code = "store-error"
+    http_status = 500
+
+
+class UnsaveableOutputError(MlnbError):
+    """A stage output that a later stage needs cannot be saved (raised inside the kernel)."""
+
+    code = "unsaveable-output"
+
+
+class StageResultError(MlnbError):
+    """A train stage's named model or metrics are missing or unusable (raised in the kernel)."""
+
+    code = "bad-stage-result"
+
+
+# --- the Jupyter server extension (mlnb.server) ---
+
+
+class BadRequestError(MlnbError):
+    """A request to the server extension is missing a field or has one of the wrong type."""
+
+    code = "bad-request"
+
+
+class PathOutsideRootError(MlnbError):
+    """A notebook path that leaves the Jupyter server's root directory."""
+
+    code = "path-outside-root"
+    http_status = 403
+
+
+class JobNotFoundError(MlnbError):
+    """A job id the server extension does not know (jobs live as long as the server)."""
+
+    code = "job-not-found"
+    http_status = 404
+
+
+class JobConflictError(MlnbError):
+    """A run or build of the same notebook is already going, or too many jobs are."""
+
+    code = "job-conflict"
+    http_status = 409

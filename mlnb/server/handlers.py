@@ -1,0 +1,184 @@
+"""The REST API under ``/mlnb/``: thin tornado handlers over :class:`MlnbService`.
+
+Every route is authenticated, async, and answers errors in one JSON shape::
+
+    {"error": CODE, "message": ..., "fix": ..., "notebook": ..., "cell": ...,
+     "cell_first_line": ..., "stage": ..., "status": HTTP_STATUS}
+
+(``MlnbError.to_json()`` plus the status; inspect errors add ``stages``, the stages found
+before validation failed.)
+
+    GET  /mlnb/version                  {"version", "api"}
+    GET  /mlnb/inspect?path=NB          the pipeline, as ``mlnb inspect --json``
+    POST /mlnb/inspect                  {"path", "notebook": <nbformat JSON>}: the same, unsaved
+    GET  /mlnb/runs?path=NB             {"runs": [...]} newest first
+    POST /mlnb/runs                     {"path", "parameters"} -> 202 {"run_id", "job_id"}
+    GET  /mlnb/runs/ID?path=NB          the run record, live while it runs
+    POST /mlnb/builds                   {"path", "run_id"?} -> 202 the build job
+    GET  /mlnb/jobs/ID                  a build job: status, result (bento, model, format)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from mlnb.errors import BadRequestError, MlnbError
+from mlnb.server.service import MlnbService
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def error_body(status: int, error: BaseException | None, reason: str | None) -> dict[str, Any]:
+    """The one error shape, for an MlnbError, a tornado HTTPError or anything else."""
+    if isinstance(error, MlnbError):
+        body = error.to_json()
+        body.update(getattr(error, "details", {}))
+    else:
+        message = reason or HTTPStatus(status).phrase
+        if isinstance(error, tornado.web.HTTPError) and error.log_message:
+            message = error.log_message % error.args if error.args else error.log_message
+        if status >= 500:
+            message = "internal error in the mlnb server extension (see the server log)"
+        body = {
+            "error": "internal-error" if status >= 500 else f"http-{status}",
+            "message": message,
+            "fix": "log in to Jupyter again (reload the page)" if status == 403 else None,
+            "notebook": None,
+            "cell": None,
+            "cell_first_line": None,
+            "stage": None,
+        }
+    body["status"] = status
+    return body
+
+
+class MlnbHandler(APIHandler):
+    """Shared JSON I/O and the error shape."""
+
+    @property
+    def service(self) -> MlnbService:
+        service: MlnbService = self.settings["mlnb_service"]
+        return service
+
+    def send(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(_finite(payload), allow_nan=False, default=str))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, MlnbError):
+            status_code = error.http_status
+            self.set_status(status_code)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(_finite(error_body(status_code, error, self._reason))))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, MlnbError):  # an expected 4xx: one line, no traceback
+            self.log.info("mlnb: %s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def path_argument(self) -> str:
+        path = self.get_query_argument("path", default=None)
+        if path is None:
+            raise BadRequestError(
+                "the query argument 'path' is missing",
+                fix="add ?path=NOTEBOOK (relative to the server root)",
+            )
+        return path
+
+    def json_body(self) -> dict[str, Any]:
+        if len(self.request.body) > MAX_BODY_BYTES:
+            raise BadRequestError("the request body is too large", fix="send less")
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise BadRequestError(
+                "the request body must be a JSON object",
+                fix='send e.g. {"path": "dir/notebook.ipynb"}',
+            )
+        return body
+
+
+class VersionHandler(MlnbHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.send(self.service.version())
+
+
+class InspectHandler(MlnbHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.send(await self.service.inspect(self.path_argument()))
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        body = self.json_body()
+        self.send(await self.service.inspect_content(body.get("path"), body.get("notebook")))
+
+
+class RunsHandler(MlnbHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.send(await self.service.list_runs(self.path_argument()))
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        body = self.json_body()
+        started = await self.service.start_run(body.get("path"), body.get("parameters"))
+        self.send(started, status=202)
+
+
+class RunHandler(MlnbHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        self.send(await self.service.get_run(self.path_argument(), run_id))
+
+
+class BuildsHandler(MlnbHandler):
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        body = self.json_body()
+        self.send(await self.service.start_build(body.get("path"), body.get("run_id")), 202)
+
+
+class JobHandler(MlnbHandler):
+    @tornado.web.authenticated
+    async def get(self, job_id: str) -> None:
+        self.send(self.service.get_job(job_id))
+
+
+ROUTES: list[tuple[str, type[MlnbHandler]]] = [
+    ("version", VersionHandler),
+    ("inspect", InspectHandler),
+    ("runs", RunsHandler),
+    ("runs/([^/]+)", RunHandler),
+    ("builds", BuildsHandler),
+    ("jobs/([^/]+)", JobHandler),
+]
+
+
+def routes(base_url: str = "/") -> list[tuple[str, type[MlnbHandler]]]:
+    return [(url_path_join(base_url, "mlnb", pattern), cls) for pattern, cls in ROUTES]

@@ -1,0 +1,319 @@
+"""What the REST API does, without tornado: inspect, runs, builds and jobs for one server root.
+
+Reading a notebook's pipeline happens here (in a worker thread); runs and builds are handed
+to ``python -m mlnb run|build`` subprocesses (see :mod:`mlnb.server.jobs`), runs are listed by
+``python -m mlnb runs --json``, and a run's live progress is read from its ``run.json``
+through :mod:`mlnb.store`. Every failure is an :class:`~mlnb.errors.MlnbError` with a 4xx
+status unless the fault is the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlnb import __version__
+from mlnb.errors import (
+    BadRequestError,
+    JobNotFoundError,
+    MlnbError,
+    RunNotFoundError,
+    StoreError,
+    UnknownParameterError,
+)
+from mlnb.kale import is_kale_notebook, kale_layout
+from mlnb.layout import mlnb_layout
+from mlnb.notebook import NotebookFile, parse_notebook, read_notebook
+from mlnb.parameters import Parameter
+from mlnb.pipeline import Pipeline, pipeline_from_notebook
+from mlnb.server.jobs import JobManager
+from mlnb.server.paths import resolve_notebook
+from mlnb.store import RUN_ID_PATTERN, Store, new_run_id
+
+API_VERSION = 1
+LIST_TIMEOUT_S = 60.0
+_JOB_ID = re.compile(r"^[0-9a-f]{1,64}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class MlnbService:
+    """The API of one Jupyter server: notebook paths are relative to ``root``."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        store: str | None = None,
+        python: str = sys.executable,
+        max_jobs: int = 2,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.store = store or None
+        self.python = python
+        self.jobs = JobManager(max_jobs)
+
+    # --- version and inspect ---
+
+    def version(self) -> dict[str, Any]:
+        return {"version": __version__, "api": API_VERSION}
+
+    def resolve(self, api_path: object) -> tuple[Path, str]:
+        """The absolute path and the checked name of a notebook the browser names."""
+        return resolve_notebook(self.root, api_path), str(api_path)
+
+    async def inspect(self, api_path: object) -> dict[str, Any]:
+        """``mlnb inspect --json`` of the notebook on disk."""
+        path, name = self.resolve(api_path)
+        return await asyncio.to_thread(_inspect_file, path, name)
+
+    async def inspect_content(self, api_path: object, document: object) -> dict[str, Any]:
+        """The same for a notebook's unsaved content (the JSON of the open document)."""
+        _, name = self.resolve(api_path)
+        return await asyncio.to_thread(_inspect_document, document, name)
+
+    # --- runs ---
+
+    async def start_run(self, api_path: object, parameters: object) -> dict[str, Any]:
+        path, name = self.resolve(api_path)
+        pipeline = await asyncio.to_thread(_load, path, name)
+        cli_parameters = parameter_arguments(pipeline, parameters)
+        run_id = new_run_id()
+        argv = [self.python, "-m", "mlnb", "run", str(path), "--json", "--run-id", run_id]
+        argv += cli_parameters + self._store_arguments()
+        job = await self.jobs.start(
+            "run", name, argv, cwd=str(path.parent), env=self._env(), run_id=run_id
+        )
+        return {"run_id": run_id, "job_id": job.job_id, "status": "starting"}
+
+    async def list_runs(self, api_path: object) -> dict[str, Any]:
+        path, name = self.resolve(api_path)
+        argv = [self.python, "-m", "mlnb", "runs", "--json", "--notebook", str(path)]
+        payload = await self._cli_json(argv + self._store_arguments(), cwd=path.parent)
+        if not isinstance(payload, list):
+            raise StoreError("`mlnb runs --json` did not print a list", notebook=name)
+        return {"runs": payload}
+
+    async def get_run(self, api_path: object, run_id: str) -> dict[str, Any]:
+        """The run's record as it stands (live while it runs), merged with its job's state."""
+        if not RUN_ID_PATTERN.match(run_id):
+            raise BadRequestError(
+                f"{run_id!r} is not a run id", fix="use an id from GET /mlnb/runs"
+            )
+        path, name = self.resolve(api_path)
+        job = self.jobs.find("run", run_id)
+        try:
+            record = await asyncio.to_thread(_read_run, path, self.store, run_id)
+        except RunNotFoundError as error:
+            if job is None:
+                error.notebook = name
+                raise
+            record = {"run_id": run_id, "status": "starting", "stages": [], "metrics": {}}
+        if job is not None:
+            if not job.running and record.get("status") in ("starting", "running"):
+                record = _failed_by_job(record, job.error, job.returncode, job.log)
+            record["job"] = {"status": job.status, "returncode": job.returncode, "log": job.log}
+        return record
+
+    # --- builds and jobs ---
+
+    async def start_build(self, api_path: object, run_id: object = None) -> dict[str, Any]:
+        path, name = self.resolve(api_path)
+        argv = [self.python, "-m", "mlnb", "build", str(path), "--json"]
+        if run_id is not None:
+            if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+                raise BadRequestError(
+                    f"{run_id!r} is not a run id", fix="use an id from GET /mlnb/runs"
+                )
+            argv += ["--run", run_id]
+        await asyncio.to_thread(_load, path, name)
+        job = await self.jobs.start(
+            "build",
+            name,
+            argv + self._store_arguments(),
+            cwd=str(path.parent),
+            env=self._env(),
+            run_id=run_id,
+        )
+        return job.to_json()
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        if not _JOB_ID.match(job_id):
+            raise JobNotFoundError(f"no job {job_id!r}", fix="use the job_id POST returned")
+        return self.jobs.get(job_id).to_json()
+
+    async def shutdown(self) -> None:
+        await self.jobs.stop_all()
+
+    # --- helpers ---
+
+    def _store_arguments(self) -> list[str]:
+        return ["--store", self.store] if self.store else []
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "PYTHONUNBUFFERED": "1"}
+
+    async def _cli_json(self, argv: list[str], cwd: Path) -> Any:
+        """Run a short mlnb command and return the JSON it printed (or raise its error)."""
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env=self._env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), LIST_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+            raise StoreError(f"`{' '.join(argv[2:4])}` took over {LIST_TIMEOUT_S:.0f} s") from None
+        try:
+            payload = json.loads(stdout)
+        except ValueError:
+            payload = None
+        if process.returncode == 0 and payload is not None:
+            return payload
+        if isinstance(payload, dict) and "message" in payload:
+            raise StoreError(str(payload["message"]), fix=payload.get("fix"))
+        message = stderr.decode("utf-8", "replace").strip().splitlines()
+        raise StoreError(
+            f"`{' '.join(argv[2:4])}` exited {process.returncode}"
+            + (f": {message[-1]}" if message else ""),
+        )
+
+
+# --- pure helpers (run in worker threads) ---
+
+
+def _rename(error: MlnbError, api_path: str) -> MlnbError:
+    error.notebook = api_path  # never show the server's absolute paths
+    return error
+
+
+def _load(path: Path, api_path: str) -> Pipeline:
+    try:
+        notebook = dataclasses.replace(read_notebook(path), path=api_path)
+    except MlnbError as error:
+        raise _rename(error, api_path) from None
+    return _pipeline(notebook)
+
+
+def _pipeline(notebook: NotebookFile) -> Pipeline:
+    try:
+        return pipeline_from_notebook(notebook)
+    except MlnbError as error:
+        error.details = {"stages": draft_stages(notebook)}  # type: ignore[attr-defined]
+        raise
+
+
+def _inspect_file(path: Path, api_path: str) -> dict[str, Any]:
+    return _load(path, api_path).to_json()
+
+
+def _inspect_document(document: object, api_path: str) -> dict[str, Any]:
+    try:
+        notebook = parse_notebook(document, api_path)
+    except MlnbError as error:
+        raise _rename(error, api_path) from None
+    return _pipeline(notebook).to_json()
+
+
+def draft_stages(notebook: NotebookFile) -> list[dict[str, Any]]:
+    """The stages as grouped before analysis, so the sidebar can place an error beside one."""
+    try:
+        layout = kale_layout(notebook) if is_kale_notebook(notebook) else mlnb_layout(notebook)
+    except MlnbError:
+        return []
+    return [{"name": d.name, "kind": d.kind, "cells": list(d.cells)} for d in layout.stages]
+
+
+def _read_run(path: Path, store: str | None, run_id: str) -> dict[str, Any]:
+    runs = Store.for_notebook(path, store)
+    try:
+        record = runs.get_run(run_id)
+    finally:
+        runs.close()
+    notebook = record.get("notebook")
+    if isinstance(notebook, Mapping) and notebook.get("path") not in (None, str(path)):
+        raise RunNotFoundError(
+            f"run {run_id!r} is a run of another notebook",
+            fix="list this notebook's runs with GET /mlnb/runs?path=...",
+        )
+    return record
+
+
+def _failed_by_job(
+    record: dict[str, Any], error: dict[str, Any] | None, returncode: int | None, log: str
+) -> dict[str, Any]:
+    """A record for a run whose process ended without finishing it (or before starting it)."""
+    message = (error or {}).get("message") or f"the mlnb run process exited {returncode}"
+    return {
+        **record,
+        "status": "failed",
+        "error": record.get("error")
+        or {
+            "stage": (error or {}).get("stage"),
+            "cell": (error or {}).get("cell"),
+            "ename": (error or {}).get("error", "RunAborted"),
+            "evalue": message,
+            "fix": (error or {}).get("fix"),
+        },
+        "log": log,
+    }
+
+
+def parameter_arguments(pipeline: Pipeline, parameters: object) -> list[str]:
+    """``-p NAME VALUE`` arguments for ``mlnb run``, checked against the parameters cell."""
+    if parameters is None:
+        return []
+    if not isinstance(parameters, Mapping):
+        raise BadRequestError(
+            "'parameters' must be an object of name: value",
+            fix='send e.g. {"path": "nb.ipynb", "parameters": {"C": 0.5}}',
+            notebook=pipeline.notebook,
+        )
+    known = {p.name: p for p in pipeline.parameters}
+    argv: list[str] = []
+    for name, value in parameters.items():
+        if not isinstance(name, str) or not _NAME.match(name) or name not in known:
+            raise UnknownParameterError(
+                f"the notebook has no parameter {name!r}",
+                fix=f"use one of: {', '.join(known) or '(the notebook has no parameters cell)'}",
+                notebook=pipeline.notebook,
+            )
+        argv += ["-p", name, cli_value(known[name], value, pipeline.notebook)]
+    return argv
+
+
+def cli_value(parameter: Parameter, value: object, notebook: str) -> str:
+    """The text of ``-p NAME VALUE`` that ``mlnb run`` types back into ``value``."""
+    expected = parameter.type_name
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+    }.get(expected, True)
+    if not ok or (isinstance(value, float) and value != value):
+        raise BadRequestError(
+            f"parameter {parameter.name!r} expects {expected}, got {json.dumps(value)}",
+            fix=f"send a {expected} value (the notebook's default is {parameter.default!r})",
+            notebook=notebook,
+        )
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if value is None:
+        return "None"
+    if expected == "float":
+        return repr(float(value))  # type: ignore[arg-type]
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
