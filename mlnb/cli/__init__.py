@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "monitor": "monitor",
     "check": "check",
     "export": "export",
+    "report": "report",
 }
 
 

@@ -1,0 +1,74 @@
+"""Run reports: a recorded run rendered with nbconvert into one self-contained HTML page.
+
+The executed notebook is grouped under a heading per stage, mlnb's injected cells are removed,
+and a header shows the run record (parameters, stages, metrics, lineage). The template is
+``templates/nbconvert/mlnb_report``; ``template_dir`` points at a user's own template folder.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from mlnb.store import NOTEBOOK_FILE, Store
+from mlnb.templating import packaged_templates_dir
+
+TEMPLATE_NAME = "mlnb_report"
+INJECTED_TAG = "mlnb-injected"
+RUN_META = "mlnb_run"
+
+
+def group_by_stage(notebook: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the executed notebook without injected cells, a heading before each stage."""
+    owner = {index: stage for stage in record.get("stages", []) for index in stage.get("cells", [])}
+    document = copy.deepcopy(notebook)
+    cells: list[dict[str, Any]] = []
+    current: str | None = None
+    for cell in document.get("cells", []):
+        meta = cell.get("metadata", {})
+        if INJECTED_TAG in meta.get("tags", []) or "injected" in meta.get(RUN_META, {}):
+            continue
+        stage = owner.get(meta.get(RUN_META, {}).get("cell"))
+        if stage is not None and stage.get("name") != current:
+            current = stage.get("name")
+            cells.append(_stage_heading(stage))
+        cells.append(cell)
+    document["cells"] = cells
+    return document
+
+
+def _stage_heading(stage: dict[str, Any]) -> dict[str, Any]:
+    seconds = stage.get("seconds")
+    timing = f", {seconds:.2f} s" if isinstance(seconds, (int, float)) else ""
+    reason = f" ({stage['reason']})" if stage.get("reason") else ""
+    text = (
+        f"## Stage `{stage.get('name')}` · {stage.get('kind')}\n\n"
+        f"**{stage.get('status')}**{timing}{reason}"
+    )
+    return {
+        "cell_type": "markdown",
+        "metadata": {"tags": ["mlnb-stage-heading"]},
+        "source": text,
+    }
+
+
+def render_run_report(store: Store, run_id: str, template_dir: str | Path | None = None) -> str:
+    """The HTML report of one run in the store."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    record = store.get_run(run_id)
+    executed = store.run_dir(run_id) / NOTEBOOK_FILE
+    raw = nbformat.read(executed, as_version=4) if executed.is_file() else {"cells": []}
+    document = nbformat.from_dict(group_by_stage(dict(raw), record))
+    if "metadata" not in document:
+        document["metadata"] = {}
+    if template_dir is not None:
+        folder = Path(template_dir).resolve()
+        bases, name = [str(folder.parent)], folder.name
+    else:
+        bases, name = [str(packaged_templates_dir() / "nbconvert")], TEMPLATE_NAME
+    exporter = HTMLExporter(template_name=name, extra_template_basedirs=bases, embed_images=True)
+    body, _ = exporter.from_notebook_node(document, resources={"mlnb": record})
+    return body
