@@ -2,8 +2,9 @@
 
 ``%%mlnb KIND [options]`` runs its body in the user namespace exactly as the cell would run
 without the first line (the value of a last expression is displayed, exceptions propagate so
-papermill sees them) and records the stage. ``%mlnb status`` prints the pipeline of the notebook
-this kernel belongs to; ``%mlnb run`` and ``%mlnb build`` hand that notebook to the CLI in a
+papermill sees them) and records the stage. ``%mlnb`` shows a panel (stages, a parameters form,
+Run and Build, run history); ``%mlnb status`` prints the pipeline of the notebook this kernel
+belongs to; ``%mlnb run`` and ``%mlnb build`` hand that notebook to the CLI in a
 subprocess, so the kernel is never the one doing the work.
 """
 
@@ -28,6 +29,7 @@ from mlnb.errors import MlnbError
 from mlnb.tags import StageMark, parse_magic_line
 
 LINE_USAGE = """\
+%mlnb [panel] [NOTEBOOK]           a panel: stages, parameters form, Run, Build, run history
 %mlnb status [NOTEBOOK]            the pipeline of this notebook, and stages run in this kernel
 %mlnb run [NOTEBOOK] [-p NAME VALUE]...   run the pipeline with `mlnb run` (a new process)
 %mlnb build [NOTEBOOK]             build a BentoML service with `mlnb build` (a new process)
@@ -50,6 +52,7 @@ class MlnbMagics(Magics):
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
         self.recorded: dict[str, RecordedStage] = {}
+        self.panel: Any = None
 
     @line_cell_magic
     def mlnb(self, line: str, cell: str | None = None) -> Any:
@@ -90,13 +93,23 @@ class MlnbMagics(Magics):
 
     def _line_magic(self, line: str) -> None:
         words = shlex.split(line)
-        command, rest = (words[0], words[1:]) if words else ("status", [])
-        if command == "status":
+        command, rest = (words[0], words[1:]) if words else ("panel", [])
+        if command == "panel":
+            self._panel(rest)
+        elif command == "status":
             self._status(rest)
         elif command in ("run", "build"):
             self._cli(command, rest)
         else:
             raise UsageError(f"unknown %mlnb command {command!r}\n{LINE_USAGE}")
+
+    def _panel(self, args: list[str]) -> None:
+        from IPython.display import display
+
+        from mlnb.panel.widgets import MlnbPanel
+
+        self.panel = MlnbPanel(kernel_notebook(self.shell, args[0] if args else None))
+        display(self.panel.widget)
 
     def _status(self, args: list[str]) -> None:
         from mlnb.cli.inspect import render_table

@@ -1,0 +1,1 @@
+"""The in-notebook panel (%mlnb): core-side state and an ipywidgets view."""

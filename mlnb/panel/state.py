@@ -1,0 +1,190 @@
+"""The in-notebook panel in the core's terms: form fields, stage rows, history, a run process.
+
+Nothing here imports ipywidgets; :mod:`mlnb.panel.widgets` is a thin view over these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlnb.parameters import Parameter
+from mlnb.pipeline import Pipeline
+
+FIELD_KINDS = ("int", "float", "bool", "str", "choice", "fixed")
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One widget of the parameters form, typed from the parameter's default."""
+
+    name: str
+    kind: str  # one of FIELD_KINDS; "fixed" is shown but cannot be set from the form
+    default: Any
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+def form_fields(parameters: Sequence[Parameter]) -> list[FormField]:
+    fields = []
+    for p in parameters:
+        if p.choices:
+            kind = "choice"
+        elif p.type_name in ("int", "float", "bool", "str"):
+            kind = p.type_name
+        else:
+            kind = "fixed"
+        fields.append(FormField(p.name, kind, p.default, p.choices, p.comment))
+    return fields
+
+
+def cli_parameters(fields: Sequence[FormField], values: Mapping[str, Any]) -> list[str]:
+    """``-p NAME VALUE`` arguments for the values that differ from the notebook's defaults."""
+    argv: list[str] = []
+    for f in fields:
+        if f.kind == "fixed" or f.name not in values:
+            continue
+        value = values[f.name]
+        if value == f.default and type(value) is type(f.default):
+            continue
+        if f.kind == "bool":
+            text = "True" if value else "False"
+        elif f.kind in ("str", "choice"):
+            text = json.dumps(str(value))  # quoted, so papermill keeps it a string
+        else:
+            text = str(value)
+        argv += ["-p", f.name, text]
+    return argv
+
+
+@dataclass(frozen=True)
+class StageRow:
+    name: str
+    kind: str
+    cells: str
+    status: str  # from the latest run: ran, cached, failed, not-run, running, or "-"
+
+
+def stage_rows(pipeline: Pipeline, latest: Mapping[str, Any] | None) -> list[StageRow]:
+    from mlnb.cli.inspect import cell_ranges
+
+    statuses = {s.get("name"): s.get("status", "-") for s in (latest or {}).get("stages", [])}
+    return [
+        StageRow(s.name, s.kind, cell_ranges(s.cells), str(statuses.get(s.name, "-")))
+        for s in pipeline.stages
+    ]
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    run_id: str
+    status: str
+    started_at: str
+    stages: str  # "load: cached, fit: ran, ..."
+    metrics: str
+    bentos: str
+
+
+def history_rows(runs: Sequence[Mapping[str, Any]], limit: int = 10) -> list[HistoryRow]:
+    rows = []
+    for run in runs[:limit]:
+        stages = ", ".join(f"{s.get('name')}: {s.get('status')}" for s in run.get("stages", []))
+        metrics = ", ".join(
+            f"{k}={_short_number(v)}" for k, v in (run.get("metrics") or {}).items()
+        )
+        bentos = ", ".join(str(b.get("bento")) for b in run.get("builds") or [])
+        rows.append(
+            HistoryRow(
+                str(run.get("run_id")),
+                str(run.get("status")),
+                str(run.get("started_at", ""))[:19],
+                stages,
+                metrics,
+                bentos,
+            )
+        )
+    return rows
+
+
+def progress(record: Mapping[str, Any] | None, total: int) -> tuple[int, str]:
+    """(stages finished, a line saying what is going on) for a run record being written."""
+    if not record:
+        return 0, "starting a kernel..."
+    stages = record.get("stages", [])
+    done = sum(1 for s in stages if s.get("status") in ("ran", "cached", "failed"))
+    running = next((s.get("name") for s in stages if s.get("status") == "running"), None)
+    status = record.get("status")
+    if status == "running":
+        return done, f"running stage {running}" if running else "running"
+    return done, f"run {record.get('run_id')} {status}"
+
+
+@dataclass
+class CommandProcess:
+    """An ``mlnb`` command in a subprocess: never in the user's kernel, never blocking it."""
+
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    _stdout: Any = field(default=None, repr=False)
+    _stderr: Any = field(default=None, repr=False)
+
+    def start(self) -> CommandProcess:
+        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+        self._stdout = tempfile.TemporaryFile()  # noqa: SIM115 (read once the process ends)
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlnb", *self.argv],
+            stdout=self._stdout,
+            stderr=self._stderr,
+            env=env,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def finished(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def output(self) -> tuple[str, str]:
+        """Standard output and error, once finished."""
+        texts = []
+        for handle in (self._stdout, self._stderr):
+            handle.seek(0)
+            texts.append(handle.read().decode(errors="replace"))
+        return texts[0], texts[1]
+
+
+def run_command(
+    notebook: Path, run_id: str, parameters: list[str], store: str | None
+) -> CommandProcess:
+    argv = ["run", str(notebook), "--json", "--run-id", run_id, *parameters]
+    if store:
+        argv += ["--store", store]
+    return CommandProcess(argv)
+
+
+def build_command(notebook: Path, store: str | None) -> CommandProcess:
+    argv = ["build", str(notebook), "--json"]
+    if store:
+        argv += ["--store", store]
+    return CommandProcess(argv)
+
+
+def error_text(stderr: str) -> str:
+    """What the CLI printed for an error, as the panel shows it."""
+    return stderr.strip() or "the command failed without a message"
+
+
+def _short_number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

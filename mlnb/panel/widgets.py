@@ -1,0 +1,214 @@
+"""The ipywidgets view of the panel: a thin layer over :mod:`mlnb.panel.state`.
+
+Run and Build start ``mlnb`` subprocesses; a watcher thread follows the run record in the store
+and updates the progress bar, so the kernel stays free while a run goes on.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from mlnb.errors import MlnbError
+from mlnb.panel.state import (
+    CommandProcess,
+    FormField,
+    build_command,
+    cli_parameters,
+    error_text,
+    form_fields,
+    history_rows,
+    progress,
+    run_command,
+    stage_rows,
+)
+from mlnb.pipeline import Pipeline, load_pipeline
+from mlnb.store import Store, new_run_id
+
+POLL_SECONDS = 0.3
+
+
+class MlnbPanel:
+    """Pipeline, parameters form, Run and Build, progress and history for one notebook."""
+
+    def __init__(self, notebook: str | Path, store: str | None = None) -> None:
+        self.notebook = Path(notebook).resolve()
+        self.store_arg = store
+        self.store = Store.for_notebook(self.notebook, store)
+        self.pipeline: Pipeline | None = None
+        self.fields: list[FormField] = []
+        self.inputs: dict[str, w.ValueWidget] = {}
+        self.title = w.HTML()
+        self.stages = w.HTML()
+        self.form = w.VBox()
+        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.build_button = w.Button(description="Build", icon="cube")
+        self.bar = w.IntProgress(value=0, min=0, max=1, description="stages")
+        self.status = w.Label()
+        self.error = w.HTML()
+        self.history = w.HTML()
+        self.run_button.on_click(lambda _: self.start_run())
+        self.build_button.on_click(lambda _: self.start_build())
+        self.widget = w.VBox(
+            [
+                self.title,
+                self.stages,
+                self.form,
+                w.HBox([self.run_button, self.build_button]),
+                w.HBox([self.bar, self.status]),
+                self.error,
+                self.history,
+            ]
+        )
+        self.current: CommandProcess | None = None
+        self.last_record: dict[str, Any] | None = None
+        self._watcher: threading.Thread | None = None
+        self.refresh(rebuild_form=True)
+
+    # -- rendering ------------------------------------------------------------------------
+
+    def refresh(self, rebuild_form: bool = False) -> None:
+        try:
+            self.pipeline = load_pipeline(self.notebook)
+        except MlnbError as error:
+            self.pipeline = None
+            self.show_error(str(error))
+        runs = self.store.list_runs(self.notebook)
+        latest = runs[0] if runs else None
+        self.title.value = f"<b>mlnb</b> · {html.escape(self.notebook.name)}"
+        if self.pipeline is not None:
+            self.stages.value = _table(
+                ["stage", "kind", "cells", "last status"],
+                [[r.name, r.kind, r.cells, r.status] for r in stage_rows(self.pipeline, latest)],
+            )
+            if rebuild_form:
+                self._build_form(self.pipeline)
+        self.history.value = "<b>runs</b>" + _table(
+            ["run", "status", "started", "stages", "metrics", "bento"],
+            [
+                [r.run_id, r.status, r.started_at, r.stages, r.metrics, r.bentos]
+                for r in history_rows(runs)
+            ],
+        )
+
+    def _build_form(self, pipeline: Pipeline) -> None:
+        self.fields = form_fields(pipeline.parameters)
+        self.inputs = {f.name: _input_widget(f) for f in self.fields}
+        self.form.children = [w.HTML("<b>parameters</b>"), *self.inputs.values()]
+
+    def show_error(self, message: str) -> None:
+        self.error.value = (
+            f'<pre style="color:#c0392b;white-space:pre-wrap">{html.escape(message)}</pre>'
+            if message
+            else ""
+        )
+
+    # -- actions --------------------------------------------------------------------------
+
+    def form_values(self) -> dict[str, Any]:
+        return {name: widget.value for name, widget in self.inputs.items()}
+
+    def start_run(self) -> str | None:
+        if self.busy:
+            return None
+        run_id = new_run_id()
+        argv = cli_parameters(self.fields, self.form_values())
+        self.current = run_command(self.notebook, run_id, argv, self.store_arg).start()
+        total = len(self.pipeline.stages) if self.pipeline else 1
+        self.bar.max, self.bar.value, self.bar.bar_style = max(total, 1), 0, "info"
+        self.status.value = "starting a kernel..."
+        self.show_error("")
+        self._watch(self.current, run_id)
+        return run_id
+
+    def start_build(self) -> None:
+        if self.busy:
+            return
+        self.current = build_command(self.notebook, self.store_arg).start()
+        self.status.value = "building a Bento..."
+        self.show_error("")
+        self._watch(self.current, None)
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None and not self.current.finished
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the watcher has seen the current command finish (for tests)."""
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+
+    def _watch(self, command: CommandProcess, run_id: str | None) -> None:
+        self.run_button.disabled = self.build_button.disabled = True
+        self._watcher = threading.Thread(
+            target=self._follow, args=(command, run_id), name="mlnb-panel", daemon=True
+        )
+        self._watcher.start()
+
+    def _follow(self, command: CommandProcess, run_id: str | None) -> None:
+        stop = threading.Event()
+        while not command.finished:
+            if run_id is not None:
+                self._show_progress(run_id)
+            stop.wait(POLL_SECONDS)
+        stdout, stderr = command.output()
+        if run_id is not None:
+            self._show_progress(run_id)
+        ok = command.returncode == 0
+        self.bar.bar_style = "success" if ok else "danger"
+        if run_id is None:
+            self.status.value = _build_summary(stdout) if ok else "build failed"
+        if not ok:
+            self.show_error(error_text(stderr))
+        self.run_button.disabled = self.build_button.disabled = False
+        self.refresh()
+
+    def _show_progress(self, run_id: str) -> None:
+        try:
+            record = self.store.get_run(run_id)
+        except MlnbError:
+            record = None
+        self.last_record = record
+        done, text = progress(record, self.bar.max)
+        self.bar.value = done
+        self.status.value = text
+
+
+def _input_widget(f: FormField) -> w.ValueWidget:
+    style = {"description_width": "initial"}
+    common: dict[str, Any] = {"description": f.name, "style": style, "tooltip": f.help}
+    if f.kind == "choice":
+        options = list(f.choices)
+        value = str(f.default) if str(f.default) in options else options[0]
+        return w.Dropdown(options=options, value=value, **common)
+    if f.kind == "bool":
+        return w.Checkbox(value=bool(f.default), indent=False, **common)
+    if f.kind == "int":
+        return w.IntText(value=int(f.default), **common)
+    if f.kind == "float":
+        return w.FloatText(value=float(f.default), **common)
+    if f.kind == "str":
+        return w.Text(value=str(f.default), **common)
+    return w.Text(value=str(f.default), disabled=True, **common)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(c)}</td>" for c in r) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _build_summary(stdout: str) -> str:
+    try:
+        result = json.loads(stdout)
+    except ValueError:
+        return "built"
+    return f"built {result.get('bento')} ({result.get('format')})"
