@@ -11,6 +11,17 @@ export interface IMessage {
   text: string;
 }
 
+/** The notebook's active cell, as far as tagging needs it. */
+export interface ICellInfo {
+  index: number;
+  cellType: string;
+  tags: string[];
+  /** cell.metadata.mlnb, when set. */
+  options: { [key: string]: unknown } | null;
+  /** The `%%mlnb` first line, when the cell has one. */
+  magic: string | null;
+}
+
 export interface IState {
   /** The active notebook's path relative to the server root, or null. */
   path: string | null;
@@ -21,6 +32,7 @@ export interface IState {
   /** Why the notebook's pipeline cannot be read (validation errors included). */
   error: IErrorInfo | null;
   values: { [name: string]: FieldValue };
+  cell: ICellInfo | null;
   runs: IRun[];
   /** The run started from this sidebar (or found running), polled until it ends. */
   activeRun: IRun | null;
@@ -38,6 +50,7 @@ export const initialState: IState = {
   pipeline: null,
   error: null,
   values: {},
+  cell: null,
   runs: [],
   activeRun: null,
   build: null,
@@ -53,6 +66,7 @@ export type Action =
   | { type: 'inspect/error'; path: string; error: IErrorInfo }
   | { type: 'param'; name: string; value: FieldValue }
   | { type: 'params/reset' }
+  | { type: 'cell'; cell: ICellInfo | null }
   | { type: 'runs'; path: string; runs: IRun[] }
   | { type: 'submit'; what: 'run' | 'build' }
   | { type: 'submit/error'; message: string }
@@ -106,6 +120,8 @@ export function reducer(state: IState, action: Action): IState {
         ...state,
         values: state.pipeline ? initialValues(state.pipeline.parameter_details) : {}
       };
+    case 'cell':
+      return { ...state, cell: action.cell };
     case 'runs':
       if (action.path !== state.path) {
         return state;

@@ -1,0 +1,79 @@
+/**
+ * The one place that talks to the server extension: `requestAPI<T>()` over `/mlnb/...`.
+ */
+
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { IErrorInfo, IJob, IPipeline, IRun } from './types';
+
+/** A failed request, carrying the server's error JSON (or one made up for network failures). */
+export class ApiError extends Error {
+  constructor(readonly info: IErrorInfo) {
+    super(info.message);
+  }
+}
+
+function madeUpError(status: number, message: string): IErrorInfo {
+  return {
+    error: status ? `http-${status}` : 'network',
+    message,
+    fix: null,
+    notebook: null,
+    cell: null,
+    cell_first_line: null,
+    stage: null,
+    status
+  };
+}
+
+export async function requestAPI<T>(
+  endpoint: string,
+  init: RequestInit = {},
+  query: { [key: string]: string } = {}
+): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  let url = URLExt.join(settings.baseUrl, 'mlnb', endpoint);
+  const search = new URLSearchParams(query).toString();
+  if (search) {
+    url += `?${search}`;
+  }
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new ApiError(madeUpError(0, `cannot reach the Jupyter server: ${error}`));
+  }
+  const text = await response.text();
+  let data: unknown = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const info =
+      data && typeof data === 'object' && 'message' in (data as object)
+        ? (data as IErrorInfo)
+        : madeUpError(response.status, `${response.status} ${response.statusText}`);
+    throw new ApiError(info);
+  }
+  return data as T;
+}
+
+const post = (body: unknown): RequestInit => ({ method: 'POST', body: JSON.stringify(body) });
+
+export const api = {
+  version: () => requestAPI<{ version: string; api: number }>('version'),
+  inspect: (path: string) => requestAPI<IPipeline>('inspect', {}, { path }),
+  inspectContent: (path: string, notebook: unknown) =>
+    requestAPI<IPipeline>('inspect', post({ path, notebook })),
+  runs: (path: string) => requestAPI<{ runs: IRun[] }>('runs', {}, { path }),
+  startRun: (path: string, parameters: unknown) =>
+    requestAPI<{ run_id: string; job_id: string }>('runs', post({ path, parameters })),
+  run: (path: string, runId: string) =>
+    requestAPI<IRun>(`runs/${encodeURIComponent(runId)}`, {}, { path }),
+  startBuild: (path: string, runId: string | null) =>
+    requestAPI<IJob>('builds', post(runId ? { path, run_id: runId } : { path })),
+  job: (jobId: string) => requestAPI<IJob>(`jobs/${encodeURIComponent(jobId)}`)
+};
