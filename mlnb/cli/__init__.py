@@ -22,6 +22,8 @@ from mlnb.errors import MlnbError
 # Subcommand name -> module name in this package, in the order ``mlnb --help`` lists them.
 COMMANDS: dict[str, str] = {
     "inspect": "inspect",
+    "run": "run",
+    "runs": "runs",
     "monitor": "monitor",
     "check": "check",
     "export": "export",

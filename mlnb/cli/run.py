@@ -1,0 +1,94 @@
+"""``mlnb run NOTEBOOK``: run the pipeline with papermill, reusing unchanged stages."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+HELP = "run a notebook's pipeline in a fresh kernel, reusing unchanged stages"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notebook", help="path to the .ipynb file")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a parameter, typed as papermill types it (True, None, 3, 0.5, text)",
+    )
+    parser.add_argument(
+        "-r",
+        "--raw-parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a parameter to a string, as given",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="run every stage")
+    parser.add_argument("--json", action="store_true", help="print the run record as JSON")
+    parser.add_argument("--run-id", help="the id to give the run (default: a new one)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlnb.run.progress import Progress, Quiet
+    from mlnb.run.runner import run_notebook
+    from mlnb.store import dumps
+
+    record = run_notebook(
+        args.notebook,
+        store=args.store,
+        parameters=[tuple(p) for p in args.parameter],
+        raw_parameters=[tuple(p) for p in args.raw_parameter],
+        no_cache=args.no_cache,
+        run_id=args.run_id,
+        progress=Quiet() if args.json else Progress(),
+    )
+    if args.json:
+        print(dumps(record))
+    else:
+        print(summary(record))
+        if record["status"] != "succeeded":
+            print(f"mlnb: {failure_message(record)}", file=sys.stderr)
+    return 0 if record["status"] == "succeeded" else 1
+
+
+def summary(record: dict[str, Any]) -> str:
+    counts: dict[str, int] = {}
+    for stage in record["stages"]:
+        counts[stage["status"]] = counts.get(stage["status"], 0) + 1
+    parts = ", ".join(f"{n} {status}" for status, n in counts.items())
+    line = (
+        f"run {record['run_id']} {record['status']} in {record.get('seconds') or 0:.2f}s ({parts})"
+    )
+    lines = [line]
+    if record.get("metrics"):
+        lines.append(
+            "metrics: " + ", ".join(f"{k}={_number(v)}" for k, v in record["metrics"].items())
+        )
+    lines.append(f"executed notebook: {os.path.join(record['store'], record['executed_notebook'])}")
+    return "\n".join(lines)
+
+
+def failure_message(record: dict[str, Any]) -> str:
+    error = record.get("error") or {}
+    where = []
+    if error.get("stage"):
+        where.append(f"stage {error['stage']!r}")
+    if error.get("cell") is not None:
+        first = f" ({error['first_line']!r})" if error.get("first_line") else ""
+        where.append(f"cell {error['cell']}{first}")
+    place = f" in {', '.join(where)}" if where else ""
+    message = f"run {record['run_id']} failed{place}: {error.get('ename')}"
+    if error.get("evalue"):
+        message += f": {error['evalue']}"
+    return message
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,206 @@
+"""Stage cache keys: what a stage's result depends on, hashed.
+
+A stage's key hashes its normalised source (comments and layout do not count), its kind and
+options, the setup cells, the values of the parameters it reads, the keys of the stages it
+depends on, and the local files and modules its code names. Changing a train parameter thus
+changes the train stage's key and, through the chain of keys, the keys of the stages after
+it, never the data stage's. Files a stage opened while running (seen by the kernel) are
+checked again when a cached result is reused (see :mod:`mlnb.run.plan`).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlnb.analysis import python_source
+from mlnb.pipeline import Pipeline, Stage
+
+# Bump when what a key covers, or how outputs are stored, changes: old entries then miss.
+CACHE_FORMAT = 1
+_MAX_PATH_LITERAL = 1024
+_MAX_PACKAGE_FILES = 500
+
+
+def normalise(sources: Sequence[str]) -> str:
+    """Cells as their syntax trees plus any IPython magic lines, ignoring comments and layout."""
+    parts = []
+    for source in sources:
+        tree = ast.parse(python_source(source))
+        magics = [
+            line.strip() for line in source.splitlines() if line.lstrip().startswith(("%", "!"))
+        ]
+        parts.append(ast.dump(tree) + "\n" + "\n".join(magics))
+    return "\n\n".join(parts)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def canonical(value: Any) -> str:
+    """A stable text form of a JSON-like value (for hashing)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+@dataclass(frozen=True)
+class LocalRefs:
+    """Local files a block of code names by a string literal, and local modules it imports."""
+
+    files: tuple[str, ...]
+    modules: tuple[str, ...]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return self.files + self.modules
+
+
+def local_refs(sources: Iterable[str], base_dir: Path) -> LocalRefs:
+    """Absolute paths of existing files named in string literals, and of imported modules.
+
+    Relative literals are read from ``base_dir`` (the kernel's working directory); a module is
+    local when ``base_dir/NAME.py`` or a package ``base_dir/NAME/`` exists.
+    """
+    files: set[str] = set()
+    modules: set[str] = set()
+    for source in sources:
+        try:
+            tree = ast.parse(python_source(source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                path = _existing_file(node.value, base_dir)
+                if path:
+                    files.add(path)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    modules |= _module_files(alias.name.split(".")[0], base_dir)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules |= _module_files(node.module.split(".")[0], base_dir)
+    return LocalRefs(tuple(sorted(files)), tuple(sorted(modules - files)))
+
+
+def _existing_file(text: str, base_dir: Path) -> str | None:
+    if not text or len(text) > _MAX_PATH_LITERAL or "\n" in text or "\0" in text:
+        return None
+    path = os.path.join(base_dir, os.path.expanduser(text))
+    try:
+        return os.path.abspath(path) if os.path.isfile(path) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _module_files(name: str, base_dir: Path) -> set[str]:
+    single = base_dir / f"{name}.py"
+    if single.is_file():
+        return {str(single.absolute())}
+    package = base_dir / name
+    if (package / "__init__.py").is_file():
+        found = sorted(
+            str(p.absolute()) for p in package.rglob("*.py") if "__pycache__" not in p.parts
+        )
+        return set(found[:_MAX_PACKAGE_FILES])
+    return set()
+
+
+def display_path(path: str, base_dir: Path) -> str:
+    """``path`` relative to the notebook's folder when it is inside it, else absolute."""
+    try:
+        return Path(path).relative_to(base_dir).as_posix()
+    except ValueError:
+        return path
+
+
+@dataclass(frozen=True)
+class StageKey:
+    name: str
+    key: str
+    components: dict[str, Any]
+
+
+def stage_keys(
+    pipeline: Pipeline,
+    parameters: Mapping[str, Any],
+    base_dir: Path,
+    fingerprint: Any,
+) -> dict[str, StageKey]:
+    """Every stage's key, in pipeline order.
+
+    ``fingerprint(paths) -> {path: sha256 | None}`` hashes files (the store caches it).
+    """
+    setup_hash = sha256_text(normalise(pipeline.setup_sources))
+    setup_refs = local_refs(pipeline.setup_sources, base_dir)
+    stage_refs = {s.name: local_refs(s.sources, base_dir) for s in pipeline.stages}
+    every_path = set(setup_refs.paths)
+    for refs in stage_refs.values():
+        every_path |= set(refs.paths)
+    hashes: Mapping[str, str | None] = fingerprint(sorted(every_path)) if every_path else {}
+
+    parameter_names = set(pipeline.parameter_defaults)
+    keys: dict[str, StageKey] = {}
+    for stage in pipeline.stages:
+        paths = sorted(set(setup_refs.paths) | set(stage_refs[stage.name].paths))
+        components = {
+            "format": CACHE_FORMAT,
+            "kernel": pipeline.kernel_name or "python3",
+            "kind": stage.kind,
+            "options": _options(stage),
+            "source": sha256_text(normalise(stage.sources)),
+            "setup": setup_hash,
+            "parameters": {n: parameters.get(n) for n in stage.uses if n in parameter_names},
+            "depends_on": {d: keys[d].key for d in stage.depends_on if d in keys},
+            "files": {display_path(p, base_dir): hashes.get(p) for p in paths},
+        }
+        keys[stage.name] = StageKey(stage.name, sha256_text(canonical(components)), components)
+    return keys
+
+
+def _options(stage: Stage) -> dict[str, Any]:
+    return {
+        "model": stage.options.model,
+        "metrics": list(stage.options.metrics),
+        "outputs": list(stage.options.outputs),
+    }
+
+
+def explain_change(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str:
+    """Why a stage's key differs from the one it had last time, in words."""
+    if previous is None:
+        return "no cached result"
+    if previous.get("format") != current.get("format"):
+        return "mlnb's cache format changed"
+    reasons: list[str] = []
+    if previous.get("source") != current.get("source"):
+        reasons.append("its code changed")
+    if previous.get("kind") != current.get("kind") or previous.get("options") != current.get(
+        "options"
+    ):
+        reasons.append("its stage options changed")
+    if previous.get("setup") != current.get("setup"):
+        reasons.append("the setup cells changed")
+    if previous.get("kernel") != current.get("kernel"):
+        reasons.append("the kernel changed")
+    old_params = previous.get("parameters") or {}
+    for name, value in (current.get("parameters") or {}).items():
+        if name not in old_params:
+            reasons.append(f"it now reads parameter {name}")
+        elif canonical(old_params[name]) != canonical(value):
+            reasons.append(f"parameter {name} changed ({old_params[name]!r} -> {value!r})")
+    old_deps = previous.get("depends_on") or {}
+    for name, key in (current.get("depends_on") or {}).items():
+        if old_deps.get(name) != key:
+            reasons.append(f"stage {name!r} changed")
+    old_files = previous.get("files") or {}
+    for path, sha in (current.get("files") or {}).items():
+        if path not in old_files:
+            reasons.append(f"it now reads {path}")
+        elif old_files[path] != sha:
+            reasons.append(f"{path} changed")
+    return "; ".join(reasons) or "its inputs changed"

@@ -1,0 +1,176 @@
+"""Stage values in the store: saved content-addressed, in the most fitting format, and loaded.
+
+DataFrames and Series go to parquet, numeric arrays to ``.npy``, modules by name, anything
+else through joblib (cloudpickle when it refers to code defined in the notebook itself, which
+a fresh kernel would not have). Every file is written under a temporary name, hashed, then
+renamed to ``objects/<sha[:2]>/<sha>``, so a reader never sees half a file. pandas, numpy,
+joblib and cloudpickle are imported only when a value needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import os
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from mlnb.errors import UnsaveableOutputError
+
+SERIES_COLUMN = "__mlnb_series__"
+
+
+def write_object(store_root: Path, write: Callable[[IO[bytes]], None]) -> tuple[str, str]:
+    """Write through ``write`` to a temporary file, then move it to its content address.
+
+    Returns ``(sha256, path relative to the store)``.
+    """
+    objects = store_root / "objects"
+    tmp_dir = objects / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{os.getpid()}-{secrets.token_hex(6)}.part"
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        digest = hashlib.sha256()
+        with open(tmp, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        sha = digest.hexdigest()
+        target = objects / sha[:2] / sha
+        target.parent.mkdir(exist_ok=True)
+        if target.exists():
+            tmp.unlink()
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return sha, f"objects/{sha[:2]}/{sha}"
+
+
+def save_value(
+    value: Any, name: str, stage: str, store_root: Path, users: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Save one value; return its reference ``{sha256, path, format, ...}``."""
+    if type(value).__name__ == "module" and hasattr(value, "__name__"):
+        module = value.__name__
+        return {
+            "format": "module",
+            "module": module,
+            "sha256": hashlib.sha256(module.encode()).hexdigest(),
+            "path": None,
+        }
+    pd = sys.modules.get("pandas")
+    np = sys.modules.get("numpy")
+    if pd is not None and isinstance(value, pd.DataFrame) and _parquet_columns(value.columns):
+        ref = _try(store_root, lambda fh: value.to_parquet(fh), "parquet")
+        if ref:
+            return ref
+    if pd is not None and isinstance(value, pd.Series) and _json_scalar(value.name):
+        frame = value.to_frame(name=SERIES_COLUMN)
+        ref = _try(store_root, lambda fh: frame.to_parquet(fh), "parquet-series")
+        if ref:
+            ref["name"] = value.name
+            return ref
+    if np is not None and isinstance(value, np.ndarray) and not value.dtype.hasobject:
+        ref = _try(store_root, lambda fh: np.save(fh, value, allow_pickle=False), "npy")
+        if ref:
+            return ref
+    return save_pickled(value, name, stage, store_root, users)
+
+
+def save_pickled(
+    value: Any,
+    name: str,
+    stage: str,
+    store_root: Path,
+    users: Sequence[str] = (),
+    *,
+    joblib_only: bool = False,
+) -> dict[str, Any]:
+    """joblib, or cloudpickle when the pickle refers to ``__main__`` (code of the notebook)."""
+    import joblib
+
+    errors: list[str] = []
+    try:
+        sha, path = write_object(store_root, lambda fh: joblib.dump(value, fh))
+    except Exception as exc:
+        errors.append(f"joblib: {type(exc).__name__}: {exc}")
+    else:
+        if joblib_only or b"__main__" not in store_root.joinpath(path).read_bytes():
+            return {"sha256": sha, "path": path, "format": "joblib"}
+    if not joblib_only:
+        try:
+            import cloudpickle
+
+            sha, path = write_object(store_root, lambda fh: cloudpickle.dump(value, fh))
+            return {"sha256": sha, "path": path, "format": "cloudpickle"}
+        except Exception as exc:
+            errors.append(f"cloudpickle: {type(exc).__name__}: {exc}")
+    used_by = f" (stage {', '.join(repr(u) for u in users)} uses it)" if users else ""
+    raise UnsaveableOutputError(
+        f"{name!r} ({_type_name(value)}) cannot be saved{used_by}: {'; '.join(errors)}",
+        fix=f"make {name!r} a value that can be saved (a DataFrame, an array or something "
+        f"picklable), or compute it in the stage that uses it instead of in {stage!r}",
+        stage=stage,
+    )
+
+
+def load_value(ref: dict[str, Any], store_root: Path) -> Any:
+    """The value a reference written by :func:`save_value` stands for."""
+    kind = ref["format"]
+    if kind == "module":
+        return importlib.import_module(ref["module"])
+    path = store_root / ref["path"]
+    if kind == "parquet":
+        import pandas as pd
+
+        return pd.read_parquet(path)
+    if kind == "parquet-series":
+        import pandas as pd
+
+        series = pd.read_parquet(path)[SERIES_COLUMN]
+        series.name = ref.get("name")
+        return series
+    if kind == "npy":
+        import numpy as np
+
+        return np.load(path, allow_pickle=False)
+    if kind == "joblib":
+        import joblib
+
+        return joblib.load(path)
+    if kind == "cloudpickle":
+        import cloudpickle
+
+        with open(path, "rb") as handle:
+            return cloudpickle.load(handle)
+    raise ValueError(f"unknown stored format {kind!r}")
+
+
+def _try(store_root: Path, write: Callable[[IO[bytes]], None], kind: str) -> dict[str, Any] | None:
+    try:
+        sha, path = write_object(store_root, write)
+    except Exception:  # an unusual dtype or column: fall back to pickling
+        return None
+    return {"sha256": sha, "path": path, "format": kind}
+
+
+def _parquet_columns(columns: Any) -> bool:
+    names = list(columns)
+    return all(isinstance(c, str) for c in names) and len(set(names)) == len(names)
+
+
+def _json_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"

@@ -1,0 +1,161 @@
+"""The plan of a run: each stage's key, whether it runs or is reused, and why.
+
+Also what each stage saves when it runs (the names it defines that a later stage uses, its
+declared outputs) and what a reused stage must load for the stages that run after it. All of
+it is decided before any kernel starts, from the notebook, the parameters and one lookup in
+the store's index.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlnb.pipeline import Pipeline, Stage
+from mlnb.run.keys import StageKey, display_path, explain_change, stage_keys
+from mlnb.store import Store
+
+Action = Literal["run", "cached"]
+
+
+@dataclass
+class StagePlan:
+    stage: Stage
+    key: str
+    components: dict[str, Any]
+    action: Action
+    reason: str
+    entry: dict[str, Any] | None = None  # the cache entry reused when cached
+    save: tuple[str, ...] = ()  # names to save after the stage runs
+    load: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> output reference
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
+
+@dataclass
+class RunPlan:
+    pipeline: Pipeline
+    notebook: str  # absolute path
+    base_dir: Path
+    parameters: dict[str, Any]
+    given: dict[str, Any]
+    stages: list[StagePlan]
+    no_cache: bool = False
+
+    @property
+    def all_cached(self) -> bool:
+        return all(s.action == "cached" for s in self.stages)
+
+    def stage(self, name: str) -> StagePlan:
+        return next(s for s in self.stages if s.name == name)
+
+
+def providers(pipeline: Pipeline) -> dict[tuple[str, str], str]:
+    """(stage, name it uses) -> the latest earlier stage that defines the name."""
+    found: dict[tuple[str, str], str] = {}
+    defined_by: dict[str, str] = {}
+    for stage in pipeline.stages:
+        for name in stage.uses:
+            if name in defined_by:
+                found[(stage.name, name)] = defined_by[name]
+        for name in stage.defines:
+            defined_by[name] = stage.name
+    return found
+
+
+def saved_names(pipeline: Pipeline) -> dict[str, tuple[str, ...]]:
+    """Per stage: the names it defines that a later stage uses, plus its declared outputs."""
+    saves: dict[str, set[str]] = {s.name: set(s.options.outputs) for s in pipeline.stages}
+    for (_, name), provider in providers(pipeline).items():
+        saves[provider].add(name)
+    return {stage: tuple(sorted(names)) for stage, names in saves.items()}
+
+
+def make_plan(
+    pipeline: Pipeline,
+    parameters: dict[str, Any],
+    given: dict[str, Any],
+    store: Store,
+    *,
+    no_cache: bool = False,
+) -> RunPlan:
+    notebook = os.path.abspath(pipeline.notebook)
+    base_dir = Path(notebook).parent
+    keys = stage_keys(pipeline, parameters, base_dir, store.fingerprints)
+    saves = saved_names(pipeline)
+    entries = {} if no_cache else store.cache_lookup(k.key for k in keys.values())
+    reused_files = sorted(
+        {i["path"] for e in entries.values() for i in e.get("inputs", []) if i.get("path")}
+    )
+    current = store.fingerprints(reused_files) if reused_files else {}
+
+    stages: list[StagePlan] = []
+    for stage in pipeline.stages:
+        key = keys[stage.name]
+        save = saves[stage.name]
+        entry = entries.get(key.key)
+        problem = None if entry is None else _unusable(entry, save, current, store, base_dir)
+        if no_cache:
+            stages.append(_run(stage, key, save, "--no-cache"))
+        elif entry is not None and problem is None:
+            stages.append(StagePlan(stage, key.key, key.components, "cached", "", entry, save))
+        elif entry is not None:
+            stages.append(_run(stage, key, save, problem or ""))
+        else:
+            previous = store.cache_latest(notebook, stage.name)
+            reason = explain_change(previous and previous.get("components"), key.components)
+            stages.append(_run(stage, key, save, reason))
+    for plan in stages:
+        if plan.action == "cached":
+            assert plan.entry is not None
+            plan.reason = f"unchanged since run {plan.entry['run_id']}"
+    _plan_loads(pipeline, stages)
+    return RunPlan(pipeline, notebook, base_dir, parameters, given, stages, no_cache)
+
+
+def _run(stage: Stage, key: StageKey, save: tuple[str, ...], reason: str) -> StagePlan:
+    return StagePlan(stage, key.key, key.components, "run", reason, None, save)
+
+
+def _unusable(
+    entry: Mapping[str, Any],
+    save: tuple[str, ...],
+    current: Mapping[str, str | None],
+    store: Store,
+    base_dir: Path,
+) -> str | None:
+    """Why a cache entry with the right key cannot be reused, or None when it can."""
+    outputs = entry.get("outputs") or {}
+    for name in save:
+        if name not in outputs:
+            return f"a later stage now uses {name!r}, which the cached result did not save"
+    for name, ref in outputs.items():
+        if ref.get("path") and not store.resolve(ref["path"]).exists():
+            return f"the saved value of {name!r} is missing from the store"
+    training = entry.get("training_data") or {}
+    for what, ref in (
+        ("model", entry.get("model")),
+        ("training sample", training.get("sample")),
+        ("holdout sample", training.get("holdout")),
+    ):
+        if ref and ref.get("path") and not store.resolve(ref["path"]).exists():
+            return f"the saved {what} is missing from the store"
+    for item in entry.get("inputs", []):
+        if item.get("path") and current.get(item["path"]) != item.get("sha256"):
+            return f"{display_path(item['path'], base_dir)} changed since run {entry['run_id']}"
+    return None
+
+
+def _plan_loads(pipeline: Pipeline, stages: list[StagePlan]) -> None:
+    """A reused stage loads the saved names that a stage running after it needs."""
+    by_name = {s.name: s for s in stages}
+    for (user, name), provider in providers(pipeline).items():
+        source = by_name[provider]
+        if by_name[user].action == "run" and source.action == "cached":
+            assert source.entry is not None
+            source.load[name] = source.entry["outputs"][name]

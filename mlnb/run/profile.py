@@ -1,0 +1,123 @@
+"""The training data of a train stage and its reference profile (runs inside the kernel).
+
+The training data is the DataFrame (or 2-D array) among the train stage's inputs that the
+model was fitted on: the one whose columns equal ``model.feature_names_in_`` when the model
+has it, else one whose width is ``model.n_features_in_``; the most rows wins a tie. A
+held-out frame is another input with the same columns (``X_test`` rather than ``X_train``).
+The profile gives each column's dtype and kind, and for numbers deciles, a histogram, mean,
+standard deviation and the fraction missing; for categories their frequencies. Monitoring
+compares live requests against it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+SAMPLE_ROWS = 1000
+HISTOGRAM_BINS = 10
+MAX_CATEGORIES = 100
+_HOLDOUT_HINTS = ("test", "holdout", "valid", "val", "eval")
+
+
+def as_frame(value: Any) -> Any | None:
+    """A DataFrame for a DataFrame or a 2-D array (columns ``x0``, ``x1``, ...), else None."""
+    pd = sys.modules.get("pandas")
+    np = sys.modules.get("numpy")
+    if pd is not None and isinstance(value, pd.DataFrame):
+        return value
+    if np is not None and isinstance(value, np.ndarray) and value.ndim == 2:
+        import pandas
+
+        return pandas.DataFrame(value, columns=[f"x{i}" for i in range(value.shape[1])])
+    return None
+
+
+def find_training_data(model: Any, inputs: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """``(variable, frame)`` of the data ``model`` was fitted on, among ``inputs``."""
+    frames = {name: f for name, f in ((n, as_frame(v)) for n, v in inputs.items()) if f is not None}
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        wanted = [str(c) for c in names]
+        matches = {n: f for n, f in frames.items() if [str(c) for c in f.columns] == wanted}
+    else:
+        width = getattr(model, "n_features_in_", None)
+        matches = {n: f for n, f in frames.items() if width is not None and f.shape[1] == width}
+    if not matches:
+        return None
+    name = max(matches, key=lambda n: (len(matches[n]), n))
+    return name, matches[name]
+
+
+def find_holdout(train_name: str, train: Any, inputs: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """Another input with the training columns, preferring a name like ``X_test``."""
+    columns = [str(c) for c in train.columns]
+    found = []
+    for name, value in inputs.items():
+        frame = as_frame(value)
+        if name == train_name or frame is None or frame is train:
+            continue
+        if [str(c) for c in frame.columns] == columns:
+            hinted = any(h in name.lower() for h in _HOLDOUT_HINTS)
+            found.append((hinted, len(frame), name, frame))
+    if not found:
+        return None
+    _, _, name, frame = max(found, key=lambda item: (item[0], item[1], item[2]))
+    return name, frame
+
+
+def sample(frame: Any, rows: int = SAMPLE_ROWS) -> Any:
+    """Up to ``rows`` rows, the same ones every time, with string column names."""
+    picked = frame if len(frame) <= rows else frame.sample(n=rows, random_state=0).sort_index()
+    picked = picked.copy()
+    picked.columns = [str(c) for c in picked.columns]
+    return picked
+
+
+def profile(frame: Any) -> dict[str, Any]:
+    """The reference profile of every column of ``frame``."""
+    return {str(column): column_profile(frame[column]) for column in frame.columns}
+
+
+def column_profile(series: Any) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
+    dtype = str(series.dtype)
+    total = len(series)
+    missing = int(series.isna().sum())
+    nan_fraction = missing / total if total else 0.0
+    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if not numeric:
+        counts = series.dropna().astype(str).value_counts()
+        present = int(counts.sum())
+        top = counts.head(MAX_CATEGORIES)
+        return {
+            "dtype": dtype,
+            "kind": "categorical",
+            "frequencies": {str(k): float(v) / present for k, v in top.items()} if present else {},
+            "nan_fraction": nan_fraction,
+        }
+    values = series.dropna().to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {
+            "dtype": dtype,
+            "kind": "numeric",
+            "quantiles": [],
+            "histogram": {"edges": [], "counts": []},
+            "mean": None,
+            "std": None,
+            "nan_fraction": nan_fraction,
+        }
+    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+    return {
+        "dtype": dtype,
+        "kind": "numeric",
+        "quantiles": [float(q) for q in np.quantile(values, np.linspace(0.0, 1.0, 11))],
+        "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "nan_fraction": nan_fraction,
+    }

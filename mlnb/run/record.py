@@ -1,0 +1,230 @@
+"""The run record (``run.json``): made from the plan, updated from the kernel's events.
+
+Stage status comes from what executed: a stage is ``ran`` when its closing injected cell
+reported, ``running`` between its opening and closing cells, ``cached`` when reused,
+``failed`` when the run stopped inside it, and ``not-run`` otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from mlnb import __version__
+from mlnb.run.plan import RunPlan, StagePlan
+from mlnb.store import Store, utc_now
+
+
+def new_record(plan: RunPlan, run_id: str, store: Store, status: str = "running") -> dict[str, Any]:
+    pipeline = plan.pipeline
+    return {
+        "run_id": run_id,
+        "status": status,
+        "notebook": {
+            "path": plan.notebook,
+            "sha256": pipeline.notebook_sha256,
+            "flavour": pipeline.flavour,
+        },
+        "parameters": plan.parameters,
+        "given_parameters": plan.given,
+        "stages": [stage_entry(s) for s in plan.stages],
+        "metrics": {},
+        "model": None,
+        "training_data": None,
+        "environment": None,
+        "git": None,
+        "inputs": [],
+        "artifacts": [],
+        "error": None,
+        "started_at": utc_now(),
+        "finished_at": None,
+        "seconds": None,
+        "builds": [],
+        "store": str(store.root),
+        "executed_notebook": f"runs/{run_id}/notebook.ipynb",
+        "kernel": pipeline.kernel_name or "python3",
+        "no_cache": plan.no_cache,
+        "mlnb_version": __version__,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+    }
+
+
+def stage_entry(plan: StagePlan) -> dict[str, Any]:
+    entry = plan.entry or {}
+    cached = plan.action == "cached"
+    return {
+        "name": plan.name,
+        "kind": plan.stage.kind,
+        "cells": list(plan.stage.cells),
+        "depends_on": list(plan.stage.depends_on),
+        "action": plan.action,
+        "status": "cached" if cached else "not-run",
+        "seconds": 0.0 if cached else None,
+        "cache_key": plan.key,
+        "reason": plan.reason,
+        "from_run": entry.get("run_id") if cached else None,
+        "outputs": dict(entry.get("outputs") or {}) if cached else {},
+        "metrics": dict(entry.get("metrics") or {}) if cached else {},
+    }
+
+
+class Recorder:
+    """Applies the kernel's events to the record, the stage cache and the progress display."""
+
+    def __init__(self, plan: RunPlan, record: dict[str, Any], store: Store, progress: Any) -> None:
+        self.plan = plan
+        self.record = record
+        self.store = store
+        self.progress = progress
+        self.results: dict[str, dict[str, Any]] = {}  # stage -> its end event (or cache entry)
+        self.kernel: dict[str, Any] | None = None
+        self.finished = False
+        self.started_monotonic = time.monotonic()
+        for stage in plan.stages:
+            if stage.action == "cached" and stage.entry is not None:
+                self.results[stage.name] = stage.entry
+
+    def stage(self, name: str) -> dict[str, Any]:
+        return next(s for s in self.record["stages"] if s["name"] == name)
+
+    def apply(self, events: Iterable[Mapping[str, Any]]) -> None:
+        changed = False
+        for event in events:
+            changed = True
+            kind = event.get("event")
+            if kind == "start":
+                self.kernel = dict(event)
+            elif kind == "begin":
+                entry = self.stage(event["stage"])
+                entry["status"] = "running"
+                entry["started_at"] = utc_now()
+                self.progress.stage_started(entry)
+            elif kind == "end":
+                self._stage_ended(dict(event))
+            elif kind == "loaded":
+                self.stage(event["stage"])["loaded"] = list(event.get("names", []))
+            elif kind == "finish":
+                self.finished = True
+        if changed:
+            self.store.save_run(self.record)
+
+    def _stage_ended(self, event: dict[str, Any]) -> None:
+        name = event["stage"]
+        plan = self.plan.stage(name)
+        paths = sorted(set(event.get("inputs", [])) | set(event.get("artifacts", [])))
+        hashes = self.store.fingerprints(paths) if paths else {}
+        event["inputs"] = [{"path": p, "sha256": hashes.get(p)} for p in event.get("inputs", [])]
+        event["artifacts"] = [
+            {"path": p, "sha256": hashes.get(p)} for p in event.get("artifacts", [])
+        ]
+        entry = self.stage(name)
+        entry.update(
+            status="ran",
+            seconds=round(float(event.get("seconds", 0.0)), 3),
+            save_seconds=round(float(event.get("save_seconds", 0.0)), 3),
+            outputs=event.get("outputs", {}),
+            metrics=event.get("metrics", {}),
+        )
+        self.results[name] = event
+        cache_entry = {
+            "run_id": self.record["run_id"],
+            "stage": name,
+            "components": plan.components,
+            "seconds": entry["seconds"],
+            **{
+                k: event.get(k)
+                for k in ("outputs", "metrics", "model", "training_data", "inputs", "artifacts")
+            },
+        }
+        if "model" not in event:
+            cache_entry.pop("model")
+            cache_entry.pop("training_data")
+        self.store.cache_put(plan.key, self.plan.notebook, name, cache_entry)
+        self._collect()
+        self.progress.stage_finished(entry)
+
+    def _collect(self) -> None:
+        """Run-level metrics, model and training data from the stages' results, in order."""
+        metrics: dict[str, Any] = {}
+        for stage in self.plan.stages:
+            result = self.results.get(stage.name)
+            if result is None:
+                continue
+            metrics.update(result.get("metrics") or {})
+            if result.get("model"):
+                self.record["model"] = result["model"]
+                self.record["training_data"] = result.get("training_data")
+        self.record["metrics"] = metrics
+
+    def finish(self, error: dict[str, Any] | None) -> dict[str, Any]:
+        """Close the record: status, error, stages that did not run, inputs and artifacts."""
+        record = self.record
+        if error is None and not self.finished:
+            error = {
+                "stage": None,
+                "cell": None,
+                "ename": "IncompleteRun",
+                "evalue": "the notebook stopped before its last cell (sys.exit()?)",
+            }
+        for entry in record["stages"]:
+            if entry["status"] == "running":
+                entry["status"] = "failed"
+                if error is not None and error.get("stage") is None:
+                    error["stage"] = entry["name"]
+        if error is not None and error.get("stage"):
+            failed = self.stage(error["stage"])
+            if failed["status"] in ("not-run", "running"):
+                failed["status"] = "failed"
+        self._collect()
+        record["inputs"] = self._inputs()
+        record["artifacts"] = self._artifacts()
+        record["error"] = error
+        record["status"] = "failed" if error else "succeeded"
+        record["finished_at"] = utc_now()
+        record["seconds"] = round(time.monotonic() - self.started_monotonic, 3)
+        return record
+
+    def _inputs(self) -> list[dict[str, Any]]:
+        found: dict[str, Any] = {}
+        for stage in self.plan.stages:
+            for path, sha in (stage.components.get("files") or {}).items():
+                found[str(self.plan.base_dir / path)] = sha
+            for item in (self.results.get(stage.name) or {}).get("inputs") or []:
+                found[item["path"]] = item.get("sha256")
+        return [{"path": p, "sha256": sha} for p, sha in sorted(found.items())]
+
+    def _artifacts(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        model = self.record.get("model")
+        if model:
+            items.append({"path": model["path"], "sha256": model["sha256"], "kind": "model"})
+        training = self.record.get("training_data") or {}
+        for what in ("sample", "holdout"):
+            if training.get(what):
+                ref = training[what]
+                kind = f"training {what}"
+                items.append({"path": ref["path"], "sha256": ref["sha256"], "kind": kind})
+        for stage in self.plan.stages:
+            for item in (self.results.get(stage.name) or {}).get("artifacts") or []:
+                items.append({**item, "kind": "file", "stage": stage.name})
+        return items
+
+
+def cached_run_record(plan: RunPlan, run_id: str, store: Store) -> dict[str, Any]:
+    """The record of a run in which every stage was reused (no kernel started)."""
+    record = new_record(plan, run_id, store, status="succeeded")
+    recorder = Recorder(plan, record, store, _Silent())
+    recorder.finished = True
+    return recorder.finish(None)
+
+
+class _Silent:
+    def stage_started(self, entry: Mapping[str, Any]) -> None:
+        pass
+
+    def stage_finished(self, entry: Mapping[str, Any]) -> None:
+        pass

@@ -1,0 +1,214 @@
+"""One ``mlnb run``: plan, then either record a fully cached run or execute the notebook.
+
+The cached path needs the notebook's hash, the stage keys and one lookup in the store's
+index: it starts no kernel and imports neither papermill nor nbformat. The executing path
+creates the run record first (``status: running``), so pollers see it at once, then hands
+the assembled notebook to :mod:`mlnb.run.executor` and records each stage as it reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mlnb.errors import CellRef, NotebookReadError
+from mlnb.pipeline import load_pipeline
+from mlnb.run.lineage import environment, git_info, imported_modules, project_root
+from mlnb.run.params import run_parameters
+from mlnb.run.plan import RunPlan, make_plan
+from mlnb.run.progress import Quiet
+from mlnb.run.record import Recorder, cached_run_record, new_record
+from mlnb.store import NOTEBOOK_FILE, Store, check_run_id, new_run_id
+
+_MLNB_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_notebook(
+    notebook: str | Path,
+    *,
+    store: str | Path | None = None,
+    parameters: Sequence[tuple[str, str]] = (),
+    raw_parameters: Sequence[tuple[str, str]] = (),
+    no_cache: bool = False,
+    run_id: str | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run (or reuse) the notebook's stages; return the final run record."""
+    progress = progress or Quiet()
+    pipeline = load_pipeline(notebook)
+    values = run_parameters(pipeline, parameters, raw_parameters)
+    the_store = Store.for_notebook(notebook, store)
+    run_id = check_run_id(run_id) if run_id else new_run_id()
+    plan = make_plan(pipeline, values.values, values.given, the_store, no_cache=no_cache)
+    if plan.stages and all(s.action == "cached" for s in plan.stages):
+        return _record_cached(plan, the_store, run_id, progress)
+    return _execute(plan, the_store, run_id, progress)
+
+
+def _record_cached(plan: RunPlan, store: Store, run_id: str, progress: Any) -> dict[str, Any]:
+    record = cached_run_record(plan, run_id, store)
+    source = plan.stages[-1].entry["run_id"] if plan.stages[-1].entry else None
+    source_dir = None
+    if source:
+        with contextlib.suppress(Exception):
+            record["environment"] = store.get_run(source).get("environment")
+            source_dir = store.run_dir(source)
+    record["git"] = git_info(plan.notebook)
+    executed = source_dir / NOTEBOOK_FILE if source_dir is not None else None
+    if executed is not None and executed.exists():
+        record["executed_notebook_from"] = source  # its cells ran there, not here
+    run_dir = store.create_run(record)
+    if executed is not None and executed.exists():
+        tmp = run_dir / f".{NOTEBOOK_FILE}.partial"
+        shutil.copyfile(executed, tmp)
+        os.replace(tmp, run_dir / NOTEBOOK_FILE)
+    progress.run_started(record)
+    progress.run_finished(record)
+    return record
+
+
+class _Lineage(threading.Thread):
+    """Package versions and git state, gathered while the kernel starts."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        super().__init__(name="mlnb-lineage", daemon=True)
+        self.plan = plan
+        self.environment: dict[str, Any] | None = None
+        self.git: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        pipeline = self.plan.pipeline
+        sources = [*pipeline.setup_sources, *(s for st in pipeline.stages for s in st.sources)]
+        with contextlib.suppress(Exception):
+            self.git = git_info(self.plan.notebook)
+        with contextlib.suppress(Exception):
+            self.environment = environment(imported_modules(sources))
+
+
+def _execute(plan: RunPlan, store: Store, run_id: str, progress: Any) -> dict[str, Any]:
+    from mlnb.run.assemble import assemble
+    from mlnb.run.executor import Execution, Failure
+
+    document = _read_document(plan)
+    record = new_record(plan, run_id, store)
+    lineage = _Lineage(plan)
+    reader: _EventReader | None = None
+    recorder = Recorder(plan, record, store, progress)
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+    def on_cell_done() -> None:
+        if reader is not None:
+            recorder.apply(reader.read())
+
+    run_dir = store.run_dir(run_id)
+    execution = Execution(run_dir / "kernel.log", on_cell_done)
+    failure: Failure | None = None
+    with execution.signals_handled():
+        store.create_run(record)
+        progress.run_started(record)
+        lineage.start()
+        reader = _EventReader(run_dir / "events.jsonl")
+        config = {
+            "store": str(store.root),
+            "events": str(reader.path),
+            "roots": sorted({str(plan.base_dir), str(project_root(plan.base_dir))}),
+            "ignore": [_MLNB_PACKAGE, str(plan.base_dir / ".ipynb_checkpoints")],
+        }
+        try:
+            failure = execution.execute(
+                assemble(document, plan, config),
+                run_dir / NOTEBOOK_FILE,
+                plan.given,
+                plan.pipeline.kernel_name or "python3",
+                plan.base_dir,
+            )
+        except Exception as exc:  # mlnb's own failure: still record the run
+            failure = Failure(type(exc).__name__, str(exc), None)
+        recorder.apply(reader.read())
+        lineage.join(timeout=60)
+        record["environment"] = _kernel_environment(lineage.environment, recorder.kernel)
+        record["git"] = lineage.git
+        recorder.finish(_error(failure, plan, document))
+        store.save_run(record)
+    progress.run_finished(record)
+    return record
+
+
+def _read_document(plan: RunPlan) -> dict[str, Any]:
+    import hashlib
+
+    data = Path(plan.notebook).read_bytes()
+    if hashlib.sha256(data).hexdigest() != plan.pipeline.notebook_sha256:
+        raise NotebookReadError(
+            "the notebook changed while mlnb was reading it",
+            fix="save it in Jupyter, then run again",
+            notebook=plan.notebook,
+        )
+    document: dict[str, Any] = json.loads(data)
+    return document
+
+
+def _error(failure: Any, plan: RunPlan, document: dict[str, Any]) -> dict[str, Any] | None:
+    if failure is None:
+        return None
+    cell_meta = failure.cell or {}
+    index = cell_meta.get("cell")
+    stage = cell_meta.get("stage")
+    if stage is None and index is not None:
+        stage = next((s.name for s in plan.stages if index in s.stage.cells), None)
+    error: dict[str, Any] = {
+        "stage": stage,
+        "cell": index,
+        "ename": failure.ename,
+        "evalue": failure.evalue,
+    }
+    if index is not None:
+        source = document["cells"][index].get("source", "")
+        error["first_line"] = CellRef.of(index, "".join(source)).first_line
+    elif cell_meta.get("injected"):
+        error["injected"] = cell_meta["injected"]
+    return error
+
+
+def _kernel_environment(
+    env: dict[str, Any] | None, kernel: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    if env is None or kernel is None:
+        return env
+    env = dict(env)
+    import sys
+
+    if kernel.get("prefix") != sys.prefix:
+        env["packages_note"] = "versions read from mlnb's Python; the kernel runs another one"
+    env["python"] = kernel.get("python", env.get("python"))
+    env["executable"] = kernel.get("executable", env.get("executable"))
+    return env
+
+
+class _EventReader:
+    """Reads the complete lines the kernel appended to the event log since the last read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        events = []
+        for line in data[:end].splitlines():
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+        return events
