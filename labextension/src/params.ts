@@ -10,9 +10,12 @@ export type FieldValue = string | boolean;
 
 export type FieldKind = 'checkbox' | 'select' | 'number' | 'text' | 'readonly';
 
+/** The types `mlnb run -p/-r` can set; others (lists, dicts, code) are shown read-only. */
+export const SETTABLE_TYPES = ['int', 'float', 'bool', 'str', 'none'];
+
 export function fieldKind(param: IParameter): FieldKind {
-  if (param.type === 'expr') {
-    return 'readonly'; // a default computed by code cannot be typed in a form
+  if (!SETTABLE_TYPES.includes(param.type)) {
+    return 'readonly';
   }
   if (param.type === 'bool') {
     return 'checkbox';
@@ -100,31 +103,9 @@ export function coerce(param: IParameter, raw: FieldValue): JSONValue {
       return text;
     case 'none':
       return text.trim() === '' ? null : parseLoose(text);
-    case 'list':
-    case 'tuple':
-      return parseJSON(text, Array.isArray, 'expects a JSON list, e.g. [1, 2]');
-    case 'dict':
-      return parseJSON(
-        text,
-        v => v !== null && typeof v === 'object' && !Array.isArray(v),
-        'expects a JSON object, e.g. {"a": 1}'
-      );
     default:
       return parseLoose(text);
   }
-}
-
-function parseJSON(text: string, ok: (v: unknown) => boolean, message: string): JSONValue {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new Error(message);
-  }
-  if (!ok(value)) {
-    throw new Error(message);
-  }
-  return value as JSONValue;
 }
 
 /** A JSON literal when the text is one, else the text itself. */
@@ -147,7 +128,7 @@ export function coerceAll(
 ): ICoerced {
   const result: ICoerced = { parameters: {}, errors: {} };
   for (const param of params) {
-    if (param.type === 'expr' || !(param.name in values)) {
+    if (fieldKind(param) === 'readonly' || !(param.name in values)) {
       continue;
     }
     try {

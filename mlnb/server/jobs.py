@@ -194,6 +194,14 @@ class JobManager:
             await asyncio.shield(job.task)
         return job
 
+    async def settle(self, job_id: str, timeout: float) -> Job:
+        """Wait up to ``timeout`` seconds for a job to end; return it either way."""
+        job = self.get(job_id)
+        if job.task is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(job.task), timeout)
+        return job
+
     def _prune(self) -> None:
         finished = [j for j in self._jobs.values() if not j.running]
         for job in finished[: max(0, len(finished) - KEEP_FINISHED)]:

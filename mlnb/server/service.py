@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -39,6 +40,7 @@ from mlnb.store import RUN_ID_PATTERN, Store, new_run_id
 
 API_VERSION = 1
 LIST_TIMEOUT_S = 60.0
+FINISH_GRACE_S = 5.0
 _JOB_ID = re.compile(r"^[0-9a-f]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -108,6 +110,8 @@ class MlnbService:
             )
         path, name = self.resolve(api_path)
         job = self.jobs.find("run", run_id)
+        if job is not None and job.path != name:
+            job = None  # a run of another notebook
         try:
             record = await asyncio.to_thread(_read_run, path, self.store, run_id)
         except RunNotFoundError as error:
@@ -116,6 +120,8 @@ class MlnbService:
                 raise
             record = {"run_id": run_id, "status": "starting", "stages": [], "metrics": {}}
         if job is not None:
+            if job.running and record.get("status") in ("succeeded", "failed"):
+                await self.jobs.settle(job.job_id, FINISH_GRACE_S)  # the process is exiting
             if not job.running and record.get("status") in ("starting", "running"):
                 record = _failed_by_job(record, job.error, job.returncode, job.log)
             record["job"] = {"status": job.status, "returncode": job.returncode, "log": job.log}
@@ -271,7 +277,7 @@ def _failed_by_job(
 
 
 def parameter_arguments(pipeline: Pipeline, parameters: object) -> list[str]:
-    """``-p NAME VALUE`` arguments for ``mlnb run``, checked against the parameters cell."""
+    """``-p``/``-r NAME VALUE`` arguments for ``mlnb run``, checked against the parameters cell."""
     if parameters is None:
         return []
     if not isinstance(parameters, Mapping):
@@ -289,31 +295,42 @@ def parameter_arguments(pipeline: Pipeline, parameters: object) -> list[str]:
                 fix=f"use one of: {', '.join(known) or '(the notebook has no parameters cell)'}",
                 notebook=pipeline.notebook,
             )
-        argv += ["-p", name, cli_value(known[name], value, pipeline.notebook)]
+        argv += cli_value(known[name], value, pipeline.notebook)
     return argv
 
 
-def cli_value(parameter: Parameter, value: object, notebook: str) -> str:
-    """The text of ``-p NAME VALUE`` that ``mlnb run`` types back into ``value``."""
-    expected = parameter.type_name
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-    }.get(expected, True)
-    if not ok or (isinstance(value, float) and value != value):
+_SCALAR_CHECKS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "none": lambda v: v is None or isinstance(v, (int, float, str)),
+}
+
+
+def cli_value(parameter: Parameter, value: object, notebook: str) -> list[str]:
+    """``-p NAME VALUE`` (papermill-typed) or ``-r NAME VALUE`` (a string, as given)."""
+    name, expected = parameter.name, parameter.type_name
+    check = _SCALAR_CHECKS.get(expected)
+    if check is None:
         raise BadRequestError(
-            f"parameter {parameter.name!r} expects {expected}, got {json.dumps(value)}",
+            f"parameter {name!r} is a {expected}, which `mlnb run -p` cannot set",
+            fix="change its default in the parameters cell; -p sets numbers, booleans, "
+            "None and strings",
+            notebook=notebook,
+        )
+    if not check(value) or (isinstance(value, float) and not math.isfinite(value)):
+        raise BadRequestError(
+            f"parameter {name!r} expects {expected}, got {json.dumps(value)}",
             fix=f"send a {expected} value (the notebook's default is {parameter.default!r})",
             notebook=notebook,
         )
+    if isinstance(value, str):
+        return ["-r", name, value]  # kept a string even when it reads as a number
     if isinstance(value, bool):
-        return "True" if value else "False"
+        return ["-p", name, "True" if value else "False"]
     if value is None:
-        return "None"
+        return ["-p", name, "None"]
     if expected == "float":
-        return repr(float(value))  # type: ignore[arg-type]
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
+        return ["-p", name, repr(float(value))]  # type: ignore[arg-type]
+    return ["-p", name, str(value)]

@@ -38,6 +38,13 @@ describe('fields', () => {
 });
 
 describe('coerce', () => {
+  it('shows lists, dicts and code read-only: mlnb run -p cannot set them', () => {
+    expect(fieldKind(p('l', 'list', [1]))).toBe('readonly');
+    expect(fieldKind(p('d', 'dict', {}))).toBe('readonly');
+    const params = [p('l', 'list', [1])];
+    expect(coerceAll(params, { l: '[2]' })).toEqual({ parameters: {}, errors: {} });
+  });
+
   it('reads numbers and rejects what is not one', () => {
     expect(coerce(p('n', 'int', 1), ' 7 ')).toBe(7);
     expect(() => coerce(p('n', 'int', 1), '7.5')).toThrow('whole number');
@@ -56,14 +63,10 @@ describe('coerce', () => {
     expect(() => coerce(choice, 'adam')).toThrow('one of lbfgs, saga');
   });
 
-  it('reads booleans, lists, dicts and None', () => {
+  it('reads booleans and None', () => {
     expect(coerce(p('b', 'bool', true), false)).toBe(false);
     expect(coerce(p('b', 'bool', true), 'True')).toBe(true);
     expect(() => coerce(p('b', 'bool', true), 'yes')).toThrow('true or false');
-    expect(coerce(p('l', 'list', []), '[1, "a"]')).toEqual([1, 'a']);
-    expect(() => coerce(p('l', 'list', []), '{"a": 1}')).toThrow('JSON list');
-    expect(coerce(p('d', 'dict', {}), '{"a": 1}')).toEqual({ a: 1 });
-    expect(() => coerce(p('d', 'dict', {}), '[1]')).toThrow('JSON object');
     expect(coerce(p('n', 'none', null), '')).toBeNull();
     expect(coerce(p('n', 'none', null), '3')).toBe(3);
     expect(coerce(p('n', 'none', null), 'text')).toBe('text');
