@@ -21,7 +21,7 @@ from mlnb.pipeline import load_pipeline
 def run_grid(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.notebook)
     points = load_grid(args.grid, (p.name for p in pipeline.parameters))
-    fixed = dict(getattr(args, "parameters", None) or [])
+    fixed = dict(getattr(args, "parameter", None) or [])
     jobs = max(1, int(getattr(args, "jobs", 1) or 1))
     results: list[dict[str, Any] | None] = [None] * len(points)
     done = 0
@@ -49,6 +49,8 @@ def _run_point(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str
     argv = [sys.executable, "-m", "mlnb", "run", args.notebook, "--json"]
     for name, value in parameters.items():
         argv += ["-p", name, _cli_value(value)]
+    for name, value in getattr(args, "raw_parameter", None) or []:
+        argv += ["-r", name, value]
     if args.store:
         argv += ["--store", args.store]
     if getattr(args, "no_cache", False):

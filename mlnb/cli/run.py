@@ -33,9 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="run every stage")
     parser.add_argument("--json", action="store_true", help="print the run record as JSON")
     parser.add_argument("--run-id", help="the id to give the run (default: a new one)")
+    parser.add_argument(
+        "--grid", metavar="GRID.yaml", help="run every point of a parameter grid (a YAML file)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="with --grid: runs at once (default 1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.grid:
+        from mlnb.cli.grid import run_grid
+
+        return run_grid(args)
     from mlnb.run.progress import Progress, Quiet
     from mlnb.run.runner import run_notebook
     from mlnb.store import dumps
