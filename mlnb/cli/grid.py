@@ -48,7 +48,8 @@ def run_grid(args: argparse.Namespace) -> int:
 def _run_point(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str, Any]:
     argv = [sys.executable, "-m", "mlnb", "run", args.notebook, "--json"]
     for name, value in parameters.items():
-        argv += ["-p", name, _cli_value(value)]
+        flag = "-r" if isinstance(value, str) else "-p"  # a YAML string stays a string
+        argv += [flag, name, _cli_value(value)]
     for name, value in getattr(args, "raw_parameter", None) or []:
         argv += ["-r", name, value]
     if args.store:

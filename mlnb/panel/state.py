@@ -5,7 +5,6 @@ Nothing here imports ipywidgets; :mod:`mlnb.panel.widgets` is a thin view over t
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -46,7 +45,10 @@ def form_fields(parameters: Sequence[Parameter]) -> list[FormField]:
 
 
 def cli_parameters(fields: Sequence[FormField], values: Mapping[str, Any]) -> list[str]:
-    """``-p NAME VALUE`` arguments for the values that differ from the notebook's defaults."""
+    """``-p``/``-r NAME VALUE`` arguments for the values that differ from the defaults.
+
+    Strings go as ``-r`` (raw), so ``"3"`` stays a string instead of becoming a number.
+    """
     argv: list[str] = []
     for f in fields:
         if f.kind == "fixed" or f.name not in values:
@@ -54,13 +56,14 @@ def cli_parameters(fields: Sequence[FormField], values: Mapping[str, Any]) -> li
         value = values[f.name]
         if value == f.default and type(value) is type(f.default):
             continue
-        if f.kind == "bool":
-            text = "True" if value else "False"
-        elif f.kind in ("str", "choice"):
-            text = json.dumps(str(value))  # quoted, so papermill keeps it a string
+        if f.kind in ("str", "choice"):
+            argv += ["-r", f.name, str(value)]
         else:
-            text = str(value)
-        argv += ["-p", f.name, text]
+            argv += [
+                "-p",
+                f.name,
+                ("True" if value else "False") if f.kind == "bool" else str(value),
+            ]
     return argv
 
 
