@@ -32,7 +32,10 @@ def group_by_stage(notebook: dict[str, Any], record: dict[str, Any]) -> dict[str
         stage = owner.get(meta.get(RUN_META, {}).get("cell"))
         if stage is not None and stage.get("name") != current:
             current = stage.get("name")
-            cells.append(_stage_heading(stage))
+            heading = _stage_heading(stage)
+            if document.get("nbformat_minor", 0) >= 5:
+                heading["id"] = f"mlnb-stage-{current}"
+            cells.append(heading)
         cells.append(cell)
     document["cells"] = cells
     return document
