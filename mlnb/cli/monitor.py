@@ -64,7 +64,7 @@ def render_text(summary: MonitorSummary, folder: str) -> str:
         lines.append("no drift scores: no feature profile in the reference")
         return "\n".join(lines)
     lines.append(f"drift over the last {summary.window_rows} rows:")
-    width = max(len(d.feature) for d in summary.drift)
+    width = max(len("feature"), *(len(d.feature) for d in summary.drift))
     lines.append(f"  {'feature'.ljust(width)}  {'PSI':>7}  {'KS':>6}")
     for drift in summary.drift:
         psi = "n/a" if drift.psi is None else f"{drift.psi:.3f}"

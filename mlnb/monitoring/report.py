@@ -62,7 +62,7 @@ def _feature_chart(name: str, spec: dict[str, Any], rows: list[dict[str, Any]]) 
     numbers = [float(v) for v in values if isinstance(v, (int, float))]
     live_counts = numeric_bin_counts(edges, np.asarray(numbers, dtype=float))
     total_train = sum(counts) or 1
-    labels = [f"{edges[i]:.3g}..{edges[i + 1]:.3g}" for i in range(len(edges) - 1)]
+    labels = [f"{edges[i]:.3g}" for i in range(len(edges) - 1)]  # each bin by its left edge
     return paired_bars(
         labels,
         [c / total_train for c in counts],
@@ -76,7 +76,7 @@ def _prediction_chart(predictions: dict[str, Any]) -> Markup | None:
         labels = predictions["labels"]
     elif predictions.get("kind") == "numeric" and predictions.get("edges"):
         edges = predictions["edges"]
-        labels = [f"{edges[i]:.3g}..{edges[i + 1]:.3g}" for i in range(len(edges) - 1)]
+        labels = [f"{edges[i]:.3g}" for i in range(len(edges) - 1)]  # each bin by its left edge
     else:
         return None
     return Markup(
