@@ -107,10 +107,10 @@ def feature_drift(
 
     numbers = np.asarray([_as_float(v) for v in values], dtype=float)
     numbers = numbers[np.isfinite(numbers)]
-    if len(numbers) < MIN_ROWS:
+    histogram = profile.get("histogram") or {}
+    edges, counts = histogram.get("edges") or [], histogram.get("counts") or []
+    if len(numbers) < MIN_ROWS or len(edges) < 2:  # too few rows, or no reference values
         return FeatureDrift(name, kind, len(numbers), None, None, threshold)
-    histogram = profile["histogram"]
-    edges, counts = histogram["edges"], histogram["counts"]
     score = psi(counts, numeric_bin_counts(edges, numbers))
     return FeatureDrift(
         name, kind, len(numbers), score, ks_statistic(edges, counts, numbers), threshold
