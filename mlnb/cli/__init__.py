@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "inspect": "inspect",
     "run": "run",
     "runs": "runs",
+    "build": "build",
+    "serve": "serve",
     "monitor": "monitor",
     "check": "check",
     "export": "export",

@@ -1,0 +1,101 @@
+"""The BentoML edge of a build: the model store and ``bentoml build``, nothing else.
+
+Both steps are idempotent on a content-derived version: a model or Bento whose tag exists
+already is reused, not rebuilt (BentoML would refuse to overwrite it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlnb.errors import BentoBuildError
+
+
+def quiet_bentoml() -> None:
+    """No usage tracking, whoever starts mlnb."""
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+
+def model_exists(tag: str) -> bool:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.models.get(tag)
+    except NotFound:
+        return False
+    return True
+
+
+def store_model(
+    tag: str,
+    files: Mapping[str, bytes | Path],
+    *,
+    labels: Mapping[str, str],
+    metadata: Mapping[str, Any],
+) -> bool:
+    """Put the files into the model store under ``tag``; False when it was there already."""
+    import bentoml
+
+    if model_exists(tag):
+        return False
+    try:
+        with bentoml.models.create(tag, labels=dict(labels), metadata=dict(metadata)) as model:
+            for name, content in files.items():
+                target = Path(model.path_of(name))
+                if isinstance(content, bytes):
+                    target.write_bytes(content)
+                else:
+                    shutil.copyfile(content, target)
+    except Exception as exc:
+        raise BentoBuildError(
+            f"BentoML could not store the model {tag}: {exc}",
+            fix="check that $BENTOML_HOME is writable",
+        ) from None
+    return True
+
+
+def bento_exists(tag: str) -> bool:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.bentos.get(tag)
+    except NotFound:
+        return False
+    return True
+
+
+def build_bento(build_ctx: Path, name: str, version: str) -> bool:
+    """``bentoml build`` of the folder under ``name:version``; False when it existed."""
+    import bentoml
+
+    if bento_exists(f"{name}:{version}"):
+        return False
+    try:
+        bentoml.bentos.build_bentofile(
+            str(build_ctx / "bentofile.yaml"), build_ctx=str(build_ctx), version=version
+        )
+    except Exception as exc:
+        raise BentoBuildError(
+            f"bentoml build failed for {name}:{version}: {type(exc).__name__}: {exc}",
+            fix=f"look at the generated files in {build_ctx}, or rerun with --debug",
+        ) from exc
+    return True
+
+
+def bento_path(tag: str) -> Path:
+    import bentoml
+
+    return Path(bentoml.bentos.get(tag).path)
+
+
+def bento_tag(tag: str) -> str:
+    """The full ``name:version`` of a tag that may omit the version (the latest)."""
+    import bentoml
+
+    return str(bentoml.bentos.get(tag).tag)

@@ -1,0 +1,186 @@
+"""What a build needs from a run, read through :mod:`mlnb.store` only.
+
+The run record (model, training schema, parameters, environment), the pipeline as it was when
+the run executed (the source notebook when unchanged, else the user cells kept in the
+executed copy), and the paths of the model, the training sample and the held-out rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlnb.errors import BuildInputError
+from mlnb.notebook import NotebookFile, RawCell, read_notebook
+from mlnb.pipeline import Pipeline, pipeline_from_notebook
+from mlnb.store import NOTEBOOK_FILE, Store, sha256_file
+
+INJECTED_TAG = "mlnb-injected"
+RUN_META = "mlnb_run"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    store: Store
+    run: dict[str, Any]
+    pipeline: Pipeline
+    notebook_changed: bool  # the source notebook differs from the one the run executed
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run["run_id"])
+
+    @property
+    def model_record(self) -> dict[str, Any]:
+        return dict(self.run["model"])
+
+    @property
+    def model_path(self) -> Path:
+        return self.store.resolve(self.run["model"]["path"])
+
+    @property
+    def training_data(self) -> dict[str, Any]:
+        return dict(self.run["training_data"])
+
+    def data_path(self, which: str) -> Path | None:
+        """The parquet file of ``sample`` or ``holdout`` rows, when the run kept one."""
+        entry = self.run["training_data"].get(which)
+        if not entry or not entry.get("path"):
+            return None
+        path = self.store.resolve(entry["path"])
+        return path if path.is_file() else None
+
+    @property
+    def packages(self) -> dict[str, str]:
+        return dict((self.run.get("environment") or {}).get("packages") or {})
+
+    @property
+    def python_version(self) -> str:
+        return str((self.run.get("environment") or {}).get("python") or "")
+
+
+def collect(
+    notebook: str,
+    *,
+    run_id: str | None = None,
+    store: str | None = None,
+    progress: Progress = lambda message: None,
+) -> BuildInputs:
+    """The inputs of a build: the named run, else the newest successful one, else a new run."""
+    the_store = Store.for_notebook(notebook, store)
+    if run_id:
+        run = the_store.get_run(run_id)
+    else:
+        found = the_store.latest_successful(notebook)
+        if found is None:
+            progress(f"no successful run of {notebook} yet: running it (mlnb run)")
+            found = _run_notebook(notebook, the_store, progress)
+        run = found
+    _check_run(run, notebook)
+    pipeline, changed = _pipeline_of(run, the_store)
+    if changed:
+        progress(
+            f"note: {notebook} changed since run {run['run_id']}; building that run's code "
+            "(run the notebook again to build the current one)"
+        )
+    return BuildInputs(the_store, run, pipeline, changed)
+
+
+def _run_notebook(notebook: str, store: Store, progress: Progress) -> dict[str, Any]:
+    command = [sys.executable, "-m", "mlnb", "run", notebook, "--json", "--store", str(store.root)]
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+    result = subprocess.run(command, stdout=subprocess.PIPE, env=env, text=True, check=False)
+    try:
+        record = json.loads(result.stdout)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "run_id" not in record:
+        raise BuildInputError(
+            f"mlnb run could not run {notebook} (exit code {result.returncode})",
+            fix=f"run it yourself to see why: mlnb run {notebook}",
+            notebook=notebook,
+        )
+    progress(f"run {record['run_id']}: {record.get('status')}")
+    return record
+
+
+def _check_run(run: dict[str, Any], notebook: str) -> None:
+    run_id = run.get("run_id")
+    if run.get("status") != "succeeded":
+        error = run.get("error") or {}
+        where = f" in stage {error['stage']!r}" if error.get("stage") else ""
+        raise BuildInputError(
+            f"run {run_id} did not succeed ({run.get('status')}{where}); only a successful "
+            "run can be built",
+            fix=f"fix the notebook and run it again (mlnb run {notebook}), or pass "
+            "--run with a successful run's id (mlnb runs lists them)",
+            notebook=notebook,
+        )
+    model = run.get("model")
+    if not model or not model.get("path"):
+        raise BuildInputError(
+            f"run {run_id} recorded no model",
+            fix="name the model variable of the train stage (cell metadata "
+            '{"mlnb": {"model": "model"}} or %%mlnb train --model model) and run again',
+            notebook=notebook,
+        )
+    if model.get("format") != "joblib":
+        raise BuildInputError(
+            f"run {run_id} saved its model as {model.get('format')!r}; a build takes a "
+            "scikit-learn model saved with joblib",
+            notebook=notebook,
+        )
+    data = run.get("training_data") or {}
+    if not data.get("columns") or not data.get("dtypes"):
+        raise BuildInputError(
+            f"run {run_id} recorded no training data schema (columns and dtypes), so requests "
+            "cannot be validated",
+            fix="fit the model on a pandas DataFrame (or a 2-D array) defined in the data or "
+            "train stage, and run again",
+            notebook=notebook,
+        )
+
+
+def _pipeline_of(run: dict[str, Any], store: Store) -> tuple[Pipeline, bool]:
+    """The pipeline the run executed, and whether the source notebook changed since."""
+    source = Path(run["notebook"]["path"])
+    expected = run["notebook"].get("sha256")
+    if source.is_file() and sha256_file(source) == expected:
+        return pipeline_from_notebook(read_notebook(source)), False
+    executed = store.run_dir(run["run_id"]) / NOTEBOOK_FILE
+    if not executed.is_file():
+        raise BuildInputError(
+            f"the notebook of run {run['run_id']} changed or moved since, and the run kept "
+            "no executed copy",
+            fix=f"run the notebook again: mlnb run {source}",
+        )
+    cached = {s.get("kind") for s in run.get("stages", []) if s.get("status") == "cached"}
+    if "serve" in cached:
+        raise BuildInputError(
+            f"{source} changed since run {run['run_id']}, and that run took its serve stage "
+            "from the cache, so its serve code is not recorded",
+            fix=f"run the notebook again (mlnb run {source}) and build the new run",
+        )
+    recovered = _user_cells(read_notebook(executed), str(source), expected or "")
+    return pipeline_from_notebook(recovered), True
+
+
+def _user_cells(executed: NotebookFile, path: str, sha256: str) -> NotebookFile:
+    """The executed notebook's own cells, at their indices in the source notebook."""
+    cells = []
+    for cell in executed.cells:
+        meta = cell.metadata.get(RUN_META) or {}
+        if INJECTED_TAG in cell.tags or "cell" not in meta or meta.get("skipped"):
+            continue
+        cells.append(
+            RawCell(int(meta["cell"]), cell.cell_type, cell.source, cell.tags, cell.metadata)
+        )
+    return NotebookFile(path, tuple(cells), sha256, executed.kernel_name)

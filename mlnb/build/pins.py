@@ -1,0 +1,80 @@
+"""Exact requirement pins for a Bento, from the run's environment.
+
+BentoML's own locking resolves against the public index (it fails offline), so the build turns
+it off and writes exact pins itself: the packages the service imports (BentoML, numpy, pandas,
+onnxruntime or scikit-learn and joblib, and whatever the serve code imports), at the versions
+the run recorded, else the versions installed where the build runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import sys
+from collections.abc import Iterable, Mapping
+
+from mlnb.errors import ServeCodeError
+
+RUNTIME = ("bentoml", "numpy", "pandas")
+BY_FORMAT = {"onnx": ("onnxruntime",), "native": ("scikit-learn", "joblib")}
+CARRIED = frozenset({"mlnb"})  # a Bento carries mlnb's runtime as source
+
+
+def requirements(
+    model_format: str,
+    imported_modules: Iterable[str],
+    run_packages: Mapping[str, str],
+) -> list[str]:
+    """``name==version`` lines, sorted, for the service's direct dependencies."""
+    names = dict.fromkeys([*RUNTIME, *BY_FORMAT[model_format]])
+    for module in sorted(set(imported_modules)):
+        for distribution in _distributions(module):
+            names[distribution] = None
+    recorded = {_normal(name): version for name, version in run_packages.items()}
+    pins = []
+    for name in names:
+        version = recorded.get(_normal(name)) or _installed(name)
+        pins.append(f"{name}=={version}")
+    return sorted(pins, key=str.lower)
+
+
+def _distributions(module: str) -> list[str]:
+    top = module.split(".")[0]
+    if top in sys.stdlib_module_names or top in CARRIED or top == "__future__":
+        return []
+    found = _packages_distributions().get(top)
+    if not found:
+        raise ServeCodeError(
+            f"the serve code imports {top!r}, which is not an installed package; a Bento "
+            "carries the serve code and installed packages only",
+            fix=f"install {top!r} as a package, or move what the serve code needs from it "
+            "into the serve cell",
+        )
+    return sorted(set(found))[:1]
+
+
+@functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def _installed(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        raise ServeCodeError(
+            f"{name} is needed by the service but not installed here",
+            fix=f"pip install {name}",
+        ) from None
+
+
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def python_minor(version: str) -> str:
+    """``3.11.7`` -> ``3.11``; the running interpreter's when the run recorded none."""
+    parts = version.split(".") if version else []
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+        return f"{parts[0]}.{parts[1]}"
+    return f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -1,0 +1,104 @@
+"""From a validated frame to the answer a client gets, through the notebook's serve code.
+
+The serve code's contract: it may define ``predict(frame)`` (one prediction per row),
+``preprocess(frame)`` (a frame in, a frame out) and ``postprocess(result)`` (what ``predict``
+gave, turned into one item per row). Without a ``predict`` the model's own ``predict`` is used,
+and a classifier's answer also carries ``probabilities`` (one list per row, in the order of
+``classes``). A ``predict`` or ``postprocess`` that returns a dict with ``predictions`` decides
+the whole answer itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Frame = pd.DataFrame
+Fn = Callable[[Any], Any]
+
+
+class ServeOutputError(Exception):
+    """The serve code answered something that is not one JSON-able prediction per row."""
+
+
+@dataclass
+class Predictor:
+    """The model and the serve code's functions, as one ``answer(frame)`` call."""
+
+    model: Any
+    task: str  # "classification" or "regression"
+    predict: Fn | None = None
+    preprocess: Fn | None = None
+    postprocess: Fn | None = None
+
+    def __post_init__(self) -> None:
+        classes = getattr(self.model, "classes_", None)
+        self.classes = None if classes is None else to_jsonable(np.asarray(classes))
+        self._with_proba = getattr(self.model, "predict_with_proba", None)
+
+    def answer(self, frame: Frame) -> dict[str, Any]:
+        rows = len(frame)
+        features = self.preprocess(frame) if self.preprocess else frame
+        if self.predict is not None:
+            result = self.predict(features)
+            probabilities = None
+        elif self.task == "classification":
+            if self._with_proba is not None:
+                result, probabilities = self._with_proba(features)
+            else:
+                result = self.model.predict(features)
+                probabilities = self.model.predict_proba(features)
+        else:
+            result, probabilities = self.model.predict(features), None
+        if self.postprocess is not None:
+            result = self.postprocess(result)
+        if isinstance(result, dict) and "predictions" in result:
+            answer = {key: to_jsonable(value) for key, value in result.items()}
+        else:
+            answer = {"predictions": to_jsonable(result)}
+            if probabilities is not None:
+                answer["probabilities"] = np.asarray(probabilities, dtype=float).tolist()
+                answer["classes"] = self.classes
+        predictions = answer["predictions"]
+        if not isinstance(predictions, list) or len(predictions) != rows:
+            count = len(predictions) if isinstance(predictions, list) else "no list of"
+            raise ServeOutputError(
+                f"the serve code gave {count} predictions for {rows} rows; "
+                "predict must return one prediction per row"
+            )
+        return answer
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy and pandas values as plain JSON types (NaN stays a float; see ``json_safe``)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, pd.DataFrame):
+        return [to_jsonable(row) for row in value.to_dict(orient="records")]
+    if isinstance(value, (pd.Series, pd.Index)):
+        return value.to_numpy().tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if all(type(v) in (float, int, str, bool) for v in value):
+            return list(value)
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def json_safe(value: Any) -> Any:
+    """The value with NaN and infinities as null, for answers JSON cannot otherwise carry."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value

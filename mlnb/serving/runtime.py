@@ -1,0 +1,128 @@
+"""The few calls a generated ``service.py`` makes: read its spec, load the model, start up.
+
+A Bento made by ``mlnb build`` holds ``mlnb_service.json`` beside ``service.py``: the request
+schema, what the service is (Bento tag, run id, task, model format), the default monitoring
+folder and the training data's reference profile. :class:`ServiceSpec` reads it once at
+import; :meth:`ServiceSpec.start` runs once per worker, from the service's ``__init__``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlnb.errors import RequestRejected
+from mlnb.serving.answer import Fn, Predictor
+from mlnb.serving.http import DEFAULT_MAX_BODY_BYTES, PredictHandler
+from mlnb.serving.info import ServiceInfo
+from mlnb.serving.schema import RequestSchema
+
+SPEC_FILE = "mlnb_service.json"
+MONITOR_DIR_ENV = "MLNB_MONITOR_DIR"  # overrides the build's monitoring folder
+MAX_ROWS_ENV = "MLNB_MAX_ROWS"  # overrides the largest request, in rows
+MAX_BODY_ENV = "MLNB_MAX_BODY_BYTES"  # ... and in bytes
+GC_TUNING_ENV = "MLNB_GC_TUNING"  # "off" keeps Python's default garbage collector settings
+
+log = logging.getLogger("mlnb.serving")
+
+
+@dataclass
+class ServiceSpec:
+    """The contents of ``mlnb_service.json``."""
+
+    data: dict[str, Any]
+
+    @classmethod
+    def beside(cls, module_file: str) -> ServiceSpec:
+        """The spec next to the generated service module."""
+        path = Path(module_file).resolve().with_name(SPEC_FILE)
+        return cls(json.loads(path.read_text()))
+
+    @property
+    def schema(self) -> RequestSchema:
+        schema = RequestSchema.from_json(self.data["schema"])
+        if os.environ.get(MAX_ROWS_ENV):
+            schema = RequestSchema(schema.fields, int(os.environ[MAX_ROWS_ENV]))
+        return schema
+
+    @property
+    def task(self) -> str:
+        return str(self.data["task"])
+
+    def load_model(self, tag: str) -> Any:
+        """The model from the BentoML model store: an ONNX adapter, or the joblib original."""
+        import bentoml
+
+        folder = Path(bentoml.models.get(tag).path)
+        if self.data["format"] == "onnx":
+            from mlnb.serving.onnx_model import OnnxModel
+
+            return OnnxModel.load(folder)
+        import joblib
+
+        return joblib.load(folder / "model.joblib")
+
+    def handler(
+        self,
+        model: Any,
+        *,
+        predict: Fn | None = None,
+        preprocess: Fn | None = None,
+        postprocess: Fn | None = None,
+        hooks: Any = None,
+    ) -> PredictHandler:
+        predictor = Predictor(
+            model, self.task, predict=predict, preprocess=preprocess, postprocess=postprocess
+        )
+        limit = int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY_BYTES)
+        return PredictHandler(self.schema, predictor, max_body_bytes=limit, hooks=hooks)
+
+    def info(self) -> ServiceInfo:
+        monitor_dir = os.environ.get(MONITOR_DIR_ENV) or self.data["monitor_dir"]
+        return ServiceInfo(
+            bento_name=self.data["bento_name"],
+            bento_version=self.data["bento_version"],
+            run_id=self.data["run_id"],
+            monitor_dir=Path(monitor_dir).resolve(),
+            task=self.task,
+            classes=self.data.get("classes"),
+            features=list(self.data["schema"]["fields"]),
+            profile=self.data.get("profile"),
+        )
+
+    def start(self, hooks: Any) -> None:
+        """Once per worker: configure the monitoring hooks, then tune the garbage collector."""
+        if os.environ.get("MLNB_MONITORING", "on").lower() not in ("off", "0", "false"):
+            try:
+                hooks.configure(self.info())
+            except Exception:
+                log.exception("mlnb: the monitoring hooks failed to start; serving without")
+        if os.environ.get(GC_TUNING_ENV, "on").lower() not in ("off", "0", "false"):
+            tune_gc()
+
+
+def tune_gc() -> None:
+    """Freeze what start-up allocated and collect the young generation less often.
+
+    Under load a BentoML worker keeps every request's context alive for the traffic timeout;
+    with Python's default thresholds the collector then walks that heap again and again, and
+    its pauses, not the model, make most of the latency tail (see mlnb's serving benchmark).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
+
+
+def api_answer(handler: PredictHandler, rows: Any) -> Any:
+    """The answer of the declared ``predict`` API: the dict, or a JSON error response."""
+    try:
+        return handler.handle_json({"rows": rows})
+    except RequestRejected as rejection:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(rejection.to_json(), status_code=rejection.status)

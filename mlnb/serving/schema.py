@@ -1,0 +1,342 @@
+"""The request schema of a served model, and the validation that turns a JSON body into a frame.
+
+The schema is the training data's: its columns in training order and their dtypes (from the
+run's ``training_data``). A body is ``{"rows": [...]}``, each row an object keyed by the
+feature names or a list of values in training order. Anything else is a
+:class:`~mlnb.errors.RequestRejected` naming the row and field, never a frame the model would
+choke on: BentoML's own ``Shape`` reshapes and coerces instead of validating.
+
+Valid bodies take a fast path (bulk type checks per column, one numpy conversion); only a body
+that fails them is walked value by value to name the first problems.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlnb.errors import RequestRejected
+
+DEFAULT_MAX_ROWS = 10_000
+MAX_REPORTED_ERRORS = 10
+
+# kind -> the Python types JSON decoding gives for a valid value of that kind
+_ACCEPTED: dict[str, frozenset[type]] = {
+    "float": frozenset({float, int}),
+    "int": frozenset({int, float}),
+    "bool": frozenset({bool}),
+    "string": frozenset({str}),
+}
+_DESCRIBED = {
+    "float": "a number",
+    "int": "an integer",
+    "bool": "true or false",
+    "string": "a string",
+}
+
+
+def dtype_kind(dtype: str) -> str:
+    """The JSON kind of a numpy/pandas dtype string: float, int, bool or string."""
+    text = dtype.lower()
+    if text.startswith("float"):
+        return "float"
+    if text.startswith(("int", "uint")):
+        return "int"
+    if text in ("bool", "boolean"):
+        return "bool"
+    return "string"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    dtype: str
+    kind: str
+    nullable: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "kind": self.kind,
+            "nullable": self.nullable,
+        }
+
+
+@dataclass(frozen=True)
+class RequestSchema:
+    """Training columns and dtypes, and the largest request the service accepts."""
+
+    fields: tuple[Field, ...]
+    max_rows: int = DEFAULT_MAX_ROWS
+
+    @classmethod
+    def from_training_data(
+        cls, training_data: Mapping[str, Any], max_rows: int = DEFAULT_MAX_ROWS
+    ) -> RequestSchema:
+        """The schema of a run's ``training_data`` record (columns, dtypes, profile)."""
+        profile = training_data.get("profile") or {}
+        fields = []
+        for name in training_data["columns"]:
+            dtype = str(training_data["dtypes"][name])
+            kind = dtype_kind(dtype)
+            nan_fraction = float((profile.get(name) or {}).get("nan_fraction") or 0.0)
+            nullable = nan_fraction > 0 and kind in ("float", "string")
+            fields.append(Field(str(name), dtype, kind, nullable=nullable))
+        return cls(tuple(fields), max_rows)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RequestSchema:
+        fields = tuple(Field(**f) for f in data["fields"])
+        return cls(fields, int(data.get("max_rows", DEFAULT_MAX_ROWS)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fields": [f.to_json() for f in self.fields], "max_rows": self.max_rows}
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def frame(self, body: Any) -> pd.DataFrame:
+        """The validated rows of a decoded JSON body as a frame with the training dtypes."""
+        return _Validator(self).frame(body)
+
+
+class _Validator:
+    def __init__(self, schema: RequestSchema) -> None:
+        self.schema = schema
+        self.fields = schema.fields
+        self.names = schema.names
+        self.name_set = frozenset(self.names)
+        self.all_float = all(f.kind == "float" and not f.nullable for f in self.fields)
+
+    def frame(self, body: Any) -> pd.DataFrame:
+        rows = self._rows(body)
+        width = len(self.fields)
+        if all(type(row) is dict and row.keys() == self.name_set for row in rows):
+            columns: list[Sequence[Any]] = [[row[name] for row in rows] for name in self.names]
+        elif all(type(row) is list and len(row) == width for row in rows):
+            columns = list(zip(*rows, strict=True))
+        else:
+            self._raise_row_errors(rows)
+            raise AssertionError("unreachable: a row was malformed")  # pragma: no cover
+        arrays = [self._column(f, column) for f, column in zip(self.fields, columns, strict=True)]
+        if arrays and any(a is None for a in arrays):
+            self._raise_value_errors(columns)
+        if self.all_float and len({f.dtype for f in self.fields}) == 1:
+            matrix = np.column_stack(arrays)  # one block, no per-column copies in pandas
+            return pd.DataFrame(matrix, columns=self.names, copy=False)
+        return pd.DataFrame(dict(zip(self.names, arrays, strict=True)), copy=False)
+
+    def _rows(self, body: Any) -> list[Any]:
+        if not isinstance(body, dict) or "rows" not in body:
+            raise RequestRejected(
+                'the request body must be a JSON object {"rows": [...]}',
+                reason="bad-body",
+                status=400,
+                fix='send {"rows": [{"<feature>": <value>, ...}]}',
+            )
+        extra = sorted(set(body) - {"rows"})
+        if extra:
+            raise RequestRejected(
+                f"unknown key {extra[0]!r} in the request body; it takes only 'rows'",
+                reason="bad-body",
+                status=400,
+                field=extra[0],
+            )
+        rows = body["rows"]
+        if not isinstance(rows, list):
+            raise RequestRejected(
+                f"'rows' must be a list of rows, not {_json_type(rows)}",
+                reason="bad-body",
+                status=400,
+            )
+        if not rows:
+            raise RequestRejected(
+                "'rows' is empty: send at least one row", reason="no-rows", status=400
+            )
+        if len(rows) > self.schema.max_rows:
+            raise RequestRejected(
+                f"{len(rows)} rows is more than the {self.schema.max_rows} this service takes "
+                "in one request",
+                reason="too-many-rows",
+                status=413,
+                fix=f"split the rows into requests of at most {self.schema.max_rows}",
+            )
+        return rows
+
+    def _column(self, field: Field, values: Sequence[Any]) -> np.ndarray | None:
+        """The column as an array, or None when some value is invalid (found later)."""
+        types = set(map(type, values))
+        accepted = _ACCEPTED[field.kind]
+        has_null = type(None) in types
+        if has_null:
+            if not field.nullable:
+                return None
+            types.discard(type(None))
+        if not types <= accepted:
+            return None
+        if field.kind == "string":
+            return np.array(values, dtype=object)
+        if field.kind == "bool":
+            return np.array(values, dtype=bool)
+        if has_null:
+            values = [math.nan if v is None else v for v in values]
+        try:
+            array = np.array(values, dtype=np.float64)
+        except OverflowError:  # an integer beyond float range
+            return None
+        if not np.isfinite(array).all() and not (field.nullable and _only_nan(array)):
+            return None
+        if field.kind == "int":
+            if not (np.all(array == np.round(array)) and np.all(np.abs(array) < 2**63)):
+                return None
+            return np.array(values, dtype=np.int64).astype(field.dtype, copy=False)
+        return array.astype(field.dtype, copy=False)
+
+    def _raise_row_errors(self, rows: list[Any]) -> None:
+        problems = []
+        for index, row in enumerate(rows):
+            problems.extend(self._row_problems(index, row))
+            if len(problems) >= MAX_REPORTED_ERRORS:
+                break
+        _raise_first(problems)
+
+    def _row_problems(self, index: int, row: Any) -> list[RequestRejected]:
+        width = len(self.fields)
+        if isinstance(row, list):
+            if len(row) == width:
+                return []
+            return [
+                RequestRejected(
+                    f"row {index} has {len(row)} values; the model takes {width}, "
+                    f"in this order: {_listing(self.names)}",
+                    reason="wrong-length",
+                    row=index,
+                )
+            ]
+        if not isinstance(row, dict):
+            return [
+                RequestRejected(
+                    f"row {index} is {_json_type(row)}; a row is an object keyed by the "
+                    "feature names, or a list of values in training order",
+                    reason="bad-row",
+                    row=index,
+                )
+            ]
+        problems = []
+        for name in self.names:
+            if name not in row:
+                problems.append(
+                    RequestRejected(
+                        f"row {index} is missing the field {name!r}",
+                        reason="missing-field",
+                        row=index,
+                        field=name,
+                        fix=f"send every training column: {_listing(self.names)}",
+                    )
+                )
+        for name in row:
+            if name not in self.name_set:
+                close = difflib.get_close_matches(str(name), self.names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    RequestRejected(
+                        f"row {index} has the unknown field {name!r}{hint}",
+                        reason="unknown-field",
+                        row=index,
+                        field=str(name),
+                        fix=f"send only the training columns: {_listing(self.names)}",
+                    )
+                )
+        return problems
+
+    def _raise_value_errors(self, columns: list[Sequence[Any]]) -> None:
+        problems = []
+        rows = len(columns[0])
+        for index in range(rows):
+            for field, column in zip(self.fields, columns, strict=True):
+                problem = _value_problem(field, column[index])
+                if problem:
+                    problems.append(
+                        RequestRejected(
+                            f"row {index}, field {field.name!r}: {problem}",
+                            reason="wrong-type" if "expected" in problem else "bad-value",
+                            row=index,
+                            field=field.name,
+                        )
+                    )
+            if len(problems) >= MAX_REPORTED_ERRORS:
+                break
+        _raise_first(problems)
+
+
+def _value_problem(field: Field, value: Any) -> str | None:
+    """Why one value does not fit the field, or None."""
+    if value is None:
+        if field.nullable:
+            return None
+        return "null is not accepted: the training data had no missing values here"
+    if type(value) not in _ACCEPTED[field.kind]:
+        got = f"the string {_short(value)!r}" if isinstance(value, str) else _json_type(value)
+        return f"expected {_DESCRIBED[field.kind]}, got {got}"
+    if field.kind in ("float", "int") and isinstance(value, int):
+        if abs(value) >= (2**63 if field.kind == "int" else 2**1023):
+            return f"{_short(str(value))} is out of range"
+        return None
+    if field.kind in ("float", "int"):
+        if math.isnan(value):
+            if field.nullable:
+                return None
+            return "NaN is not accepted: the training data had no missing values here"
+        if math.isinf(value):
+            return "infinity is not accepted"
+        if field.kind == "int" and (value != round(value) or abs(value) >= 2**63):
+            return f"expected an integer, got {value!r}"
+    return None
+
+
+def _raise_first(problems: list[RequestRejected]) -> None:
+    if not problems:
+        raise AssertionError("validation found no problem in a rejected body")  # pragma: no cover
+    first = problems[0]
+    first.errors = [
+        {"message": p.message, "row": p.row, "field": p.field, "error": p.reason}
+        for p in problems[:MAX_REPORTED_ERRORS]
+    ]
+    raise first
+
+
+def _only_nan(array: np.ndarray) -> bool:
+    return not np.isinf(array).any()
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(text: str, size: int = 40) -> str:
+    return text if len(text) <= size else text[: size - 3] + "..."
+
+
+def _listing(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
