@@ -129,7 +129,7 @@ function cellRanges(cells: number[]): string {
       continue;
     }
     if (start >= 0) {
-      parts.push(start === prev ? `${start}` : `${start}–${prev}`);
+      parts.push(start === prev ? `${start}` : `${start}-${prev}`);
     }
     start = prev = c;
   }
@@ -422,9 +422,10 @@ function LiveRun({ run }: { run: IRun }): JSX.Element {
   return (
     <section className={`mlnb-section mlnb-live mlnb-live-${run.status}`} data-run={run.run_id}>
       <h3>
-        Run <code>{run.run_id}</code> <StatusChip status={run.status} />
+        Latest run <StatusChip status={run.status} />
         <span className="mlnb-muted mlnb-small"> {elapsed(run.started_at, run.finished_at)}</span>
       </h3>
+      <div className="mlnb-muted mlnb-small mlnb-run-id">{run.run_id}</div>
       <StageChips run={run} />
       {error && (
         <div className="mlnb-error-box">
@@ -501,7 +502,7 @@ function History({ model, state }: { model: SidebarModel; state: IState }): JSX.
           <li key={run.run_id} className="mlnb-run" data-run={run.run_id}>
             <div className="mlnb-run-head">
               <StatusChip status={run.status} />
-              <code title={run.run_id}>{run.run_id}</code>
+              <code className="mlnb-run-id" title={run.run_id}>{run.run_id}</code>
               <span className="mlnb-muted mlnb-small">
                 {run.started_at ? new Date(run.started_at).toLocaleString() : ''}
               </span>
