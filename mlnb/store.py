@@ -345,17 +345,16 @@ class Store:
         ).fetchall()
         return {key: json.loads(text) for key, text in rows}
 
-    def cache_latest(self, notebook: str, stage: str) -> dict[str, Any] | None:
-        """The newest cache entry of a stage of a notebook, whatever its key."""
+    def cache_latest_all(self, notebook: str) -> dict[str, dict[str, Any]]:
+        """The newest cache entry of each stage of a notebook."""
         conn = self._connect(create=False)
         if conn is None:
-            return None
-        row = conn.execute(
-            "SELECT record FROM stage_cache WHERE notebook = ? AND stage = ? "
-            "ORDER BY created_at DESC LIMIT 1",
-            (notebook, stage),
-        ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+            return {}
+        rows = conn.execute(
+            "SELECT stage, record FROM stage_cache WHERE notebook = ? ORDER BY created_at",
+            (notebook,),
+        ).fetchall()
+        return {stage: json.loads(text) for stage, text in rows}
 
     def cache_put(self, key: str, notebook: str, stage: str, entry: dict[str, Any]) -> None:
         conn = self._db()

@@ -161,12 +161,13 @@ class Execution:
     def _failure(self, ename: str, evalue: str) -> Failure:
         cell = self.current
         if self.interrupted:
-            what = "interrupted (Ctrl-C)" if self.signal_name == "SIGINT" else "terminated"
+            how = "interrupted by SIGINT (Ctrl-C)"
+            if self.signal_name != "SIGINT":
+                how = f"stopped by {self.signal_name}"
             if self.killed:
-                what += f"; the kernel did not stop within {INTERRUPT_GRACE_S:g} s and was killed"
-            return Failure("KeyboardInterrupt", f"the run was {what} ({self.signal_name})", cell)
-        dead = self.kernel is not None and self.kernel.poll() is not None
-        if ename == "DeadKernelError" or dead:
+                how += f"; the kernel did not stop within {INTERRUPT_GRACE_S:g} s and was killed"
+            return Failure("KeyboardInterrupt", f"the run was {how}", cell)
+        if ename == "DeadKernelError":
             return Failure("DeadKernelError", self._death(), cell)
         if ename == "NoSuchKernel":
             return Failure(ename, f"no Jupyter kernel named {evalue or '?'} is installed", None)

@@ -123,6 +123,7 @@ class StageKey:
     name: str
     key: str
     components: dict[str, Any]
+    file_deps: tuple[str, ...] = ()  # earlier stages that write files this one names
 
 
 def stage_keys(
@@ -130,11 +131,17 @@ def stage_keys(
     parameters: Mapping[str, Any],
     base_dir: Path,
     fingerprint: Any,
+    written: Mapping[str, str] | None = None,
 ) -> dict[str, StageKey]:
     """Every stage's key, in pipeline order.
 
     ``fingerprint(paths) -> {path: sha256 | None}`` hashes files (the store caches it).
+    ``written`` maps files the stages wrote last time to the stage that wrote them: a stage's
+    own output file is no input of it, and a file an earlier stage writes makes this stage
+    depend on that one (its key, rather than the file's current content).
     """
+    written = written or {}
+    order = {s.name: i for i, s in enumerate(pipeline.stages)}
     setup_hash = sha256_text(normalise(pipeline.setup_sources))
     setup_refs = local_refs(pipeline.setup_sources, base_dir)
     stage_refs = {s.name: local_refs(s.sources, base_dir) for s in pipeline.stages}
@@ -146,7 +153,14 @@ def stage_keys(
     parameter_names = set(pipeline.parameter_defaults)
     keys: dict[str, StageKey] = {}
     for stage in pipeline.stages:
-        paths = sorted(set(setup_refs.paths) | set(stage_refs[stage.name].paths))
+        paths, file_deps = [], []
+        for path in sorted(set(setup_refs.paths) | set(stage_refs[stage.name].paths)):
+            writer = written.get(path)
+            if writer is None:
+                paths.append(path)
+            elif writer != stage.name and order.get(writer, len(order)) < order[stage.name]:
+                file_deps.append(writer)
+        depends = list(dict.fromkeys([*stage.depends_on, *file_deps]))
         components = {
             "format": CACHE_FORMAT,
             "kernel": pipeline.kernel_name or "python3",
@@ -155,10 +169,11 @@ def stage_keys(
             "source": sha256_text(normalise(stage.sources)),
             "setup": setup_hash,
             "parameters": {n: parameters.get(n) for n in stage.uses if n in parameter_names},
-            "depends_on": {d: keys[d].key for d in stage.depends_on if d in keys},
+            "depends_on": {d: keys[d].key for d in depends if d in keys},
             "files": {display_path(p, base_dir): hashes.get(p) for p in paths},
         }
-        keys[stage.name] = StageKey(stage.name, sha256_text(canonical(components)), components)
+        key = sha256_text(canonical(components))
+        keys[stage.name] = StageKey(stage.name, key, components, tuple(dict.fromkeys(file_deps)))
     return keys
 
 

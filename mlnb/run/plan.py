@@ -86,7 +86,14 @@ def make_plan(
 ) -> RunPlan:
     notebook = os.path.abspath(pipeline.notebook)
     base_dir = Path(notebook).parent
-    keys = stage_keys(pipeline, parameters, base_dir, store.fingerprints)
+    latest = store.cache_latest_all(notebook)
+    written = {
+        item["path"]: name
+        for name, entry in latest.items()
+        for item in entry.get("artifacts") or []
+        if item.get("path")
+    }
+    keys = stage_keys(pipeline, parameters, base_dir, store.fingerprints, written)
     saves = saved_names(pipeline)
     entries = {} if no_cache else store.cache_lookup(k.key for k in keys.values())
     reused_files = sorted(
@@ -107,9 +114,10 @@ def make_plan(
         elif entry is not None:
             stages.append(_run(stage, key, save, problem or ""))
         else:
-            previous = store.cache_latest(notebook, stage.name)
+            previous = latest.get(stage.name)
             reason = explain_change(previous and previous.get("components"), key.components)
             stages.append(_run(stage, key, save, reason))
+    _rerun_dependents(stages, keys)
     for plan in stages:
         if plan.action == "cached":
             assert plan.entry is not None
@@ -147,8 +155,35 @@ def _unusable(
             return f"the saved {what} is missing from the store"
     for item in entry.get("inputs", []):
         if item.get("path") and current.get(item["path"]) != item.get("sha256"):
-            return f"{display_path(item['path'], base_dir)} changed since run {entry['run_id']}"
+            path = display_path(item["path"], base_dir)
+            return f"{INPUT_CHANGED}{path} changed since run {entry['run_id']}"
     return None
+
+
+INPUT_CHANGED = "input changed: "
+
+
+def _rerun_dependents(stages: list[StagePlan], keys: Mapping[str, StageKey]) -> None:
+    """A stage that runs again because a file it read changed may give new outputs: the
+    stages after it that depend on it run again too (their keys alone would not change)."""
+    fresh: dict[str, str] = {}
+    for plan in stages:
+        if plan.action == "run" and plan.reason.startswith(INPUT_CHANGED):
+            plan.reason = plan.reason[len(INPUT_CHANGED) :]
+            fresh[plan.name] = plan.reason
+    changed = bool(fresh)
+    while changed:
+        changed = False
+        for plan in stages:
+            deps = [*plan.stage.depends_on, *keys[plan.name].file_deps]
+            upstream = [d for d in deps if d in fresh]
+            if plan.name in fresh or not upstream:
+                continue
+            fresh[plan.name] = fresh[upstream[0]]  # the root cause
+            if plan.action == "cached":
+                plan.action, plan.entry = "run", None
+                plan.reason = f"stage {upstream[0]!r} runs again ({fresh[upstream[0]]})"
+            changed = True
 
 
 def _plan_loads(pipeline: Pipeline, stages: list[StagePlan]) -> None:
