@@ -2,8 +2,8 @@
 
 Opens the breast cancer example, opens the mlnb panel, sees the stages and their DAG, jumps to
 a cell, tags a cell as a new stage, sets a parameter, runs the pipeline, watches it go and
-finish, and finds the run in the history. Then a broken notebook shows its error beside the
-stage. The panel's screenshot goes to docs/sidebar.png (shown in the README).
+finish, finds the run in the history, and builds a Bento from it. Then a broken notebook
+shows its error beside the stage. The panel's screenshot goes to docs/sidebar.png.
 """
 
 from __future__ import annotations
@@ -113,6 +113,13 @@ def test_the_sidebar_shows_tags_and_runs_the_pipeline(page: Any, lab: Lab) -> No
     assert "C=0.5" in history.inner_text()
     assert history.locator(".mlnb-status-succeeded").count() >= 1
 
+    # Build: a BentoML service from that run; its tag shows in the run's history.
+    sidebar.locator(".mlnb-build-button").click()
+    sidebar.locator(".mlnb-build.mlnb-build-succeeded").wait_for(timeout=RUN_TIMEOUT_MS)
+    bento = sidebar.locator(".mlnb-build .mlnb-bento").inner_text()
+    assert bento.startswith("breast_cancer:")
+    history.locator(".mlnb-bento").filter(has_text=bento).wait_for()
+
     # The tag reached the file exactly as the contract says, and mlnb reads it.
     saved = json.loads((lab.root / "breast_cancer.ipynb").read_text())
     assert saved["cells"][5]["metadata"]["tags"] == ["mlnb:data:split"]
@@ -122,6 +129,7 @@ def test_the_sidebar_shows_tags_and_runs_the_pipeline(page: Any, lab: Lab) -> No
     record = json.loads((lab.root / ".mlnb" / "runs" / run_id / "run.json").read_text())
     assert record["status"] == "succeeded"
     assert record["parameters"]["C"] == 0.5
+    assert [b["bento"] for b in record["builds"]] == [bento]
 
     # Widen the panel for the picture: drag the split handle next to the left sidebar.
     box = sidebar.bounding_box()

@@ -32,7 +32,22 @@ async def wait_for_run(jp_fetch: Any, path: str, run_id: str) -> tuple[dict[str,
     pytest.fail(f"run {run_id} did not finish in {RUN_TIMEOUT_S} s")
 
 
-async def test_a_run_starts_polls_live_and_lands_in_the_history(jp_fetch: Any, root: Path) -> None:
+async def wait_for_job(jp_fetch: Any, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status, job = await call(jp_fetch, f"jobs/{job_id}")
+        assert status == 200, job
+        if job["status"] != "running":
+            return job
+        await asyncio.sleep(0.3)
+    pytest.fail(f"job {job_id} did not finish in {RUN_TIMEOUT_S} s")
+
+
+async def test_a_run_polls_live_lands_in_the_history_and_builds(
+    jp_fetch: Any, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "True")
     body = {"path": "breast_cancer.ipynb", "parameters": {"C": 0.5, "max_iter": 300}}
     status, started = await call(jp_fetch, "runs", method="POST", body=body)
     assert status == 202, started
@@ -72,6 +87,22 @@ async def test_a_run_starts_polls_live_and_lands_in_the_history(jp_fetch: Any, r
     status, payload = await call(jp_fetch, f"runs/{run_id}", params={"path": "diabetes.ipynb"})
     assert status == 404
     assert_error(payload, 404, "run-not-found")
+
+    # Build that run: a job whose result names the Bento, which the run's history then shows.
+    body = {"path": "breast_cancer.ipynb", "run_id": run_id}
+    status, job = await call(jp_fetch, "builds", method="POST", body=body)
+    assert status == 202, job
+    assert job["status"] == "running" and job["kind"] == "build"
+    status, conflict = await call(jp_fetch, "builds", method="POST", body=body)
+    assert status == 409
+    assert_error(conflict, 409, "job-conflict")
+    job = await wait_for_job(jp_fetch, job["job_id"])
+    assert job["status"] == "succeeded", job["error"] or job["log"]
+    bento = job["result"]["bento"]
+    assert bento.startswith("breast_cancer:")
+    assert job["result"]["run_id"] == run_id
+    status, listing = await call(jp_fetch, "runs", params={"path": "breast_cancer.ipynb"})
+    assert [b["bento"] for b in listing["runs"][0]["builds"]] == [bento]
 
 
 async def test_a_failing_stage_is_reported_with_its_cell(jp_fetch: Any, root: Path) -> None:
