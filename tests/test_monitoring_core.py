@@ -53,8 +53,8 @@ def test_ks_matches_scipy_style_two_sample_value_roughly() -> None:
 
 def test_categorical_drift_and_unseen_categories() -> None:
     profile = {"kind": "categorical", "frequencies": {"a": 0.5, "b": 0.5}}
-    steady = feature_drift("c", profile, ["a", "b"] * 50)
-    unseen = feature_drift("c", profile, ["z"] * 100)
+    steady = feature_drift("c", profile, ["a", "b"] * 150)
+    unseen = feature_drift("c", profile, ["z"] * 300)
     assert steady.psi == pytest.approx(0.0, abs=1e-6) and not steady.drifted
     assert unseen.drifted
 

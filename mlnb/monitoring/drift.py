@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_PSI_THRESHOLD = 0.2
-MIN_ROWS = 30  # fewer live rows than this give no score: too noisy to flag anything
+MIN_ROWS = 200  # fewer live rows give no score: PSI over 10 bins is biased by ~9/rows
 _EPSILON = 1e-4  # floor for bin fractions, so an empty bin does not make PSI infinite
 OTHER = "__other__"
 

@@ -7,6 +7,7 @@ alerts. Nothing here may fail a request: callers wrap every call.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -21,7 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, FeatureDrift, drift_report
 from mlnb.monitoring.logs import PREDICTIONS_MONITOR, REFERENCE_FILE, REJECTIONS_MONITOR
-from mlnb.monitoring.summary import DEFAULT_WINDOW, PREDICTION_COLUMN, log_column
+from mlnb.monitoring.summary import (
+    DEFAULT_WINDOW,
+    PREDICTION_COLUMN,
+    REQUEST_COLUMN,
+    log_column,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,6 +127,8 @@ class LiveMonitor:
         self._window = {name: deque(maxlen=self.settings.window) for name in self.profile}
         self._lock = threading.Lock()
         self._new_rows = 0
+        self._request_ids = itertools.count()
+        self._schema_logged = False
         self._alerting: set[str] = set()
         self.last_drift: list[FeatureDrift] = []
         prediction_reference = getattr(info, "prediction_profile", None)
@@ -134,23 +142,19 @@ class LiveMonitor:
     # -- request path -------------------------------------------------------------------
 
     def answer(self, frame: pd.DataFrame, answer: dict[str, Any]) -> None:
-        import bentoml
-
         predictions = list(answer.get("predictions", []))
         labels = [prediction_label(p, self.classification) for p in predictions]
         columns = {name: [_json_safe(v) for v in frame[name].tolist()] for name in frame.columns}
-        with bentoml.monitor(PREDICTIONS_MONITOR) as mon:
-            for name, values in columns.items():
-                data_type = (
-                    "categorical" if self.feature_kinds.get(name) == "categorical" else "numerical"
-                )
-                mon.log_batch(values, name=log_column(name), role="feature", data_type=data_type)
-            mon.log_batch(
-                labels,
-                name=PREDICTION_COLUMN,
-                role="prediction",
-                data_type="categorical" if self.classification else "numerical",
-            )
+        request = f"{os.getpid()}-{next(self._request_ids)}"
+        first = 0
+        if not self._schema_logged and len(labels) > 1:
+            # BentoML learns the columns from a worker's first record and warns about every
+            # repeated value in it: log one row first, the rest as a batch.
+            self._log_rows({n: v[:1] for n, v in columns.items()}, labels[:1], request)
+            first = 1
+        rest = {n: v[first:] for n, v in columns.items()} if first else columns
+        self._log_rows(rest, labels[first:], request)
+        self._schema_logged = True
         self.metrics.rows.inc(len(labels))
         if self.metrics.classes is not None:
             for label in labels:
@@ -165,15 +169,31 @@ class LiveMonitor:
                     window.extend(columns[name])
             self._new_rows += len(labels)
 
+    def _log_rows(self, columns: dict[str, list[Any]], labels: list[Any], request: str) -> None:
+        with self._monitor(PREDICTIONS_MONITOR) as mon:
+            mon.log_batch([request] * len(labels), REQUEST_COLUMN, "feature", "categorical")
+            for name, values in columns.items():
+                kind = self.feature_kinds.get(name)
+                data_type = "categorical" if kind == "categorical" else "numerical"
+                mon.log_batch(values, log_column(name), "feature", data_type)
+            data_type = "categorical" if self.classification else "numerical"
+            mon.log_batch(labels, PREDICTION_COLUMN, "prediction", data_type)
+
     def reject(self, rejection: RequestRejected) -> None:
+        self.metrics.rejected.labels(reason=rejection.reason).inc()
+        with self._monitor(REJECTIONS_MONITOR) as mon:
+            # BentoML knows the roles feature, prediction and target only: these are features
+            mon.log(rejection.reason, "reason", "feature", "categorical")
+            mon.log(rejection.status, "status", "feature", "categorical")
+            mon.log(rejection.field, "field", "feature", "categorical")
+            mon.log(rejection.row, "row", "feature", "numerical")
+
+    def _monitor(self, name: str) -> Any:
+        """A bentoml.monitor writing JSON lines under this Bento's absolute folder."""
         import bentoml
 
-        self.metrics.rejected.labels(reason=rejection.reason).inc()
-        with bentoml.monitor(REJECTIONS_MONITOR) as mon:
-            mon.log(rejection.reason, name="reason", role="rejection", data_type="categorical")
-            mon.log(rejection.status, name="status", role="rejection", data_type="categorical")
-            mon.log(rejection.field, name="field", role="rejection", data_type="categorical")
-            mon.log(rejection.row, name="row", role="rejection", data_type="numerical")
+        options = {"log_path": str(self.info.monitor_dir)}
+        return bentoml.monitor(name, monitor_class="default", monitor_options=options)
 
     # -- background ---------------------------------------------------------------------
 

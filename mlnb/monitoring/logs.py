@@ -43,7 +43,7 @@ class MonitorLogs:
 
     @property
     def requests(self) -> int:
-        return len({row.get("request_id") for row in self.rows})
+        return len({row.get("mlnb_request", row.get("request_id")) for row in self.rows})
 
     @property
     def features(self) -> list[str]:

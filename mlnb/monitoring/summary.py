@@ -19,7 +19,10 @@ from mlnb.monitoring.logs import MonitorLogs
 
 DEFAULT_WINDOW = 1000
 PREDICTION_COLUMN = "prediction"
-RESERVED_COLUMNS = frozenset({"timestamp", "request_id", "trace_id", PREDICTION_COLUMN})
+REQUEST_COLUMN = "mlnb_request"  # mlnb's own request id: BentoML's is not set in middleware
+RESERVED_COLUMNS = frozenset(
+    {"timestamp", "request_id", "trace_id", PREDICTION_COLUMN, REQUEST_COLUMN}
+)
 
 
 def log_column(feature: str) -> str:
