@@ -29,6 +29,7 @@ from mlnb.build.onnx_convert import NotConvertible, task_of
 from mlnb.build.secrets import check_no_credentials
 from mlnb.build.servecode import ServeCode, extract_serve_code
 from mlnb.errors import CellRef, RequestRejected, ServeCodeError
+from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.serving.answer import Predictor, ServeOutputError
 from mlnb.serving.onnx_model import CLASSIFIER_MEMBERS, REGRESSOR_MEMBERS, OnnxModel
 from mlnb.serving.schema import DEFAULT_MAX_ROWS, RequestSchema
@@ -83,11 +84,13 @@ def build(
 ) -> BuildResult:
     """Build the run's Bento; see the module docstring for the steps."""
     bento.quiet_bentoml()
+    if Path(notebook).is_file():
+        precheck(notebook)
     inputs = collect(notebook, run_id=run_id, store=store, progress=progress)
     progress(f"building run {inputs.run_id} of {inputs.pipeline.notebook}")
     model_variable = str(inputs.model_record.get("variable") or "model")
     serve = extract_serve_code(inputs.pipeline, model_variable, inputs.run.get("parameters", {}))
-    _scan(inputs, serve)
+    _scan(inputs.pipeline, serve)
     _describe_serve_code(serve, progress)
 
     import joblib
@@ -160,8 +163,17 @@ def build(
     )  # fmt: skip
 
 
-def _scan(inputs: BuildInputs, serve: ServeCode) -> None:
-    pipeline = inputs.pipeline
+def precheck(notebook: str) -> ServeCode:
+    """The serve code of the notebook as it is now: refused early, before any run."""
+    pipeline = load_pipeline(notebook)
+    trains = pipeline.stages_of_kind("train")
+    variable = next((s.options.model for s in trains if s.options.model), None) or "model"
+    serve = extract_serve_code(pipeline, variable, pipeline.parameter_defaults)
+    _scan(pipeline, serve)
+    return serve
+
+
+def _scan(pipeline: Pipeline, serve: ServeCode) -> None:
     cells = [
         (cell, source)
         for stage in pipeline.stages_of_kind("serve")
@@ -291,10 +303,11 @@ def _choose_format(
     else:
         attempts = [False, True] if onnx_convert.can_narrow(schema) else [False]
         for narrow in attempts:
+            prefix = "fed float32 instead of float64, " if narrow else ""
             try:
                 conversion = onnx_convert.convert(native, schema, narrow=narrow)
             except NotConvertible as exc:
-                reasons.append(str(exc))
+                reasons.append(prefix + str(exc).rstrip("."))
                 continue
             converted = OnnxModel.from_spec(conversion.onnx, conversion.spec)
             agreement = check_agreement(make_predictor, native, converted, rows)
@@ -308,8 +321,8 @@ def _choose_format(
                     "onnx_model.json": json.dumps(conversion.spec, indent=2).encode(),
                 }
                 return ModelChoice("onnx", files, None, text)
-            reasons.append(text)
-    reason = "; then ".join(reasons)
+            reasons.append(prefix + text)
+    reason = "; ".join(reasons)
     progress(f"ONNX not used: {reason}. Serving the native model.")
     return ModelChoice("native", {"model.joblib": model_path}, reason, None)
 

@@ -13,6 +13,7 @@ The contract: ``predict(frame)`` (one prediction per row), optional ``preprocess
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,7 @@ def extract_serve_code(
         kept, _ = _blocks(cell, source, pipeline.notebook)
         setup_blocks.extend(kept)
     _resolve(code, pipeline, stages[0], setup_blocks, parameters)
+    code.left_out.sort(key=lambda text: [int(n) for n in re.findall(r"\d+", text)[:2]])
     _check_contract(code, pipeline)
     code.model_members = frozenset(_members_of(model_variable, code.blocks))
     return code

@@ -132,7 +132,11 @@ class _Validator:
         if self.all_float and len({f.dtype for f in self.fields}) == 1:
             matrix = np.column_stack(arrays)  # one block, no per-column copies in pandas
             return pd.DataFrame(matrix, columns=self.names, copy=False)
-        return pd.DataFrame(dict(zip(self.names, arrays, strict=True)), copy=False)
+        frame = pd.DataFrame(dict(zip(self.names, arrays, strict=True)), copy=False)
+        for field in self.fields:
+            if field.kind == "string" and str(frame[field.name].dtype) != field.dtype:
+                frame[field.name] = frame[field.name].astype(field.dtype)
+        return frame
 
     def _rows(self, body: Any) -> list[Any]:
         if not isinstance(body, dict) or "rows" not in body:
