@@ -149,7 +149,7 @@ def test_a_template_with_an_undefined_name_or_bad_python_is_refused(tmp_path: Pa
     (tmp_path / "service.py.j2").write_text("def f(:\n    {{ model_tag }}\n")
     with pytest.raises(TemplateRenderError, match="renders invalid Python at line 1"):
         render("service.py.j2", {"model_tag": "m:1"}, tmp_path)
-    with pytest.raises(TemplateRenderError, match="template nope.j2 is not in"):
+    with pytest.raises(TemplateRenderError, match=r"template nope\.j2 is not in"):
         render("nope.j2", {}, tmp_path)
 
 
