@@ -57,12 +57,14 @@ class PredictHandler:
             try:
                 decoded = json.loads(body)
             except ValueError as exc:
-                raise RequestRejected(
+                rejection = RequestRejected(
                     f"the request body is not valid JSON: {exc}",
                     reason="bad-json",
                     status=400,
                     fix='send a JSON object {"rows": [...]}',
-                ) from None
+                )
+                self._hook("on_reject", rejection)
+                raise rejection from None
             return 200, self.handle_json(decoded)
         except RequestRejected as rejection:
             return rejection.status, rejection.to_json()

@@ -1,0 +1,158 @@
+"""Monitoring in a served Bento, over real HTTP: logs, /metrics, drift, alerts, mlnb monitor."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from .build_support import free_port, post, project, start_server, wait_ready
+
+pytestmark = pytest.mark.slow
+SHIFTED = "mean radius"
+
+
+class Alerts(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Alerts.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    bento = project().build("breast_cancer.ipynb")["bento"]
+    folder = tmp_path_factory.mktemp("monitoring") / "logs"
+    hook = ThreadingHTTPServer(("127.0.0.1", free_port()), Alerts)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    env = {
+        "MLNB_MONITOR_DIR": str(folder),
+        "MLNB_DRIFT_INTERVAL": "0.2",
+        "MLNB_ALERT_WEBHOOK": f"http://127.0.0.1:{hook.server_address[1]}/alerts",
+    }
+    server = start_server(bento, env)
+    try:
+        wait_ready(server)
+        yield {"url": server.url, "folder": folder, "bento": bento, "answered": [0]}
+    finally:
+        server.stop()
+        hook.shutdown()
+        hook.server_close()
+
+
+def send(served: dict, frames: list[list[dict]]) -> None:
+    """POST each list of rows, 8 at a time; every one must be answered."""
+
+    def one(rows: list[dict]) -> int:
+        status, answer = post(served["url"] + "/predict", {"rows": rows})
+        assert status == 200, answer
+        return len(answer["predictions"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        served["answered"][0] += sum(pool.map(one, frames))
+
+
+def requests_of(rows: int, seed: int, shift: float = 1.0) -> list[list[dict]]:
+    data = load_breast_cancer(as_frame=True).data
+    picked = data.sample(n=rows, replace=True, random_state=seed)
+    picked[SHIFTED] = picked[SHIFTED] * shift
+    records = picked.to_dict(orient="records")
+    return [records[i : i + 4] for i in range(0, rows, 4)]
+
+
+def metrics(served: dict) -> dict[str, float]:
+    with urllib.request.urlopen(served["url"] + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"^(mlnb_\w+(?:\{[^}]*\})?) ([0-9.eE+-]+)$", line)
+        if match:
+            found[match.group(1)] = float(match.group(2))
+    return found
+
+
+def drifted_in_metrics(served: dict) -> set[str]:
+    found = metrics(served)
+    return {
+        re.search(r'feature="([^"]+)"', key).group(1)  # type: ignore[union-attr]
+        for key, value in found.items()
+        if key.startswith("mlnb_feature_drifted{") and value == 1.0
+    }
+
+
+def monitor_json(served: dict) -> dict:
+    result = project().mlnb("monitor", str(served["folder"]), "--json")
+    return json.loads(result.stdout)
+
+
+def wait_for(condition, timeout: float = 15.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_in_distribution_traffic_flags_nothing(served: dict) -> None:
+    send(served, requests_of(400, seed=1))
+    wait_for(
+        lambda: metrics(served).get('mlnb_feature_drift_psi{feature="mean radius"}') is not None
+    )
+    assert drifted_in_metrics(served) == set()
+    summary = monitor_json(served)
+    assert summary["rows_logged"] == served["answered"][0] == 400
+    assert summary["requests"] == 100
+    assert summary["drifted_features"] == []
+    assert Alerts.received == []
+
+
+def test_one_shifted_feature_is_flagged_alone(served: dict, tmp_path: Path) -> None:
+    send(served, requests_of(600, seed=2, shift=1.6))
+    wait_for(lambda: drifted_in_metrics(served) == {SHIFTED})
+    found = metrics(served)
+    assert found["mlnb_rows_total"] == served["answered"][0] == 1000
+    labels = sum(v for k, v in found.items() if k.startswith("mlnb_predictions_total{"))
+    assert labels == 1000
+    summary = monitor_json(served)
+    assert summary["drifted_features"] == [SHIFTED]
+    assert summary["features"][SHIFTED]["psi"] > 0.2 and summary["features"][SHIFTED]["ks"] > 0.2
+    assert summary["rows_logged"] == 1000  # every answered row was logged, none lost
+    wait_for(lambda: len(Alerts.received) >= 1)
+    assert [a["feature"] for a in Alerts.received] == [SHIFTED]  # one alert, when it started
+    assert Alerts.received[0]["bento"] == served["bento"]
+    report = tmp_path / "report.html"
+    text = project().mlnb("monitor", str(served["folder"]), "-o", str(report)).stdout
+    assert f"drifted features: {SHIFTED}" in text
+    page = report.read_text()
+    assert page.count("<svg") >= 31 and "PSI per feature over time" in page
+
+
+def test_rejections_are_counted_and_logged_and_the_service_keeps_serving(served: dict) -> None:
+    status, answer = post(served["url"] + "/predict", {"rows": [{"mean radius": 1.0}]})
+    assert status == 422 and answer["error"] == "missing-field"
+    status, _ = post(served["url"] + "/predict", b"{not json")
+    assert 400 <= status < 500
+    found = metrics(served)
+    assert found['mlnb_rejected_requests_total{reason="missing-field"}'] == 1.0
+    summary = monitor_json(served)
+    assert summary["rejected_requests"] == 2
+    assert summary["rejection_reasons"] == {"missing-field": 1, "bad-json": 1}
+    send(served, requests_of(4, seed=3))
+    lines = (served["folder"] / "predictions" / "data").glob("data.*.log*")
+    for line in (ln for f in lines for ln in f.read_text().splitlines()):
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the log"))
