@@ -24,7 +24,7 @@ def resolve_notebook(root: str | Path, api_path: object) -> Path:
     if len(api_path) > MAX_PATH_LENGTH or "\x00" in api_path:
         raise BadRequestError("the notebook path is not a valid path", fix="check the path")
     pure = PurePosixPath(api_path)
-    if pure.is_absolute() or api_path.startswith("\\") or ":" in pure.parts[0]:
+    if pure.is_absolute():
         raise PathOutsideRootError(
             f"{api_path!r} is an absolute path",
             fix="name the notebook relative to the Jupyter server's root directory",
