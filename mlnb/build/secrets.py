@@ -105,22 +105,27 @@ def secret_name(name: str) -> bool:
 def _named_strings(tree: ast.AST) -> Iterable[tuple[str, str, int]]:
     """(name, string value, line) for strings bound to a name, a dict key or a keyword."""
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and _is_str(node.value):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            value = _string(node.value)
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                name = _target_name(target)
-                if name:
-                    yield name, node.value.value, node.lineno  # type: ignore[union-attr]
+            names = [_target_name(target) for target in targets]
+            if value is not None:
+                yield from ((name, value, node.lineno) for name in names if name)
         elif isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if _is_str(key) and _is_str(value):
-                    yield key.value, value.value, value.lineno  # type: ignore[union-attr]
-        elif isinstance(node, ast.keyword) and node.arg and _is_str(node.value):
-            yield node.arg, node.value.value, node.value.lineno  # type: ignore[attr-defined]
+            for key, item in zip(node.keys, node.values, strict=True):
+                name, value = _string(key), _string(item)
+                if name is not None and value is not None:
+                    yield name, value, item.lineno
+        elif isinstance(node, ast.keyword) and node.arg:
+            value = _string(node.value)
+            if value is not None:
+                yield node.arg, value, node.value.lineno
 
 
-def _is_str(node: ast.AST | None) -> bool:
-    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+def _string(node: ast.AST | None) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
 
 
 def _target_name(target: ast.expr) -> str | None:
@@ -128,8 +133,8 @@ def _target_name(target: ast.expr) -> str | None:
         return target.id
     if isinstance(target, ast.Attribute):
         return target.attr
-    if isinstance(target, ast.Subscript) and _is_str(target.slice):
-        return target.slice.value  # type: ignore[attr-defined, no-any-return]
+    if isinstance(target, ast.Subscript):
+        return _string(target.slice)
     return None
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-Frame = pd.DataFrame
 Fn = Callable[[Any], Any]
 
 
@@ -41,7 +40,7 @@ class Predictor:
         self.classes = None if classes is None else to_jsonable(np.asarray(classes))
         self._with_proba = getattr(self.model, "predict_with_proba", None)
 
-    def answer(self, frame: Frame) -> dict[str, Any]:
+    def answer(self, frame: pd.DataFrame) -> dict[str, Any]:
         rows = len(frame)
         features = self.preprocess(frame) if self.preprocess else frame
         if self.predict is not None:

@@ -140,11 +140,13 @@ def _as_classes(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 def _column_tensor(column: pd.Series, dtype: str) -> np.ndarray:
     kind = np.dtype(dtype).kind if dtype not in ("str", "string", "category") else "O"
-    if kind == "O" or kind == "U":
-        values = column.astype(object).to_numpy()
-        return np.array([str(v) for v in values], dtype=object).reshape(-1, 1)
-    if kind == "b":
-        return column.to_numpy(dtype=bool).reshape(-1, 1)
-    if kind in "iu":
-        return column.to_numpy(dtype=np.int64).reshape(-1, 1)
-    return column.to_numpy(dtype=np.dtype(dtype)).reshape(-1, 1)
+    values: np.ndarray
+    if kind in "OU":
+        values = np.array([str(v) for v in column.astype(object).to_numpy()], dtype=object)
+    elif kind == "b":
+        values = column.to_numpy(dtype=bool)
+    elif kind in "iu":
+        values = column.to_numpy(dtype=np.int64)
+    else:
+        values = column.to_numpy(dtype=np.dtype(dtype))
+    return values.reshape(-1, 1)
