@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,12 +32,20 @@ EXAMPLES = {  # notebook -> (a train-stage parameter, values to cycle through)
 }
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+CPU: dict[str, list[float]] = {}  # CPU seconds of the whole process tree (kernel included)
+
+
+def timed(command: list[str], env: dict[str, str], label: str | None = None) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{result.stdout}\n{result.stderr}")
+    if label:
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        CPU.setdefault(label, []).append(cpu)
     return elapsed
 
 
@@ -60,12 +69,15 @@ def bench(notebook: str, repeat: int, work: Path, env: dict[str, str]) -> dict[s
         paper = [py, "-m", "papermill", str(source), str(out), "-k", "python3"]
         order = [("papermill", paper), ("mlnb cold", cold)]
         for name, command in order if i % 2 == 0 else reversed(order):
-            times[name].append(timed(command, env))
+            times[name].append(timed(command, env, f"{notebook} {name}"))
         again = [py, "-m", "mlnb", "run", str(source), "--store", str(warm_store), "--json"]
-        times["mlnb no change"].append(timed(again, env))
+        times["mlnb no change"].append(timed(again, env, f"{notebook} mlnb no change"))
         changed = [*again, "-p", parameter, values[i % len(values)]]
-        times["mlnb train param"].append(timed(changed, env))
+        times["mlnb train param"].append(timed(changed, env, f"{notebook} mlnb train param"))
     return times
+
+
+_NAMES = ("papermill", "mlnb cold", "mlnb no change", "mlnb train param")
 
 
 def main() -> None:
@@ -112,9 +124,25 @@ def write_report(
         )
     lines += [
         "",
+        "CPU seconds of the whole process tree (the kernel included), medians: steadier than "
+        "wall time on a busy machine.",
+        "",
+        "| notebook | papermill | mlnb cold | cold / papermill | mlnb no change "
+        "| mlnb train param |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for notebook, _, _ in rows:
+        cpu = {k: statistics.median(CPU[f"{notebook} {k}"]) for k in _NAMES}
+        lines.append(
+            f"| {notebook} | {cpu['papermill']:.2f} s | {cpu['mlnb cold']:.2f} s "
+            f"| {cpu['mlnb cold'] / cpu['papermill']:.2f}x | {cpu['mlnb no change']:.3f} s "
+            f"| {cpu['mlnb train param']:.2f} s |"
+        )
+    lines += [
+        "",
         "Targets (issue 3): cold at most 1.15x papermill; no change at least 10x faster than cold.",
         "",
-        "All times (s):",
+        "All wall times (s):",
         "",
     ]
     for notebook, _, times in rows:

@@ -147,6 +147,35 @@ def test_no_change_rerun_starts_no_kernel(breast: dict[str, Any]) -> None:
     ).read_bytes()
 
 
+def test_progress_on_a_terminal(breast: dict[str, Any], tmp_path: Path) -> None:
+    import pty
+
+    store = tmp_path / "store"  # a copy, so the other tests see their runs only
+    shutil.copytree(breast["store"].root, store)
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "BENTOML_DO_NOT_TRACK": "True"}
+    env.pop("NO_COLOR", None)
+    command = [sys.executable, "-m", "mlnb", "run", str(breast["notebook"]), "--store", str(store)]
+    chunks: list[bytes] = []
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 4096)
+        chunks.append(data)
+        return data
+
+    old = os.environ.copy()
+    try:
+        os.environ.update(env)
+        status = pty.spawn(command, read)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    text = b"".join(chunks).decode()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "\x1b[2m  ○ load" in text  # a coloured line per stage
+    assert "3 cached" in text and "metrics: accuracy=" in text
+
+
 def test_a_train_parameter_reruns_train_and_its_dependents_only(breast: dict[str, Any]) -> None:
     record = breast["changed"]
     assert record["run_id"] == "with-C-2"

@@ -186,3 +186,14 @@ def test_a_killed_kernel(tmp_path: Path) -> None:
     assert "killed by SIGKILL" in error["evalue"]
     assert (store.run_dir("killed") / "notebook.ipynb").exists()
     assert store.get_run("killed")["status"] == "failed"
+
+
+def test_a_kernel_that_is_not_installed(tmp_path: Path) -> None:
+    notebook = copy("dies.ipynb", tmp_path)
+    document = json.loads(notebook.read_text())
+    document["metadata"]["kernelspec"]["name"] = "no-such-kernel"
+    notebook.write_text(json.dumps(document))
+    result = mlnb_run(notebook)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "NoSuchKernel: no Jupyter kernel named 'no-such-kernel' is installed" in result.stderr
+    assert "(installed: " in result.stderr and "python3" in result.stderr.split("(installed: ")[1]

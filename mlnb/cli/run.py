@@ -81,7 +81,9 @@ def summary(record: dict[str, Any]) -> str:
         lines.append(
             "metrics: " + ", ".join(f"{k}={_number(v)}" for k, v in record["metrics"].items())
         )
-    lines.append(f"executed notebook: {os.path.join(record['store'], record['executed_notebook'])}")
+    if record.get("executed_notebook"):
+        executed = os.path.join(record["store"], record["executed_notebook"])
+        lines.append(f"executed notebook: {executed}")
     return "\n".join(lines)
 
 

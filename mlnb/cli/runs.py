@@ -123,7 +123,8 @@ def render_run(r: Mapping[str, Any]) -> str:
         lines.append(
             f"build: {build.get('bento')} ({build.get('format')}, {build.get('built_at')})"
         )
-    lines.append(f"executed notebook: {os.path.join(r['store'], r['executed_notebook'])}")
+    if r.get("executed_notebook"):
+        lines.append(f"executed notebook: {os.path.join(r['store'], r['executed_notebook'])}")
     return "\n".join(lines)
 
 

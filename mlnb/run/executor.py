@@ -51,6 +51,7 @@ class Execution:
         self.signals = 0
         self.done = False
         self.killed = False
+        self.kernel_name = ""
         self._log: IO[bytes] | None = None
 
     # --- signals (installed by the runner for the whole run) ---
@@ -124,6 +125,7 @@ class Execution:
         import papermill  # type: ignore[import-untyped]
         from papermill.exceptions import PapermillExecutionError  # type: ignore[import-untyped]
 
+        self.kernel_name = kernel_name
         partial = output_path.with_name(f".{output_path.stem}.partial{output_path.suffix}")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in finally)
         failure: Failure | None = None
@@ -170,7 +172,7 @@ class Execution:
         if ename == "DeadKernelError":
             return Failure("DeadKernelError", self._death(), cell)
         if ename == "NoSuchKernel":
-            return Failure(ename, f"no Jupyter kernel named {evalue or '?'} is installed", None)
+            return Failure(ename, _no_such_kernel(self.kernel_name), None)
         return Failure(ename, evalue, cell)
 
     def _death(self) -> str:
@@ -183,6 +185,18 @@ class Execution:
                 name = signal.Signals(-code).name
             return f"the kernel was killed by {name} while running this cell"
         return f"the kernel exited with code {code} while running this cell (os._exit?)"
+
+
+def _no_such_kernel(name: str) -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = ", ".join(sorted(KernelSpecManager().find_kernel_specs())) or "none"
+    return (
+        f"no Jupyter kernel named {name!r} is installed "
+        f"(installed: {installed}); "
+        "set the notebook's kernel to one of them, or install it "
+        "(python -m ipykernel install --user --name NAME)"
+    )
 
 
 def _kernel_manager_class(execution: Execution) -> type:

@@ -131,6 +131,8 @@ def _execute(plan: RunPlan, store: Store, run_id: str, progress: Any) -> dict[st
         except Exception as exc:  # mlnb's own failure: still record the run
             failure = Failure(type(exc).__name__, str(exc), None)
         recorder.apply(reader.read())
+        if not (run_dir / NOTEBOOK_FILE).exists():
+            record["executed_notebook"] = None  # the kernel never started
         lineage.join(timeout=60)
         record["environment"] = _kernel_environment(lineage.environment, recorder.kernel)
         record["git"] = lineage.git
