@@ -10,7 +10,6 @@ the whole answer itself.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,8 +72,21 @@ class Predictor:
         return answer
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_jsonable(value: Any) -> Any:
-    """numpy and pandas values as plain JSON types (NaN stays a float; see ``json_safe``)."""
+    """numpy and pandas values as plain JSON types (NaN stays a float; JSON encoding nulls it)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list or kind is tuple:
+        types = set(map(type, value))
+        if types <= _PLAIN:
+            return value if kind is list else list(value)
+        if types == {dict} and all(_plain_dict(item) for item in value):
+            return value if kind is list else list(value)
+        return [to_jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, pd.DataFrame):
@@ -84,20 +96,9 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        if all(type(v) in (float, int, str, bool) for v in value):
-            return list(value)
-        return [to_jsonable(v) for v in value]
+        return value if _plain_dict(value) else {str(k): to_jsonable(v) for k, v in value.items()}
     return value
 
 
-def json_safe(value: Any) -> Any:
-    """The value with NaN and infinities as null, for answers JSON cannot otherwise carry."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
+def _plain_dict(item: dict[Any, Any]) -> bool:
+    return _PLAIN.issuperset(map(type, item.values())) and all(type(k) is str for k in item)

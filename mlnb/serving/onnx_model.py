@@ -51,6 +51,7 @@ class OnnxModel:
         self._inputs: list[str] = list(spec["input_names"])
         self._tensor_dtype = np.dtype(spec.get("tensor_dtype") or "float64")
         self._outputs: dict[str, str] = dict(spec["outputs"])
+        self._known_index: Any = None
 
     @classmethod
     def load(cls, folder: str | Path) -> OnnxModel:
@@ -100,7 +101,11 @@ class OnnxModel:
         }
 
     def _in_training_order(self, frame: pd.DataFrame) -> pd.DataFrame:
-        if list(frame.columns) == self._columns:
+        columns = frame.columns
+        if columns is self._known_index:
+            return frame
+        if list(columns) == self._columns:
+            self._known_index = columns  # the service's frames share one Index object
             return frame
         missing = [c for c in self._columns if c not in frame.columns]
         if missing:

@@ -13,6 +13,8 @@ that fails them is walked value by value to name the first problems.
 from __future__ import annotations
 
 import difflib
+import functools
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,7 +107,14 @@ class RequestSchema:
 
     def frame(self, body: Any) -> pd.DataFrame:
         """The validated rows of a decoded JSON body as a frame with the training dtypes."""
-        return _Validator(self).frame(body)
+        return self._validator.frame(body)
+
+    @functools.cached_property
+    def _validator(self) -> _Validator:
+        return _Validator(self)
+
+
+_NUMBER_TYPES = frozenset({float, int})
 
 
 class _Validator:
@@ -113,31 +122,52 @@ class _Validator:
         self.schema = schema
         self.fields = schema.fields
         self.names = schema.names
+        self.index = pd.Index(self.names)  # shared by every frame: adapters can spot it
         self.name_set = frozenset(self.names)
-        self.all_float = all(f.kind == "float" and not f.nullable for f in self.fields)
+        self.width = len(self.names)
+        dtypes = {f.dtype for f in self.fields}
+        uniform = all(f.kind == "float" and not f.nullable for f in self.fields)
+        self.float_dtype = next(iter(dtypes)) if uniform and len(dtypes) == 1 else None
 
     def frame(self, body: Any) -> pd.DataFrame:
         rows = self._rows(body)
-        width = len(self.fields)
         if all(type(row) is dict and row.keys() == self.name_set for row in rows):
+            if self.float_dtype:
+                names = self.names
+                values = [row[name] for row in rows for name in names]
+                fast = self._float_frame(values, len(rows))
+                if fast is not None:
+                    return fast
             columns: list[Sequence[Any]] = [[row[name] for row in rows] for name in self.names]
-        elif all(type(row) is list and len(row) == width for row in rows):
+        elif all(type(row) is list and len(row) == self.width for row in rows):
+            if self.float_dtype:
+                fast = self._float_frame(list(itertools.chain.from_iterable(rows)), len(rows))
+                if fast is not None:
+                    return fast
             columns = list(zip(*rows, strict=True))
         else:
             self._raise_row_errors(rows)
             raise AssertionError("unreachable: a row was malformed")  # pragma: no cover
         arrays = [self._column(f, column) for f, column in zip(self.fields, columns, strict=True)]
-        if arrays and any(a is None for a in arrays):
+        if any(a is None for a in arrays):
             self._raise_value_errors(columns)
-        if self.all_float and len({f.dtype for f in self.fields}) == 1:
-            # one block, no per-column copies in pandas
-            matrix = np.column_stack([a for a in arrays if a is not None])
-            return pd.DataFrame(matrix, columns=self.names, copy=False)
         frame = pd.DataFrame(dict(zip(self.names, arrays, strict=True)), copy=False)
         for field in self.fields:
             if field.kind == "string" and str(frame[field.name].dtype) != field.dtype:
                 frame[field.name] = frame[field.name].astype(field.dtype)
         return frame
+
+    def _float_frame(self, values: list[Any], rows: int) -> pd.DataFrame | None:
+        """All features of one float dtype: one array, one block; None to look closer."""
+        if not _NUMBER_TYPES.issuperset(map(type, values)):
+            return None
+        try:
+            matrix = np.array(values, dtype=self.float_dtype).reshape(rows, self.width)
+        except OverflowError:
+            return None
+        if not np.isfinite(matrix).all():
+            return None
+        return pd.DataFrame(matrix, columns=self.index, copy=False)
 
     def _rows(self, body: Any) -> list[Any]:
         if not isinstance(body, dict) or "rows" not in body:
