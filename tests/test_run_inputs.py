@@ -137,3 +137,6 @@ def test_a_kale_notebook_runs_its_steps(tmp_path: Path) -> None:
     again = run(notebook, "-p", "n_rows", "300")
     assert [s["status"] for s in again["stages"]] == ["cached"] * 3
     assert again["metrics"] == record["metrics"]
+    forced = run(notebook, "-p", "n_rows", "300", "--no-cache")
+    assert [(s["status"], s["reason"]) for s in forced["stages"]] == [("ran", "--no-cache")] * 3
+    assert forced["no_cache"] is True and forced["metrics"] == record["metrics"]

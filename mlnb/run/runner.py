@@ -9,9 +9,11 @@ the assembled notebook to :mod:`mlnb.run.executor` and records each stage as it 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,8 +145,6 @@ def _execute(plan: RunPlan, store: Store, run_id: str, progress: Any) -> dict[st
 
 
 def _read_document(plan: RunPlan) -> dict[str, Any]:
-    import hashlib
-
     data = Path(plan.notebook).read_bytes()
     if hashlib.sha256(data).hexdigest() != plan.pipeline.notebook_sha256:
         raise NotebookReadError(
@@ -184,8 +184,6 @@ def _kernel_environment(
     if env is None or kernel is None:
         return env
     env = dict(env)
-    import sys
-
     if kernel.get("prefix") != sys.prefix:
         env["packages_note"] = "versions read from mlnb's Python; the kernel runs another one"
     env["python"] = kernel.get("python", env.get("python"))
