@@ -12,3 +12,8 @@ def load_ipython_extension(ipython: Any) -> None:
     from mlnb.magics import MlnbMagics
 
     ipython.register_magics(MlnbMagics(ipython))
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """For ``jupyter labextension develop .``: the prebuilt sidebar inside the package."""
+    return [{"src": "labextension", "dest": "mlnb"}]
