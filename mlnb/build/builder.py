@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from mlnb.serving.schema import DEFAULT_MAX_ROWS, RequestSchema
 from mlnb.store import utc_now
 
 Progress = Callable[[str], None]
+QUOTES = '"' * 3
 AGREEMENT_ROWS = 1000
 DEFAULT_TIMEOUT_S = 10
 
@@ -381,6 +383,7 @@ def _context(
         "model_description": model_description,
         "model_format": model_format,
         "native_reason": reason,
+        "native_reason_lines": _docstring_lines(reason),
         "serve_stage": serve.stage,
         "serve_cells": cell_ranges(serve.cells),
         "setup_source": serve.setup_source,
@@ -400,6 +403,14 @@ def _context(
         "requirements": requirements,
         "python_version": python_version,
     }
+
+
+def _docstring_lines(text: str | None, width: int = 92) -> list[str]:
+    """Text wrapped for a docstring, with nothing that would end or escape it."""
+    if not text:
+        return []
+    safe = text.replace("\\", "/").replace(QUOTES, "'")
+    return textwrap.wrap(safe, width, break_long_words=True, break_on_hyphens=False)
 
 
 def _service_spec(
