@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from mlnb.build.agreement import check_agreement, compare
-from mlnb.build.builder import _choose_format
+from mlnb.build.format import choose_format
 from mlnb.build.onnx_convert import NotConvertible, convert, task_of
 from mlnb.build.servecode import ServeCode
 from mlnb.serving.answer import Predictor
@@ -124,7 +124,7 @@ def test_serve_code_calling_what_the_adapter_lacks_is_served_natively(cancer, tm
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
     serve = ServeCode("model", model_members=frozenset({"decision_function"}))
     messages: list[str] = []
-    choice = _choose_format(
+    choice = choose_format(
         model, tmp_path / "model.joblib", schema_of(X), plain, X.head(), "held-out",
         serve, "classification", messages.append,
     )  # fmt: skip

@@ -1,20 +1,19 @@
 """``mlnb build``: from a run to a versioned Bento, in the order a reader would check it.
 
 1. Collect the run (:mod:`mlnb.build.inputs`) and the serve code (:mod:`.servecode`); refuse
-   serve code that holds a credential (:mod:`.secrets`).
+   serve code that holds a credential (:mod:`.secrets`), before any run when possible.
 2. Run the serve code on held-out rows with the original model: it must answer one
    prediction per row before anything is built.
-3. Convert to ONNX (:mod:`.onnx_convert`) and keep it only if it agrees through the serve
-   code (:mod:`.agreement`); else serve the native model and say why.
-4. Render the service and bentofile (:mod:`.render`) into a build folder in the store,
-   store the model and build the Bento (:mod:`.bento`) under a content-derived version
-   (:mod:`.version`), and record the build in the run.
+3. Choose ONNX or native (:mod:`.format`): a conversion (:mod:`.onnx_convert`) is kept only
+   if it agrees with the original through the serve code (:mod:`.agreement`).
+4. Render the service and bentofile (:mod:`.context`, :mod:`.render`) into a build folder in
+   the store (:mod:`.folder`), store the model and build the Bento (:mod:`.bento`) under a
+   content-derived version (:mod:`.version`), and record the build in the run.
 """
 
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,22 +21,20 @@ from typing import Any
 
 import pandas as pd
 
-from mlnb import __version__
-from mlnb.build import bento, folder, onnx_convert, pins, render, version
-from mlnb.build.agreement import check_agreement
+from mlnb.build import bento, folder, pins, render, version
+from mlnb.build.context import labels_of, service_context, service_spec
+from mlnb.build.format import choose_format
 from mlnb.build.inputs import BuildInputs, collect
-from mlnb.build.onnx_convert import NotConvertible, task_of
+from mlnb.build.onnx_convert import task_of
 from mlnb.build.secrets import check_no_credentials
 from mlnb.build.servecode import ServeCode, extract_serve_code
 from mlnb.errors import CellRef, RequestRejected, ServeCodeError
 from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.serving.answer import Predictor, ServeOutputError
-from mlnb.serving.onnx_model import CLASSIFIER_MEMBERS, REGRESSOR_MEMBERS, OnnxModel
 from mlnb.serving.schema import DEFAULT_MAX_ROWS, RequestSchema
 from mlnb.store import utc_now
 
 Progress = Callable[[str], None]
-QUOTES = '"' * 3
 AGREEMENT_ROWS = 1000
 DEFAULT_TIMEOUT_S = 10
 
@@ -65,14 +62,6 @@ class BuildResult:
             "agreement": self.agreement,
             "build_dir": str(self.build_dir),
         }
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    format: str
-    files: dict[str, bytes | Path]  # what goes into the BentoML model store
-    reason: str | None  # why not ONNX
-    agreement: str | None  # how well ONNX agreed
 
 
 def build(
@@ -104,7 +93,7 @@ def build(
     make_predictor = _predictor_factory(serve, task)
     _check_serve_code(make_predictor, native, rows, serve, inputs)
 
-    choice = _choose_format(
+    choice = choose_format(
         native, inputs.model_path, schema, make_predictor, rows, rows_kind, serve, task, progress
     )
     model_format, files, reason = choice.format, choice.files, choice.reason
@@ -124,20 +113,20 @@ def build(
     )
     tag = f"{name}:{bento_version}"
     build_dir = inputs.store.root / "builds" / f"{name}-{bento_version}"
-    context = _context(
+    context = service_context(
         inputs, serve, task, native, name, bento_version, model_tag, model_format, reason,
         requirements, python_version,
     )  # fmt: skip
-    service_spec = _service_spec(inputs, schema, task, native, name, bento_version, model_format)
+    spec = service_spec(inputs, schema, task, native, name, bento_version, model_format)
     folder.write_build_dir(
         build_dir,
         {
             "service.py": render.render(render.SERVICE_TEMPLATE, context, templates),
             "bentofile.yaml": render.render(render.BENTOFILE_TEMPLATE, context, templates),
-            "mlnb_service.json": json.dumps(service_spec, indent=2, allow_nan=False) + "\n",
+            "mlnb_service.json": json.dumps(spec, indent=2, allow_nan=False) + "\n",
         },
     )
-    labels = _labels(inputs, model_format)
+    labels = labels_of(inputs, model_format)
     metadata = {
         "run_id": inputs.run_id,
         "notebook_sha256": inputs.run["notebook"].get("sha256"),
@@ -282,53 +271,6 @@ def _check_serve_code(
         ) from None
 
 
-def _choose_format(
-    native: Any,
-    model_path: Path,
-    schema: RequestSchema,
-    make_predictor: Callable[[Any], Predictor],
-    rows: pd.DataFrame,
-    rows_kind: str,
-    serve: ServeCode,
-    task: str,
-    progress: Progress,
-) -> ModelChoice:
-    """ONNX when a conversion agrees through the serve code, else native with the reason."""
-    members = CLASSIFIER_MEMBERS if task == "classification" else REGRESSOR_MEMBERS
-    unsupported = sorted(serve.model_members - members)
-    reasons = []
-    if unsupported:
-        reasons.append(
-            f"the serve code uses {serve.model_variable}.{unsupported[0]}, which the ONNX "
-            f"adapter does not provide (it has {', '.join(sorted(members))})"
-        )
-    else:
-        attempts = [False, True] if onnx_convert.can_narrow(schema) else [False]
-        for narrow in attempts:
-            prefix = "fed float32 instead of float64, " if narrow else ""
-            try:
-                conversion = onnx_convert.convert(native, schema, narrow=narrow)
-            except NotConvertible as exc:
-                reasons.append(prefix + str(exc).rstrip("."))
-                continue
-            converted = OnnxModel.from_spec(conversion.onnx, conversion.spec)
-            agreement = check_agreement(make_predictor, native, converted, rows)
-            text = agreement.describe().replace("held-out rows", f"{rows_kind} rows")
-            if agreement.agrees:
-                if narrow:
-                    text += f"; float64 features go in as float32 ({reasons[-1]})"
-                progress(f"ONNX: {text}")
-                files: dict[str, bytes | Path] = {
-                    "model.onnx": conversion.onnx,
-                    "onnx_model.json": json.dumps(conversion.spec, indent=2).encode(),
-                }
-                return ModelChoice("onnx", files, None, text)
-            reasons.append(prefix + text)
-    reason = "; ".join(reasons)
-    progress(f"ONNX not used: {reason}. Serving the native model.")
-    return ModelChoice("native", {"model.joblib": model_path}, reason, None)
-
-
 def _imported_modules(serve: ServeCode) -> set[str]:
     import ast
 
@@ -340,105 +282,3 @@ def _imported_modules(serve: ServeCode) -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 modules.add(node.module)
     return modules
-
-
-def _labels(inputs: BuildInputs, model_format: str) -> dict[str, str]:
-    return {
-        "mlnb.run": inputs.run_id,
-        "mlnb.notebook": Path(inputs.pipeline.notebook).name,
-        "mlnb.notebook-sha256": str(inputs.run["notebook"].get("sha256", ""))[:16],
-        "mlnb.format": model_format,
-    }
-
-
-def _context(
-    inputs: BuildInputs,
-    serve: ServeCode,
-    task: str,
-    native: Any,
-    name: str,
-    bento_version: str,
-    model_tag: str,
-    model_format: str,
-    reason: str | None,
-    requirements: list[str],
-    python_version: str,
-) -> dict[str, Any]:
-    model_class = str(inputs.model_record.get("class") or type(native).__name__)
-    if model_format == "onnx":
-        fmt = "by onnxruntime (converted to ONNX, checked against the original)"
-        model_description = "an ONNX adapter with the scikit-learn methods the serve code calls"
-    else:
-        fmt = "natively (scikit-learn, loaded with joblib)"
-        model_description = f"the {model_class.rsplit('.', 1)[-1]} itself"
-    from mlnb.cli.inspect import cell_ranges
-
-    return {
-        "mlnb_version": __version__,
-        "notebook_name": Path(inputs.pipeline.notebook).name,
-        "run_id": inputs.run_id,
-        "model_stage": inputs.model_record.get("stage") or "train",
-        "model_class": model_class,
-        "format_description": fmt,
-        "model_description": model_description,
-        "model_format": model_format,
-        "native_reason": reason,
-        "native_reason_lines": _docstring_lines(reason),
-        "serve_stage": serve.stage,
-        "serve_cells": cell_ranges(serve.cells),
-        "setup_source": serve.setup_source,
-        "parameters": {k: repr(v) for k, v in serve.parameters.items()},
-        "serve_source": serve.source,
-        "functions": serve.functions,
-        "model_variable": serve.model_variable,
-        "model_tag": model_tag,
-        "bento_name": name,
-        "bento_version": bento_version,
-        "class_name": version.class_name(name),
-        "task": task,
-        "timeout": DEFAULT_TIMEOUT_S,
-        "description": f"Model service for {Path(inputs.pipeline.notebook).name}, "
-        f"run {inputs.run_id} (mlnb)",
-        "labels": _labels(inputs, model_format),
-        "requirements": requirements,
-        "python_version": python_version,
-    }
-
-
-def _docstring_lines(text: str | None, width: int = 92) -> list[str]:
-    """Text wrapped for a docstring, with nothing that would end or escape it."""
-    if not text:
-        return []
-    safe = text.replace("\\", "/").replace(QUOTES, "'")
-    return textwrap.wrap(safe, width, break_long_words=True, break_on_hyphens=False)
-
-
-def _service_spec(
-    inputs: BuildInputs,
-    schema: RequestSchema,
-    task: str,
-    native: Any,
-    name: str,
-    bento_version: str,
-    model_format: str,
-) -> dict[str, Any]:
-    from mlnb.monitoring.paths import default_monitor_folder
-
-    classes = getattr(native, "classes_", None)
-    return {
-        "version": 1,
-        "bento_name": name,
-        "bento_version": bento_version,
-        "run_id": inputs.run_id,
-        "notebook": inputs.run["notebook"].get("path"),
-        "task": task,
-        "format": model_format,
-        "classes": None if classes is None else [_plain(c) for c in classes],
-        "schema": schema.to_json(),
-        "monitor_dir": str(default_monitor_folder(inputs.store.root, name, bento_version)),
-        "profile": inputs.training_data.get("profile"),
-    }
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,122 @@
+"""What the templates are given: the rendering context, the Bento's labels and its spec file.
+
+``service_context`` is every name ``service.py.j2`` and ``bentofile.yaml.j2`` may use;
+``service_spec`` is ``mlnb_service.json``, which the generated service reads at start-up.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from mlnb import __version__
+from mlnb.build import version
+from mlnb.build.inputs import BuildInputs
+from mlnb.build.servecode import ServeCode
+from mlnb.serving.schema import RequestSchema
+
+QUOTES = '"' * 3
+DEFAULT_TIMEOUT_S = 10
+
+
+def labels_of(inputs: BuildInputs, model_format: str) -> dict[str, str]:
+    return {
+        "mlnb.run": inputs.run_id,
+        "mlnb.notebook": Path(inputs.pipeline.notebook).name,
+        "mlnb.notebook-sha256": str(inputs.run["notebook"].get("sha256", ""))[:16],
+        "mlnb.format": model_format,
+    }
+
+
+def service_context(
+    inputs: BuildInputs,
+    serve: ServeCode,
+    task: str,
+    native: Any,
+    name: str,
+    bento_version: str,
+    model_tag: str,
+    model_format: str,
+    reason: str | None,
+    requirements: list[str],
+    python_version: str,
+) -> dict[str, Any]:
+    model_class = str(inputs.model_record.get("class") or type(native).__name__)
+    if model_format == "onnx":
+        fmt = "by onnxruntime (converted to ONNX, checked against the original)"
+        model_description = "an ONNX adapter with the scikit-learn methods the serve code calls"
+    else:
+        fmt = "natively (scikit-learn, loaded with joblib)"
+        model_description = f"the {model_class.rsplit('.', 1)[-1]} itself"
+    from mlnb.cli.inspect import cell_ranges
+
+    return {
+        "mlnb_version": __version__,
+        "notebook_name": Path(inputs.pipeline.notebook).name,
+        "run_id": inputs.run_id,
+        "model_stage": inputs.model_record.get("stage") or "train",
+        "model_class": model_class,
+        "format_description": fmt,
+        "model_description": model_description,
+        "model_format": model_format,
+        "native_reason": reason,
+        "native_reason_lines": _docstring_lines(reason),
+        "serve_stage": serve.stage,
+        "serve_cells": cell_ranges(serve.cells),
+        "setup_source": serve.setup_source,
+        "parameters": {k: repr(v) for k, v in serve.parameters.items()},
+        "serve_source": serve.source,
+        "functions": serve.functions,
+        "model_variable": serve.model_variable,
+        "model_tag": model_tag,
+        "bento_name": name,
+        "bento_version": bento_version,
+        "class_name": version.class_name(name),
+        "task": task,
+        "timeout": DEFAULT_TIMEOUT_S,
+        "description": f"Model service for {Path(inputs.pipeline.notebook).name}, "
+        f"run {inputs.run_id} (mlnb)",
+        "labels": labels_of(inputs, model_format),
+        "requirements": requirements,
+        "python_version": python_version,
+    }
+
+
+def _docstring_lines(text: str | None, width: int = 92) -> list[str]:
+    """Text wrapped for a docstring, with nothing that would end or escape it."""
+    if not text:
+        return []
+    safe = text.replace("\\", "/").replace(QUOTES, "'")
+    return textwrap.wrap(safe, width, break_long_words=True, break_on_hyphens=False)
+
+
+def service_spec(
+    inputs: BuildInputs,
+    schema: RequestSchema,
+    task: str,
+    native: Any,
+    name: str,
+    bento_version: str,
+    model_format: str,
+) -> dict[str, Any]:
+    from mlnb.monitoring.paths import default_monitor_folder
+
+    classes = getattr(native, "classes_", None)
+    return {
+        "version": 1,
+        "bento_name": name,
+        "bento_version": bento_version,
+        "run_id": inputs.run_id,
+        "notebook": inputs.run["notebook"].get("path"),
+        "task": task,
+        "format": model_format,
+        "classes": None if classes is None else [_plain(c) for c in classes],
+        "schema": schema.to_json(),
+        "monitor_dir": str(default_monitor_folder(inputs.store.root, name, bento_version)),
+        "profile": inputs.training_data.get("profile"),
+    }
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
