@@ -8,6 +8,7 @@ and a header shows the run record (parameters, stages, metrics, lineage). The te
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,20 @@ def _stage_heading(stage: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _nbconvert_template_dirs() -> list[str]:
+    """nbconvert's own templates (``lab``) also when running in a virtual environment.
+
+    nbconvert looks under ``sys.prefix``; a venv made with ``--system-site-packages`` has
+    nbconvert's files under ``sys.base_prefix`` instead.
+    """
+    found = []
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        folder = Path(prefix) / "share" / "jupyter" / "nbconvert" / "templates"
+        if folder.is_dir():
+            found.append(str(folder))
+    return found
+
+
 def render_run_report(store: Store, run_id: str, template_dir: str | Path | None = None) -> str:
     """The HTML report of one run in the store."""
     import nbformat
@@ -72,6 +87,7 @@ def render_run_report(store: Store, run_id: str, template_dir: str | Path | None
         bases, name = [str(folder.parent)], folder.name
     else:
         bases, name = [str(packaged_templates_dir() / "nbconvert")], TEMPLATE_NAME
+    bases += _nbconvert_template_dirs()
     exporter = HTMLExporter(template_name=name, extra_template_basedirs=bases, embed_images=True)
     body, _ = exporter.from_notebook_node(document, resources={"mlnb": record})
     return body
