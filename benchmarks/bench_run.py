@@ -32,6 +32,7 @@ EXAMPLES = {  # notebook -> (a train-stage parameter, values to cycle through)
 }
 
 
+LOAD = os.getloadavg()
 CPU: dict[str, list[float]] = {}  # CPU seconds of the whole process tree (kernel included)
 
 
@@ -107,8 +108,9 @@ def write_report(
         "",
         f"Medians of {repeat} runs per figure, whole processes, interleaved; "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"papermill {papermill.__version__}, {time.strftime('%Y-%m-%d')}. "
-        "Made by `python benchmarks/bench_run.py`.",
+        f"papermill {papermill.__version__}, {time.strftime('%Y-%m-%d')}; load average "
+        f"{LOAD[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (the machine was "
+        "shared). Made by `python benchmarks/bench_run.py`.",
         "",
         "| notebook | papermill | mlnb cold | cold / papermill | mlnb no change "
         "| cold / no change | papermill / no change | mlnb train param |",

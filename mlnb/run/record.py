@@ -177,7 +177,7 @@ class Recorder:
                     error["stage"] = entry["name"]
         if error is not None and error.get("stage"):
             failed = self.stage(error["stage"])
-            if failed["status"] in ("not-run", "running"):
+            if failed["status"] in ("not-run", "running", "cached"):  # cached: its load failed
                 failed["status"] = "failed"
         self._collect()
         record["inputs"] = self._inputs()

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ def run_notebook(
     progress: Any = None,
 ) -> dict[str, Any]:
     """Run (or reuse) the notebook's stages; return the final run record."""
+    started = time.monotonic()
     progress = progress or Quiet()
     pipeline = load_pipeline(notebook)
     values = run_parameters(pipeline, parameters, raw_parameters)
@@ -49,11 +51,13 @@ def run_notebook(
     run_id = check_run_id(run_id) if run_id else new_run_id()
     plan = make_plan(pipeline, values.values, values.given, the_store, no_cache=no_cache)
     if plan.stages and all(s.action == "cached" for s in plan.stages):
-        return _record_cached(plan, the_store, run_id, progress)
-    return _execute(plan, the_store, run_id, progress)
+        return _record_cached(plan, the_store, run_id, progress, started)
+    return _execute(plan, the_store, run_id, progress, started)
 
 
-def _record_cached(plan: RunPlan, store: Store, run_id: str, progress: Any) -> dict[str, Any]:
+def _record_cached(
+    plan: RunPlan, store: Store, run_id: str, progress: Any, started: float
+) -> dict[str, Any]:
     record = cached_run_record(plan, run_id, store)
     source = plan.stages[-1].entry["run_id"] if plan.stages[-1].entry else None
     source_dir = None
@@ -65,6 +69,7 @@ def _record_cached(plan: RunPlan, store: Store, run_id: str, progress: Any) -> d
     executed = source_dir / NOTEBOOK_FILE if source_dir is not None else None
     if executed is not None and executed.exists():
         record["executed_notebook_from"] = source  # its cells ran there, not here
+    record["seconds"] = round(time.monotonic() - started, 3)
     run_dir = store.create_run(record)
     if executed is not None and executed.exists():
         tmp = run_dir / f".{NOTEBOOK_FILE}.partial"
@@ -93,7 +98,9 @@ class _Lineage(threading.Thread):
             self.environment = environment(imported_modules(sources))
 
 
-def _execute(plan: RunPlan, store: Store, run_id: str, progress: Any) -> dict[str, Any]:
+def _execute(
+    plan: RunPlan, store: Store, run_id: str, progress: Any, started: float
+) -> dict[str, Any]:
     from mlnb.run.assemble import assemble
     from mlnb.run.executor import Execution, Failure
 
@@ -139,6 +146,7 @@ def _execute(plan: RunPlan, store: Store, run_id: str, progress: Any) -> dict[st
         record["environment"] = _kernel_environment(lineage.environment, recorder.kernel)
         record["git"] = lineage.git
         recorder.finish(_error(failure, plan, document))
+        record["seconds"] = round(time.monotonic() - started, 3)
         store.save_run(record)
     progress.run_finished(record)
     return record
