@@ -26,7 +26,7 @@ class GridError(MlnbError):
 
 
 def load_grid(path: str | Path, known: Iterable[str]) -> list[dict[str, Any]]:
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     name = str(path)
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 DEFAULT_PSI_THRESHOLD = 0.2
 MIN_ROWS = 200  # fewer live rows give no score: PSI over 10 bins is biased by ~9/rows
@@ -48,31 +49,39 @@ class FeatureDrift:
         }
 
 
-def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
+def psi(expected: npt.ArrayLike, actual: npt.ArrayLike) -> float:
     """Population stability index of two distributions given as bin fractions or counts."""
     e = _fractions(expected)
     a = _fractions(actual)
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def _fractions(values: Sequence[float]) -> np.ndarray:
-    array = np.asarray(values, dtype=float)
+def _fractions(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    array = np.asarray(values, dtype=np.float64)
     total = array.sum()
     array = array / total if total > 0 else np.full_like(array, 1 / max(len(array), 1))
-    return np.clip(array, _EPSILON, None)
+    clipped: npt.NDArray[np.float64] = np.clip(array, _EPSILON, None)
+    return clipped
 
 
-def numeric_bin_counts(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
+def numeric_bin_counts(edges: Sequence[float], values: npt.ArrayLike) -> npt.NDArray[np.intp]:
     """Counts of values in the reference bins, the outer bins open to infinity."""
     inner = np.asarray(edges, dtype=float)[1:-1]
-    return np.bincount(np.searchsorted(inner, values, side="right"), minlength=len(edges) - 1)
+    bins = np.searchsorted(inner, np.asarray(values, dtype=float), side="right")
+    counts: npt.NDArray[np.intp] = np.bincount(bins, minlength=len(edges) - 1)
+    return counts
 
 
-def reference_cdf(edges: Sequence[float], counts: Sequence[float], x: np.ndarray) -> np.ndarray:
+def reference_cdf(
+    edges: Sequence[float], counts: Sequence[float], x: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
     """The reference CDF at ``x``, linear within each histogram bin."""
     cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(counts, dtype=float))])
     total = cumulative[-1] or 1.0
-    return np.interp(x, np.asarray(edges, dtype=float), cumulative / total, left=0.0, right=1.0)
+    fractions = cumulative / total
+    points = np.asarray(x, dtype=float)
+    cdf: npt.NDArray[np.float64] = np.interp(points, np.asarray(edges, dtype=float), fractions)
+    return cdf
 
 
 def ks_statistic(edges: Sequence[float], counts: Sequence[float], values: np.ndarray) -> float:
