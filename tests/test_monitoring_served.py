@@ -108,8 +108,14 @@ def wait_for(condition, timeout: float = 15.0) -> None:
         time.sleep(0.2)
 
 
+def logged_all(served: dict) -> bool:
+    """Rows are logged by a background thread within a fraction of a second."""
+    return metrics(served).get("mlnb_rows_total") == served["answered"][0]
+
+
 def test_in_distribution_traffic_flags_nothing(served: dict) -> None:
     send(served, requests_of(400, seed=1))
+    wait_for(lambda: logged_all(served))
     wait_for(
         lambda: metrics(served).get('mlnb_feature_drift_psi{feature="mean radius"}') is not None
     )
@@ -123,6 +129,7 @@ def test_in_distribution_traffic_flags_nothing(served: dict) -> None:
 
 def test_one_shifted_feature_is_flagged_alone(served: dict, tmp_path: Path) -> None:
     send(served, requests_of(600, seed=2, shift=1.6))
+    wait_for(lambda: logged_all(served))
     wait_for(lambda: drifted_in_metrics(served) == {SHIFTED})
     found = metrics(served)
     assert found["mlnb_rows_total"] == served["answered"][0] == 1000
@@ -153,6 +160,7 @@ def test_rejections_are_counted_and_logged_and_the_service_keeps_serving(served:
     assert summary["rejected_requests"] == 2
     assert summary["rejection_reasons"] == {"missing-field": 1, "bad-json": 1}
     send(served, requests_of(4, seed=3))
+    wait_for(lambda: logged_all(served))
     lines = (served["folder"] / "predictions" / "data").glob("data.*.log*")
     for line in (ln for f in lines for ln in f.read_text().splitlines()):
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the log"))

@@ -7,14 +7,17 @@ alerts. Nothing here may fail a request: callers wrap every call.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import logging
 import math
 import os
+import queue
 import threading
+import time
 import urllib.request
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     from mlnb.serving.info import ServiceInfo
 
 logger = logging.getLogger("mlnb.monitoring")
+FLUSH_SECONDS = 0.2  # the longest an answered row waits before it is logged
+MAX_BATCH = 512  # requests recorded at once
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,9 @@ class _Metrics:
 
 
 class LiveMonitor:
+    """One worker's monitor. The request path only queues what it answered; a background
+    thread writes the logs, counts the metrics, fills the drift window and scores it."""
+
     def __init__(self, info: ServiceInfo, settings: MonitorSettings | None = None) -> None:
         self.info = info
         self.settings = settings or MonitorSettings.from_env()
@@ -125,53 +133,103 @@ class LiveMonitor:
         self.profile: dict[str, Any] = dict(info.profile or {})
         self.feature_kinds = {f["name"]: f.get("kind", "numeric") for f in info.features}
         self._window = {name: deque(maxlen=self.settings.window) for name in self.profile}
-        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Answered | None] = queue.SimpleQueue()
         self._new_rows = 0
         self._request_ids = itertools.count()
+        self._columns_seen: object = None
+        self._names: list[str] = []
         self._schema_logged = False
         self._alerting: set[str] = set()
         self.last_drift: list[FeatureDrift] = []
         prediction_reference = getattr(info, "prediction_profile", None)
         self.metrics = _Metrics(self.classification, _buckets(prediction_reference))
         self._write_reference(prediction_reference)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mlnb-drift", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="mlnb-monitor", daemon=True)
         self._thread.start()
+        atexit.register(self.stop)
         logger.info("mlnb monitoring: logs in %s", info.monitor_dir)
 
-    # -- request path -------------------------------------------------------------------
+    # -- request path: queue and return ----------------------------------------------------
 
     def answer(self, frame: pd.DataFrame, answer: dict[str, Any]) -> None:
-        predictions = list(answer.get("predictions", []))
-        labels = [prediction_label(p, self.classification) for p in predictions]
-        columns = {name: [_json_safe(v) for v in frame[name].tolist()] for name in frame.columns}
-        request = f"{os.getpid()}-{next(self._request_ids)}"
+        if frame.columns is not self._columns_seen:  # the schema reuses one Index object
+            self._columns_seen, self._names = frame.columns, [str(c) for c in frame.columns]
+        self._queue.put(
+            _Answered(
+                f"{os.getpid()}-{next(self._request_ids)}",
+                self._names,
+                frame.to_numpy(),  # one conversion; per-column access costs ~30 us a column
+                answer.get("predictions", []),
+            )
+        )
+
+    # -- the background thread ------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_refresh = time.monotonic() + self.settings.interval
+        while True:
+            timeout = max(0.0, next_refresh - time.monotonic())
+            try:
+                item = self._queue.get(timeout=min(timeout, FLUSH_SECONDS))
+            except queue.Empty:
+                item = _NOTHING
+            batch = [] if item is _NOTHING else [item]
+            while len(batch) < MAX_BATCH:  # take what else is waiting
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = None in batch
+            try:
+                self._record([b for b in batch if isinstance(b, _Answered)])
+                if time.monotonic() >= next_refresh or stopping:
+                    next_refresh = time.monotonic() + self.settings.interval
+                    self.refresh()
+            except Exception:  # the thread must outlive any one bad batch
+                logger.exception("mlnb monitoring: a batch of answers could not be recorded")
+            if stopping:
+                return
+
+    def _record(self, batch: list[_Answered]) -> None:
+        """Log, count and window a batch of answered requests (one monitor record)."""
+        if not batch:
+            return
+        requests: list[str] = []
+        labels: list[Any] = []
+        columns: dict[str, list[Any]] = {}
+        for answered in batch:
+            predicted = [prediction_label(p, self.classification) for p in answered.predictions]
+            for name, values in _columns(answered.names, answered.values).items():
+                columns.setdefault(name, []).extend(values)
+            requests += [answered.request] * len(predicted)
+            labels += predicted
         first = 0
         if not self._schema_logged and len(labels) > 1:
             # BentoML learns the columns from a worker's first record and warns about every
             # repeated value in it: log one row first, the rest as a batch.
-            self._log_rows({n: v[:1] for n, v in columns.items()}, labels[:1], request)
+            self._log_rows(requests[:1], {n: v[:1] for n, v in columns.items()}, labels[:1])
             first = 1
         rest = {n: v[first:] for n, v in columns.items()} if first else columns
-        self._log_rows(rest, labels[first:], request)
+        self._log_rows(requests[first:], rest, labels[first:])
         self._schema_logged = True
+        for name, window in self._window.items():
+            if name in columns:
+                window.extend(columns[name])
+        self._new_rows += len(labels)
         self.metrics.rows.inc(len(labels))
         if self.metrics.classes is not None:
-            for label in labels:
-                self.metrics.classes.labels(label=str(label)).inc()
+            for label, count in Counter(str(label) for label in labels).items():
+                self.metrics.classes.labels(label=label).inc(count)
         elif self.metrics.values is not None:
             for value in labels:
                 if isinstance(value, (int, float)):
                     self.metrics.values.observe(value)
-        with self._lock:
-            for name, window in self._window.items():
-                if name in columns:
-                    window.extend(columns[name])
-            self._new_rows += len(labels)
 
-    def _log_rows(self, columns: dict[str, list[Any]], labels: list[Any], request: str) -> None:
+    def _log_rows(
+        self, requests: list[str], columns: dict[str, list[Any]], labels: list[Any]
+    ) -> None:
         with self._monitor(PREDICTIONS_MONITOR) as mon:
-            mon.log_batch([request] * len(labels), REQUEST_COLUMN, "feature", "categorical")
+            mon.log_batch(requests, REQUEST_COLUMN, "feature", "categorical")
             for name, values in columns.items():
                 kind = self.feature_kinds.get(name)
                 data_type = "categorical" if kind == "categorical" else "numerical"
@@ -197,20 +255,12 @@ class LiveMonitor:
 
     # -- background ---------------------------------------------------------------------
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.interval):
-            try:
-                self.refresh()
-            except Exception:  # the thread must outlive any one bad computation
-                logger.exception("mlnb monitoring: drift computation failed")
-
     def refresh(self) -> list[FeatureDrift]:
         """Recompute drift over the window when new rows came in; update gauges and alerts."""
-        with self._lock:
-            if not self._new_rows:
-                return self.last_drift
-            self._new_rows = 0
-            columns = {name: list(window) for name, window in self._window.items()}
+        if not self._new_rows:
+            return self.last_drift
+        self._new_rows = 0
+        columns = {name: list(window) for name, window in self._window.items()}
         scores = drift_report(
             self.profile,
             columns,
@@ -263,8 +313,11 @@ class LiveMonitor:
         tmp.write_text(json.dumps(reference, indent=1, default=str))
         tmp.replace(folder / REFERENCE_FILE)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def stop(self, timeout: float = 10.0) -> None:
+        """Record what is queued, then end the thread (at worker exit: no row is lost)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
 
 
 def post_alert(url: str, payload: dict[str, Any], timeout: float = 3.0) -> None:
@@ -293,6 +346,27 @@ def prediction_label(prediction: Any, classification: bool) -> Any:
     if isinstance(prediction, (list, tuple)):
         return prediction[0] if prediction else None
     return _json_safe(prediction)
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """What the request path hands to the background thread."""
+
+    request: str
+    names: list[str]
+    values: Any  # the frame's values, rows by columns (numpy)
+    predictions: list[Any]
+
+
+_NOTHING = object()
+
+
+def _columns(names: list[str], values: Any) -> dict[str, list[Any]]:
+    """Per-column lists of plain JSON values: NaN and infinity become None."""
+    return {
+        name: [_json_safe(v) for v in column]
+        for name, column in zip(names, values.T.tolist(), strict=True)
+    }
 
 
 def _json_safe(value: Any) -> Any:
