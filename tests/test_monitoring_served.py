@@ -154,8 +154,9 @@ def test_rejections_are_counted_and_logged_and_the_service_keeps_serving(served:
     assert status == 422 and answer["error"] == "missing-field"
     status, _ = post(served["url"] + "/predict", b"{not json")
     assert 400 <= status < 500
-    found = metrics(served)
-    assert found['mlnb_rejected_requests_total{reason="missing-field"}'] == 1.0
+    key = 'mlnb_rejected_requests_total{reason="missing-field"}'
+    wait_for(lambda: key in metrics(served))  # counted by the background thread
+    assert metrics(served)[key] == 1.0
     summary = monitor_json(served)
     assert summary["rejected_requests"] == 2
     assert summary["rejection_reasons"] == {"missing-field": 1, "bad-json": 1}

@@ -8,6 +8,7 @@ alerts. Nothing here may fail a request: callers wrap every call.
 from __future__ import annotations
 
 import atexit
+import datetime
 import itertools
 import json
 import logging
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, FeatureDrift, drift_report
+from mlnb.monitoring.jsonlines import JsonLinesMonitor
 from mlnb.monitoring.logs import PREDICTIONS_MONITOR, REFERENCE_FILE, REJECTIONS_MONITOR
 from mlnb.monitoring.summary import (
     DEFAULT_WINDOW,
@@ -133,12 +135,12 @@ class LiveMonitor:
         self.profile: dict[str, Any] = dict(info.profile or {})
         self.feature_kinds = {f["name"]: f.get("kind", "numeric") for f in info.features}
         self._window = {name: deque(maxlen=self.settings.window) for name in self.profile}
-        self._queue: queue.SimpleQueue[_Answered | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Answered | RequestRejected] = queue.SimpleQueue()
+        self._stopping = threading.Event()
         self._new_rows = 0
         self._request_ids = itertools.count()
         self._columns_seen: object = None
         self._names: list[str] = []
-        self._schema_logged = False
         self._alerting: set[str] = set()
         self.last_drift: list[FeatureDrift] = []
         prediction_reference = getattr(info, "prediction_profile", None)
@@ -157,6 +159,7 @@ class LiveMonitor:
         self._queue.put(
             _Answered(
                 f"{os.getpid()}-{next(self._request_ids)}",
+                time.time(),
                 self._names,
                 frame.to_numpy(),  # one conversion; per-column access costs ~30 us a column
                 answer.get("predictions", []),
@@ -166,28 +169,34 @@ class LiveMonitor:
     # -- the background thread ------------------------------------------------------------
 
     def _loop(self) -> None:
+        """Every FLUSH_SECONDS, record all that was answered; score drift every interval.
+
+        Waking on a timer rather than on every answer keeps batches large and the thread
+        mostly asleep, so it takes little from the event loop (they share the GIL).
+        """
         next_refresh = time.monotonic() + self.settings.interval
-        while True:
-            timeout = max(0.0, next_refresh - time.monotonic())
+        stopping = False
+        while not stopping:
+            stopping = self._stopping.wait(FLUSH_SECONDS)
             try:
-                item = self._queue.get(timeout=min(timeout, FLUSH_SECONDS))
-            except queue.Empty:
-                item = _NOTHING
-            batch = [] if item is _NOTHING else [item]
-            while len(batch) < MAX_BATCH:  # take what else is waiting
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stopping = None in batch
-            try:
-                self._record([b for b in batch if isinstance(b, _Answered)])
-                if time.monotonic() >= next_refresh or stopping:
+                self._drain()
+                if stopping or time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + self.settings.interval
                     self.refresh()
             except Exception:  # the thread must outlive any one bad batch
                 logger.exception("mlnb monitoring: a batch of answers could not be recorded")
-            if stopping:
+
+    def _drain(self) -> None:
+        while True:
+            batch: list[_Answered | RequestRejected] = []
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._record([b for b in batch if isinstance(b, _Answered)])
+            self._record_rejections([b for b in batch if not isinstance(b, _Answered)])
+            if len(batch) < MAX_BATCH:
                 return
 
     def _record(self, batch: list[_Answered]) -> None:
@@ -195,6 +204,7 @@ class LiveMonitor:
         if not batch:
             return
         requests: list[str] = []
+        times: list[str] = []
         labels: list[Any] = []
         columns: dict[str, list[Any]] = {}
         for answered in batch:
@@ -202,16 +212,17 @@ class LiveMonitor:
             for name, values in _columns(answered.names, answered.values).items():
                 columns.setdefault(name, []).extend(values)
             requests += [answered.request] * len(predicted)
+            times += [_iso(answered.at)] * len(predicted)
             labels += predicted
-        first = 0
-        if not self._schema_logged and len(labels) > 1:
-            # BentoML learns the columns from a worker's first record and warns about every
-            # repeated value in it: log one row first, the rest as a batch.
-            self._log_rows(requests[:1], {n: v[:1] for n, v in columns.items()}, labels[:1])
-            first = 1
-        rest = {n: v[first:] for n, v in columns.items()} if first else columns
-        self._log_rows(requests[first:], rest, labels[first:])
-        self._schema_logged = True
+        with self._monitor(PREDICTIONS_MONITOR) as mon:
+            mon.log_batch(times, "timestamp", "feature", "categorical")
+            mon.log_batch(requests, REQUEST_COLUMN, "feature", "categorical")
+            for name, values in columns.items():
+                kind = self.feature_kinds.get(name)
+                data_type = "categorical" if kind == "categorical" else "numerical"
+                mon.log_batch(values, log_column(name), "feature", data_type)
+            data_type = "categorical" if self.classification else "numerical"
+            mon.log_batch(labels, PREDICTION_COLUMN, "prediction", data_type)
         for name, window in self._window.items():
             if name in columns:
                 window.extend(columns[name])
@@ -225,33 +236,26 @@ class LiveMonitor:
                 if isinstance(value, (int, float)):
                     self.metrics.values.observe(value)
 
-    def _log_rows(
-        self, requests: list[str], columns: dict[str, list[Any]], labels: list[Any]
-    ) -> None:
-        with self._monitor(PREDICTIONS_MONITOR) as mon:
-            mon.log_batch(requests, REQUEST_COLUMN, "feature", "categorical")
-            for name, values in columns.items():
-                kind = self.feature_kinds.get(name)
-                data_type = "categorical" if kind == "categorical" else "numerical"
-                mon.log_batch(values, log_column(name), "feature", data_type)
-            data_type = "categorical" if self.classification else "numerical"
-            mon.log_batch(labels, PREDICTION_COLUMN, "prediction", data_type)
+    def _record_rejections(self, rejections: list[RequestRejected]) -> None:
+        if not rejections:
+            return
+        for reason, count in Counter(r.reason for r in rejections).items():
+            self.metrics.rejected.labels(reason=reason).inc(count)
+        with self._monitor(REJECTIONS_MONITOR) as mon:
+            mon.log_batch([r.reason for r in rejections], "reason", "feature", "categorical")
+            mon.log_batch([r.status for r in rejections], "status", "feature", "categorical")
+            mon.log_batch([r.field for r in rejections], "field", "feature", "categorical")
+            mon.log_batch([r.row for r in rejections], "row", "feature", "numerical")
 
     def reject(self, rejection: RequestRejected) -> None:
-        self.metrics.rejected.labels(reason=rejection.reason).inc()
-        with self._monitor(REJECTIONS_MONITOR) as mon:
-            # BentoML knows the roles feature, prediction and target only: these are features
-            mon.log(rejection.reason, "reason", "feature", "categorical")
-            mon.log(rejection.status, "status", "feature", "categorical")
-            mon.log(rejection.field, "field", "feature", "categorical")
-            mon.log(rejection.row, "row", "feature", "numerical")
+        self._queue.put(rejection)
 
     def _monitor(self, name: str) -> Any:
         """A bentoml.monitor writing JSON lines under this Bento's absolute folder."""
         import bentoml
 
         options = {"log_path": str(self.info.monitor_dir)}
-        return bentoml.monitor(name, monitor_class="default", monitor_options=options)
+        return bentoml.monitor(name, monitor_class=JsonLinesMonitor, monitor_options=options)
 
     # -- background ---------------------------------------------------------------------
 
@@ -316,7 +320,7 @@ class LiveMonitor:
     def stop(self, timeout: float = 10.0) -> None:
         """Record what is queued, then end the thread (at worker exit: no row is lost)."""
         if self._thread.is_alive():
-            self._queue.put(None)
+            self._stopping.set()
             self._thread.join(timeout)
 
 
@@ -353,12 +357,10 @@ class _Answered:
     """What the request path hands to the background thread."""
 
     request: str
+    at: float  # time.time() when answered
     names: list[str]
     values: Any  # the frame's values, rows by columns (numpy)
     predictions: list[Any]
-
-
-_NOTHING = object()
 
 
 def _columns(names: list[str], values: Any) -> dict[str, list[Any]]:
@@ -367,6 +369,10 @@ def _columns(names: list[str], values: Any) -> dict[str, list[Any]]:
         name: [_json_safe(v) for v in column]
         for name, column in zip(names, values.T.tolist(), strict=True)
     }
+
+
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
 
 
 def _json_safe(value: Any) -> Any:
