@@ -157,3 +157,13 @@ def test_an_unknown_run_is_named_with_how_to_list_runs() -> None:
     result = project().mlnb("build", "breast_cancer.ipynb", "--run", "nope-123", check=False)
     assert result.returncode == 2
     assert "no run 'nope-123'" in result.stderr and "mlnb runs" in result.stderr
+
+
+def test_a_run_of_another_notebook_is_refused() -> None:
+    cancer_run = project().build("breast_cancer.ipynb")["run_id"]
+    result = project().mlnb("build", "diabetes.ipynb", "--run", cancer_run, check=False)
+    assert result.returncode == 2
+    assert f"run {cancer_run} is a run of " in result.stderr
+    assert f"mlnb build {project().root / 'breast_cancer.ipynb'} --run {cancer_run}" in (
+        result.stderr
+    )

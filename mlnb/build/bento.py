@@ -52,6 +52,8 @@ def store_model(
                 else:
                     shutil.copyfile(content, target)
     except Exception as exc:
+        if model_exists(tag):  # a concurrent build of the same content won
+            return False
         raise BentoBuildError(
             f"BentoML could not store the model {tag}: {exc}",
             fix="check that $BENTOML_HOME is writable",
@@ -81,6 +83,8 @@ def build_bento(build_ctx: Path, name: str, version: str) -> bool:
             str(build_ctx / "bentofile.yaml"), build_ctx=str(build_ctx), version=version
         )
     except Exception as exc:
+        if bento_exists(f"{name}:{version}"):  # a concurrent build of the same content won
+            return False
         raise BentoBuildError(
             f"bentoml build failed for {name}:{version}: {type(exc).__name__}: {exc}",
             fix=f"look at the generated files in {build_ctx}, or rerun with --debug",

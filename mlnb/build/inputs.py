@@ -78,6 +78,13 @@ def collect(
     the_store = Store.for_notebook(notebook, store)
     if run_id:
         run = the_store.get_run(run_id)
+        recorded = run.get("notebook", {}).get("path")
+        if recorded and os.path.abspath(recorded) != os.path.abspath(notebook):
+            raise BuildInputError(
+                f"run {run_id} is a run of {recorded}, not of {notebook}",
+                fix=f"build it as: mlnb build {recorded} --run {run_id}",
+                notebook=notebook,
+            )
     else:
         found = the_store.latest_successful(notebook)
         if found is None:
