@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, FeatureDrift, drift_report
 from mlnb.monitoring.jsonlines import JsonLinesMonitor
 from mlnb.monitoring.logs import PREDICTIONS_MONITOR, REFERENCE_FILE, REJECTIONS_MONITOR
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mlnb.monitoring")
 FLUSH_SECONDS = 0.2  # the longest an answered row waits before it is logged
-MAX_BATCH = 512  # requests recorded at once
+MAX_BATCH = 32  # requests recorded at once, then the GIL is given back to the event loop
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,7 @@ class LiveMonitor:
             self._record_rejections([b for b in batch if not isinstance(b, _Answered)])
             if len(batch) < MAX_BATCH:
                 return
+            time.sleep(0)  # let waiting requests run between chunks (they share the GIL)
 
     def _record(self, batch: list[_Answered]) -> None:
         """Log, count and window a batch of answered requests (one monitor record)."""
@@ -206,14 +209,12 @@ class LiveMonitor:
         requests: list[str] = []
         times: list[str] = []
         labels: list[Any] = []
-        columns: dict[str, list[Any]] = {}
         for answered in batch:
             predicted = [prediction_label(p, self.classification) for p in answered.predictions]
-            for name, values in _columns(answered.names, answered.values).items():
-                columns.setdefault(name, []).extend(values)
             requests += [answered.request] * len(predicted)
             times += [_iso(answered.at)] * len(predicted)
             labels += predicted
+        columns = _batch_columns(batch)
         with self._monitor(PREDICTIONS_MONITOR) as mon:
             mon.log_batch(times, "timestamp", "feature", "categorical")
             mon.log_batch(requests, REQUEST_COLUMN, "feature", "categorical")
@@ -363,12 +364,22 @@ class _Answered:
     predictions: list[Any]
 
 
-def _columns(names: list[str], values: Any) -> dict[str, list[Any]]:
-    """Per-column lists of plain JSON values: NaN and infinity become None."""
-    return {
-        name: [_json_safe(v) for v in column]
-        for name, column in zip(names, values.T.tolist(), strict=True)
-    }
+def _batch_columns(batch: list[_Answered]) -> dict[str, list[Any]]:
+    """Per-column lists of plain JSON values over a batch; NaN and infinity become None."""
+    columns: dict[str, list[Any]] = {}
+    by_names: dict[int, list[_Answered]] = {}
+    for answered in batch:  # requests share one list of names unless the schema changed
+        by_names.setdefault(id(answered.names), []).append(answered)
+    for group in by_names.values():
+        names = group[0].names
+        matrix = np.concatenate([a.values for a in group]) if len(group) > 1 else group[0].values
+        if matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
+            matrix = np.where(np.isfinite(matrix), matrix, None)
+        elif matrix.dtype.kind not in "fiub":
+            matrix = np.vectorize(_json_safe, otypes=[object])(matrix)
+        for name, values in zip(names, matrix.T.tolist(), strict=True):
+            columns.setdefault(name, []).extend(values)
+    return columns
 
 
 def _iso(seconds: float) -> str:
