@@ -124,6 +124,7 @@ def build(
             "service.py": render.render(render.SERVICE_TEMPLATE, context, templates),
             "bentofile.yaml": render.render(render.BENTOFILE_TEMPLATE, context, templates),
             "mlnb_service.json": json.dumps(spec, indent=2, allow_nan=False) + "\n",
+            REPORT_FILE: _run_report(inputs, progress),
         },
     )
     labels = labels_of(inputs, model_format)
@@ -152,6 +153,18 @@ def build(
         tag, model_tag, model_format, inputs.run_id, build_dir, created, reason,
         choice.agreement, serve.left_out,
     )  # fmt: skip
+
+
+REPORT_FILE = "report.html"
+
+
+def _run_report(inputs: BuildInputs, progress: Progress) -> str:
+    """The run's report (``mlnb report``), so a deployed version carries how it was made."""
+    from mlnb.run_report import render_run_report
+
+    html = render_run_report(inputs.store, inputs.run_id)
+    progress(f"report of run {inputs.run_id} included as {REPORT_FILE}")
+    return html
 
 
 def precheck(notebook: str) -> ServeCode:
