@@ -330,7 +330,8 @@ def wait_ready(target: Target, rows: list[dict[str, Any]], timeout: float = 180.
     while time.monotonic() < deadline:
         assert target.process is not None
         if target.process.poll() is not None:
-            raise SystemExit(f"{target.label} exited; see {target.cwd}/{target.key}.log")
+            log = (target.cwd / f"{target.key}.log").read_text(errors="replace")
+            raise SystemExit(f"{target.label} exited:\n{log[-3000:]}")
         request = urllib.request.Request(
             target.url, data=body, headers={"content-type": "application/json"}
         )
