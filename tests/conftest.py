@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "example_notebooks"
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+
+
+def mlnb(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``mlnb`` command as a user runs it: a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlnb", *args], capture_output=True, text=True, check=False
+    )
 
 
 def code_cell(source: str, tags: tuple[str, ...] = (), mlnb: dict[str, Any] | None = None) -> dict:

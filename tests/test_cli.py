@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from .conftest import EXAMPLES, NOTEBOOKS
-
-
-def mlnb(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlnb", *args], capture_output=True, text=True, check=False
-    )
+from .conftest import EXAMPLES, NOTEBOOKS, mlnb
 
 
 def test_inspect_json_shape() -> None:

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from .conftest import NOTEBOOKS
+from .conftest import NOTEBOOKS, mlnb
 
 TINY = NOTEBOOKS / "tiny.ipynb"
 FAILS = NOTEBOOKS / "tiny_fails.ipynb"
-
-
-def mlnb(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlnb", *args], capture_output=True, text=True, check=False
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ from mlnb.check import (
     parse_floor,
     unused_floors,
 )
+from mlnb.cli.child import run_in_child
 
 HELP = "run notebooks and fail when a run fails or a metric is below its floor (for CI)"
 
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for number, notebook in enumerate(args.notebooks, 1):
         print(f"[{number}/{len(args.notebooks)}] {notebook} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        record, error = run_notebook(notebook, args.store, args.no_cache)
+        record, error = run_in_child(notebook, [], args.store, args.no_cache)
         verdict = judge(notebook, record, floors, error)
         verdicts.append(verdict)
         print(_verdict_line(verdict, time.perf_counter() - started), flush=True)
@@ -59,27 +58,6 @@ def run(args: argparse.Namespace) -> int:
     failed = [v.notebook for v in verdicts if not v.passed]
     print(f"{len(verdicts) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
-
-
-def run_notebook(
-    notebook: str, store: str | None, no_cache: bool
-) -> tuple[dict[str, object] | None, str | None]:
-    """The run record of ``mlnb run NOTEBOOK --json``, or the error it printed."""
-    argv = [sys.executable, "-m", "mlnb", "run", notebook, "--json"]
-    if store:
-        argv += ["--store", store]
-    if no_cache:
-        argv.append("--no-cache")
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
-    completed = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    try:
-        payload = json.loads(completed.stdout)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict) and "run_id" in payload:
-        return payload, None
-    message = completed.stderr.strip().removeprefix("mlnb: error: ")
-    return None, message or f"mlnb run exited {completed.returncode}"
 
 
 def _verdict_line(verdict: NotebookVerdict, seconds: float) -> str:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+from mlnb.cli.child import run_in_child
 from mlnb.grid import load_grid
 from mlnb.pipeline import load_pipeline
 
@@ -46,25 +45,16 @@ def run_grid(args: argparse.Namespace) -> int:
 
 
 def _run_point(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "mlnb", "run", args.notebook, "--json"]
+    options: list[str] = []
     for name, value in parameters.items():
         flag = "-r" if isinstance(value, str) else "-p"  # a YAML string stays a string
-        argv += [flag, name, _cli_value(value)]
+        options += [flag, name, _cli_value(value)]
     for name, value in getattr(args, "raw_parameter", None) or []:
-        argv += ["-r", name, value]
-    if args.store:
-        argv += ["--store", args.store]
-    if getattr(args, "no_cache", False):
-        argv.append("--no-cache")
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
-    completed = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    try:
-        record = json.loads(completed.stdout)
-    except ValueError:
-        record = None
-    if not isinstance(record, dict):
-        message = completed.stderr.strip() or f"exit code {completed.returncode}"
-        return {"parameters": parameters, "status": "error", "error": message, "metrics": {}}
+        options += ["-r", name, value]
+    no_cache = bool(getattr(args, "no_cache", False))
+    record, error = run_in_child(args.notebook, options, args.store, no_cache)
+    if record is None:
+        return {"parameters": parameters, "status": "error", "error": error, "metrics": {}}
     stages = record.get("stages", [])
     return {
         "parameters": parameters,
