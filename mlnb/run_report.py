@@ -87,7 +87,12 @@ def render_run_report(store: Store, run_id: str, template_dir: str | Path | None
         bases, name = [str(folder.parent)], folder.name
     else:
         bases, name = [str(packaged_templates_dir() / "nbconvert")], TEMPLATE_NAME
-    bases += _nbconvert_template_dirs()
-    exporter = HTMLExporter(template_name=name, extra_template_basedirs=bases, embed_images=True)
+    own = _nbconvert_template_dirs()
+    exporter = HTMLExporter(
+        template_name=name,
+        extra_template_basedirs=bases + own,  # finds the `lab` template we build on
+        extra_template_paths=own,  # resolves `{% extends 'lab/index.html.j2' %}`
+        embed_images=True,
+    )
     body, _ = exporter.from_notebook_node(document, resources={"mlnb": record})
     return body
