@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,13 @@ from .conftest import EXAMPLES
 
 @pytest.fixture
 def shell() -> InteractiveShell:
+    main = sys.modules["__main__"]  # IPython swaps in its own; multiprocessing needs pytest's
     ip = InteractiveShell.instance()
     ip.reset()
     ip.run_line_magic("load_ext", "mlnb")
     yield ip
     ip.reset()
+    sys.modules["__main__"] = main
 
 
 def _run(shell: InteractiveShell, source: str):

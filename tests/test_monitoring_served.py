@@ -99,12 +99,19 @@ def monitor_json(served: dict) -> dict:
     return json.loads(result.stdout)
 
 
-def wait_for(condition, timeout: float = 15.0) -> None:
+def wait_for(condition, timeout: float = 30.0) -> None:
     import time
 
     deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
+    while True:
+        try:
+            if condition():
+                return
+        except OSError as error:  # a scrape that failed while the server was busy: poll on
+            last = error
+        else:
+            last = None
+        assert time.monotonic() < deadline, f"timed out (last error: {last})"
         time.sleep(0.2)
 
 

@@ -45,14 +45,14 @@ def test_the_panel_renders_in_a_notebook_and_runs(page: Any, lab: Lab) -> None:
         notebook.locator(".jp-Cell .jp-InputArea-editor").first.click()
         page.keyboard.press("Shift+Enter")
         try:
-            expect(prompt).not_to_have_text(re.compile(r"\[\s*\]"), timeout=15_000)
+            expect(prompt).not_to_have_text(re.compile(r"\[\s*\]"), timeout=30_000)
             break
         except AssertionError:
             continue
 
     output = notebook.locator(".jp-Cell").first.locator(".jp-OutputArea")
     run = output.locator(".widget-button", has_text="Run")
-    run.wait_for()
+    run.wait_for(timeout=180_000)
     assert output.locator(".widget-html-content", has_text="breast_cancer.ipynb").count() == 1
     for name in ("test_size", "seed", "C", "max_iter"):
         assert output.locator(".widget-label", has_text=name).count() >= 1
