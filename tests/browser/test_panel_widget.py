@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +35,20 @@ def page(browser: Any, lab: Lab) -> Iterator[Any]:
         context.close()
 
 
+def _widgets_frontend_installed() -> bool:
+    """jupyterlab_widgets' frontend, where JupyterLab looks (a venv's prefix may lack it)."""
+    from jupyter_core.paths import jupyter_path
+
+    return any(
+        (Path(folder) / "@jupyter-widgets" / "jupyterlab-manager").is_dir()
+        for folder in jupyter_path("labextensions")
+    )
+
+
+@pytest.mark.skipif(
+    not _widgets_frontend_installed(),
+    reason="jupyterlab_widgets' labextension is not on this environment's Jupyter path",
+)
 def test_the_panel_renders_in_a_notebook_and_runs(page: Any, lab: Lab) -> None:
     cells = [code_cell("%load_ext mlnb\n%mlnb panel breast_cancer.ipynb")]
     (lab.root / "panel.ipynb").write_text(json.dumps(notebook_json(cells)))
