@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 # Names a Jupyter kernel provides without any cell defining them.
@@ -61,6 +61,15 @@ def python_source(cell_source: str) -> str:
         else:
             out.append(line)
     return "\n".join(out)
+
+
+def parsed_cells(sources: Iterable[str]) -> Iterator[ast.Module]:
+    """The syntax tree of each cell that parses (IPython syntax blanked out); others skipped."""
+    for source in sources:
+        try:
+            yield ast.parse(python_source(source))
+        except SyntaxError:
+            continue
 
 
 def analyse(sources: Iterable[str]) -> NameUse:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlnb.analysis import python_source
+from mlnb.analysis import parsed_cells, python_source
 from mlnb.pipeline import Pipeline, Stage
 
 # Bump when what a key covers, or how outputs are stored, changes: old entries then miss.
@@ -69,11 +69,7 @@ def local_refs(sources: Iterable[str], base_dir: Path) -> LocalRefs:
     """
     files: set[str] = set()
     modules: set[str] = set()
-    for source in sources:
-        try:
-            tree = ast.parse(python_source(source))
-        except SyntaxError:
-            continue
+    for tree in parsed_cells(sources):
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 path = _existing_file(node.value, base_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlnb import __version__
-from mlnb.analysis import python_source
+from mlnb.analysis import parsed_cells
 
 # Import names that differ from their distribution's name, tried before a full scan.
 _KNOWN_DISTRIBUTIONS = {
@@ -30,11 +30,7 @@ _KNOWN_DISTRIBUTIONS = {
 def imported_modules(sources: Iterable[str]) -> set[str]:
     """Top-level names of the modules the cells import (``sklearn`` for ``sklearn.svm``)."""
     found: set[str] = set()
-    for source in sources:
-        try:
-            tree = ast.parse(python_source(source))
-        except SyntaxError:
-            continue
+    for tree in parsed_cells(sources):
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 found.update(alias.name.split(".")[0] for alias in node.names)
