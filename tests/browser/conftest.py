@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,3 +186,16 @@ def browser(chromium: str) -> Iterator[object]:
             yield instance
         finally:
             instance.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, lab: Lab, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A page in a fresh context; a test module may set VIEWPORT and TIMEOUT_MS."""
+    viewport = getattr(request.module, "VIEWPORT", {"width": 1400, "height": 1400})
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.set_default_timeout(getattr(request.module, "TIMEOUT_MS", 30_000))
+    try:
+        yield page
+    finally:
+        context.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,8 @@ pytestmark = pytest.mark.slow
 SCREENSHOT = ROOT / "docs" / "panel.png"
 
 
-@pytest.fixture(scope="module")
-def page(browser: Any, lab: Lab) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1300, "height": 1300})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        yield page
-    finally:
-        context.close()
+VIEWPORT = {"width": 1300, "height": 1300}  # read by the page fixture in conftest.py
+TIMEOUT_MS = 60_000
 
 
 def _widgets_frontend_installed() -> bool:

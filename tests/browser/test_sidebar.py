@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,15 +24,8 @@ RUN_TIMEOUT_MS = 180_000
 SCREENSHOT = ROOT / "docs" / "sidebar.png"
 
 
-@pytest.fixture(scope="module")
-def page(browser: Any, lab: Lab) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1400})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    try:
-        yield page
-    finally:
-        context.close()
+VIEWPORT = {"width": 1400, "height": 1400}  # read by the page fixture in conftest.py
+TIMEOUT_MS = 30_000
 
 
 def open_notebook(page: Any, lab: Lab, name: str) -> None:
