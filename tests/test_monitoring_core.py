@@ -12,6 +12,7 @@ import pytest
 
 from mlnb.monitoring.drift import feature_drift, ks_statistic, psi
 from mlnb.monitoring.logs import read_monitor_folder
+from mlnb.monitoring.reference import prediction_profile
 from mlnb.monitoring.summary import summarise
 
 RNG = np.random.default_rng(0)
@@ -142,3 +143,13 @@ def test_bare_nan_lines_are_counted_not_trusted(drifted_folder: Path) -> None:
     data.write_text(data.read_text() + '{"a": NaN, "b": 1.0}\n')
     logs = read_monitor_folder(drifted_folder)
     assert logs.unreadable_lines == 1 and len(logs.rows) == 1200
+
+
+def test_prediction_profile_is_class_frequencies_or_a_histogram() -> None:
+    classes = prediction_profile([1, 0, 1, {"label": 1, "score": 0.9}], classification=True)
+    assert classes is not None and classes["kind"] == "categorical"
+    assert classes["frequencies"] == {"1": 0.75, "0": 0.25}
+    values = prediction_profile([0.5, 1.5, float("nan"), [2.5]], classification=False)
+    assert values is not None and values["kind"] == "numeric"
+    assert sum(values["histogram"]["counts"]) == 3 and values["nan_fraction"] == 0.25
+    assert prediction_profile([None, None], classification=True) is None

@@ -132,6 +132,14 @@ def test_in_distribution_traffic_flags_nothing(served: dict) -> None:
     assert summary["requests"] == 100
     assert summary["drifted_features"] == []
     assert Alerts.received == []
+    predictions = summary["predictions"]  # against the service's answers on training rows
+    assert predictions["kind"] == "categorical" and set(predictions["labels"]) == {
+        "benign",
+        "malignant",
+    }
+    assert sum(predictions["training"]) == pytest.approx(1.0)
+    for training, live in zip(predictions["training"], predictions["live"], strict=True):
+        assert 0.2 < training < 0.8 and abs(training - live) < 0.1
 
 
 def test_one_shifted_feature_is_flagged_alone(served: dict, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from mlnb.build.onnx_convert import task_of
 from mlnb.build.secrets import check_no_credentials
 from mlnb.build.servecode import ServeCode, extract_serve_code
 from mlnb.errors import CellRef, RequestRejected, ServeCodeError
+from mlnb.monitoring.reference import prediction_profile
 from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.serving.answer import Predictor, ServeOutputError
 from mlnb.serving.schema import DEFAULT_MAX_ROWS, RequestSchema
@@ -36,6 +37,7 @@ from mlnb.store import utc_now
 
 Progress = Callable[[str], None]
 AGREEMENT_ROWS = 1000
+PROFILE_ROWS = 1000  # training rows answered for the prediction reference
 DEFAULT_TIMEOUT_S = 10
 
 
@@ -92,6 +94,7 @@ def build(
     rows, rows_kind = _agreement_rows(inputs, schema)
     make_predictor = _predictor_factory(serve, task)
     _check_serve_code(make_predictor, native, rows, serve, inputs)
+    predictions_reference = _prediction_profile(make_predictor(native), inputs, schema)
 
     choice = choose_format(
         native, inputs.model_path, schema, make_predictor, rows, rows_kind, serve, task, progress
@@ -117,7 +120,9 @@ def build(
         inputs, serve, task, native, name, bento_version, model_tag, model_format, reason,
         requirements, python_version,
     )  # fmt: skip
-    spec = service_spec(inputs, schema, task, native, name, bento_version, model_format)
+    spec = service_spec(
+        inputs, schema, task, native, name, bento_version, model_format, predictions_reference
+    )
     folder.write_build_dir(
         build_dir,
         {
@@ -211,10 +216,15 @@ def _agreement_rows(inputs: BuildInputs, schema: RequestSchema) -> tuple[pd.Data
             "service against",
             fix="run the notebook again with this version of mlnb",
         )
-    frame = pd.read_parquet(path).head(AGREEMENT_ROWS)
+    return _valid_rows(path, schema, AGREEMENT_ROWS), kind
+
+
+def _valid_rows(path: Path, schema: RequestSchema, limit: int) -> pd.DataFrame:
+    """Up to ``limit`` rows of a kept parquet file that the service's schema accepts."""
+    frame = pd.read_parquet(path).head(limit)
     records = frame[schema.names].to_dict(orient="records")
     try:
-        return schema.frame({"rows": records}), kind
+        return schema.frame({"rows": records})
     except RequestRejected:
         valid = []
         for record in records:
@@ -225,7 +235,22 @@ def _agreement_rows(inputs: BuildInputs, schema: RequestSchema) -> tuple[pd.Data
             valid.append(record)
         if not valid:
             raise
-        return schema.frame({"rows": valid}), kind
+        return schema.frame({"rows": valid})
+
+
+def _prediction_profile(
+    predictor: Predictor, inputs: BuildInputs, schema: RequestSchema
+) -> dict[str, Any] | None:
+    """What the service answers on the training sample: the reference for its predictions."""
+    path = inputs.data_path("sample")
+    if path is None:
+        return None
+    try:
+        rows = _valid_rows(path, schema, PROFILE_ROWS)
+    except RequestRejected:
+        return None
+    answer = predictor.answer(rows)
+    return prediction_profile(answer["predictions"], predictor.task == "classification")
 
 
 def _predictor_factory(serve: ServeCode, task: str) -> Callable[[Any], Predictor]:

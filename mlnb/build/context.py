@@ -99,7 +99,9 @@ def service_spec(
     name: str,
     bento_version: str,
     model_format: str,
+    prediction_profile: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """mlnb_service.json: what the service reads at start-up (:class:`ServiceSpec`)."""
     from mlnb.monitoring.paths import default_monitor_folder
 
     classes = getattr(native, "classes_", None)
@@ -115,6 +117,7 @@ def service_spec(
         "schema": schema.to_json(),
         "monitor_dir": str(default_monitor_folder(inputs.store.root, name, bento_version)),
         "profile": inputs.training_data.get("profile"),
+        "prediction_profile": prediction_profile,
     }
 
 

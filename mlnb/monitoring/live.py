@@ -12,7 +12,6 @@ import datetime
 import itertools
 import json
 import logging
-import math
 import os
 import queue
 import threading
@@ -29,6 +28,7 @@ import numpy as np
 from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, FeatureDrift, drift_report
 from mlnb.monitoring.jsonlines import JsonLinesMonitor
 from mlnb.monitoring.logs import PREDICTIONS_MONITOR, REFERENCE_FILE, REJECTIONS_MONITOR
+from mlnb.monitoring.reference import json_safe, prediction_label
 from mlnb.monitoring.summary import (
     DEFAULT_WINDOW,
     PREDICTION_COLUMN,
@@ -145,7 +145,7 @@ class LiveMonitor:
         self._names: list[str] = []
         self._alerting: set[str] = set()
         self.last_drift: list[FeatureDrift] = []
-        prediction_reference = getattr(info, "prediction_profile", None)
+        prediction_reference = info.prediction_profile
         self.metrics = _Metrics(self.classification, _buckets(prediction_reference))
         self._write_reference(prediction_reference)
         self._thread = threading.Thread(target=self._loop, name="mlnb-monitor", daemon=True)
@@ -340,19 +340,6 @@ def post_alert(url: str, payload: dict[str, Any], timeout: float = 3.0) -> None:
         logger.warning("mlnb drift alert: webhook %s failed: %s", url, exc)
 
 
-def prediction_label(prediction: Any, classification: bool) -> Any:
-    """The class (or value) of one prediction, also when serve code answers with a dict."""
-    if isinstance(prediction, dict):
-        wanted = (str, bool, int) if classification else (float, int)
-        for value in prediction.values():
-            if isinstance(value, wanted) and not (classification and isinstance(value, float)):
-                return value
-        return None
-    if isinstance(prediction, (list, tuple)):
-        return prediction[0] if prediction else None
-    return _json_safe(prediction)
-
-
 @dataclass(frozen=True)
 class _Answered:
     """What the request path hands to the background thread."""
@@ -376,7 +363,7 @@ def _batch_columns(batch: list[_Answered]) -> dict[str, list[Any]]:
         if matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
             matrix = np.where(np.isfinite(matrix), matrix, None)
         elif matrix.dtype.kind not in "fiub":
-            matrix = np.vectorize(_json_safe, otypes=[object])(matrix)
+            matrix = np.vectorize(json_safe, otypes=[object])(matrix)
         for name, values in zip(names, matrix.T.tolist(), strict=True):
             columns.setdefault(name, []).extend(values)
     return columns
@@ -384,15 +371,6 @@ def _batch_columns(batch: list[_Answered]) -> dict[str, list[Any]]:
 
 def _iso(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON values: numpy scalars unwrapped, NaN and infinity as null (never bare NaN)."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _buckets(prediction_reference: dict[str, Any] | None) -> list[float] | None:

@@ -23,6 +23,7 @@ class ServiceInfo:
     classes: list[Any] | None  # class labels in the order of each row's probabilities
     features: list[dict[str, Any]]  # [{"name", "dtype", "kind", "nullable"}] in training order
     profile: dict[str, Any] | None  # run.json training_data.profile (the reference)
+    prediction_profile: dict[str, Any] | None = None  # the served predictions on training rows
 
     @property
     def tag(self) -> str:

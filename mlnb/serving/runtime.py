@@ -93,6 +93,7 @@ class ServiceSpec:
             classes=self.data.get("classes"),
             features=list(self.data["schema"]["fields"]),
             profile=self.data.get("profile"),
+            prediction_profile=self.data.get("prediction_profile"),
         )
 
     def start(self, hooks: Any) -> None:

@@ -1,0 +1,52 @@
+"""What monitoring compares live predictions against: the served predictions on training rows.
+
+``mlnb build`` answers the run's training sample through the same predictor the service uses
+(serve code included) and profiles the labels the way the service logs them: class
+frequencies for a classifier, deciles and a histogram for a regressor. The profile goes into
+``mlnb_service.json`` and from there into each monitoring folder's ``reference.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+
+def prediction_label(prediction: Any, classification: bool) -> Any:
+    """The class (or value) of one prediction, also when serve code answers with a dict."""
+    if isinstance(prediction, dict):
+        wanted = (str, bool, int) if classification else (float, int)
+        for value in prediction.values():
+            if isinstance(value, wanted) and not (classification and isinstance(value, float)):
+                return value
+        return None
+    if isinstance(prediction, (list, tuple)):
+        return prediction[0] if prediction else None
+    return json_safe(prediction)
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON values: numpy scalars unwrapped, NaN and infinity as null (never bare NaN)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def prediction_profile(predictions: Sequence[Any], classification: bool) -> dict[str, Any] | None:
+    """The profile of answered predictions, as ``mlnb monitor`` reads a feature's profile."""
+    import pandas as pd
+
+    from mlnb.run.profile import column_profile
+
+    labels = [prediction_label(p, classification) for p in predictions]
+    if classification:
+        series = pd.Series([None if v is None else str(v) for v in labels], dtype=object)
+    else:
+        numbers = [float(v) if isinstance(v, (int, float)) else math.nan for v in labels]
+        series = pd.Series(numbers, dtype=float)
+    if series.notna().sum() == 0:
+        return None
+    return column_profile(series)
