@@ -153,3 +153,32 @@ def test_prediction_profile_is_class_frequencies_or_a_histogram() -> None:
     assert values is not None and values["kind"] == "numeric"
     assert sum(values["histogram"]["counts"]) == 3 and values["nan_fraction"] == 0.25
     assert prediction_profile([None, None], classification=True) is None
+
+
+def test_a_worker_batch_reaches_the_recorder_whole_through_a_pipe() -> None:
+    import os
+
+    from mlnb.monitoring.live import pack
+    from mlnb.monitoring.wire import Rejected, read_message, write_message
+
+    names, renamed = ["a", "b"], ["a", "c"]
+    items = [
+        (1.0, names, np.array([[1.0, 2.0]]), ["x"]),
+        (2.0, names, np.array([[3.0, 4.0], [5.0, 6.0]]), ["y", "z"]),
+        Rejected("missing-field", 422, "b", 0),
+        (3.0, renamed, np.array([[7.0, 8.0]]), ["w"]),  # the schema changed: a second group
+    ]
+    read_end, write_end = os.pipe()
+    try:
+        write_message(write_end, pack(items))
+        os.close(write_end)
+        batch = read_message(read_end)
+        assert read_message(read_end) is None  # the worker closed its end
+    finally:
+        os.close(read_end)
+    first, second = batch.answered
+    assert first.names == names and first.values.tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert first.times == [1.0, 2.0] and first.rows == [1, 2]
+    assert first.predictions == ["x", "y", "z"]
+    assert second.names == renamed and second.predictions == ["w"]
+    assert batch.rejected == [Rejected("missing-field", 422, "b", 0)]

@@ -50,7 +50,7 @@ _monitor: LiveMonitor | None = None
 
 
 def configure(info: ServiceInfo) -> None:
-    """Start this worker's monitor: reference file, metrics, drift thread."""
+    """Start this worker's monitor: its queue, its thread and its recorder process."""
     global _monitor
     from mlnb.monitoring.live import LiveMonitor
 

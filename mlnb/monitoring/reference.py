@@ -37,7 +37,7 @@ def json_safe(value: Any) -> Any:
 
 def prediction_profile(predictions: Sequence[Any], classification: bool) -> dict[str, Any] | None:
     """The profile of answered predictions, as ``mlnb monitor`` reads a feature's profile."""
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     from mlnb.run.profile import column_profile
 
