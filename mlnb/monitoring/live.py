@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mlnb.monitoring")
 FLUSH_SECONDS = 0.2  # the longest an answered row waits before it is sent to the recorder
+# Rows answered but not yet handed to the recorder beyond which answering waits for it (about
+# 50 MB of 30 float features): a recorder that cannot keep up slows the service down to its
+# pace rather than the worker's memory growing without bound or rows being dropped.
+MAX_BACKLOG_ROWS = 200_000
 STOP_TIMEOUT_S = 30.0
 
 
@@ -42,6 +46,8 @@ class LiveMonitor:
         self._stopping = threading.Event()
         self._columns_seen: object = None
         self._names: list[str] = []
+        self._queued_rows = 0  # written by the request path only
+        self._sent_rows = 0  # written by the thread only
         self._recorder: subprocess.Popen[bytes] | None = _start_recorder()
         self._send(info)
         self._thread = threading.Thread(target=self._loop, name="mlnb-monitor", daemon=True)
@@ -57,6 +63,19 @@ class LiveMonitor:
             self._columns_seen, self._names = frame.columns, [str(c) for c in frame.columns]
         # one conversion to numpy; per-column access would cost ~30 us a column
         self._queue.put((time.time(), self._names, frame.to_numpy(), answer.get("predictions")))
+        self._queued_rows += len(frame)
+        if self._queued_rows - self._sent_rows > MAX_BACKLOG_ROWS:
+            self._wait_for_recorder()
+
+    def _wait_for_recorder(self) -> None:
+        """Hold the request path until the recorder has caught up (or is gone)."""
+        logger.warning("mlnb monitoring: the recorder is behind; answering waits for it")
+        while (
+            self._queued_rows - self._sent_rows > MAX_BACKLOG_ROWS // 2
+            and self._recorder is not None
+            and self._thread.is_alive()
+        ):
+            time.sleep(FLUSH_SECONDS / 4)
 
     def reject(self, rejection: RequestRejected) -> None:
         self._queue.put(
@@ -78,6 +97,7 @@ class LiveMonitor:
                 batch = pack(_drain(self._queue))
                 if batch:
                     self._send(batch)
+                    self._sent_rows += sum(sum(group.rows) for group in batch.answered)
             except Exception:  # the thread must outlive any one bad batch
                 logger.exception("mlnb monitoring: a batch of answers could not be sent")
 
