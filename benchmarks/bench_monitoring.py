@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench_serve import cpu_seconds  # this folder is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "monitoring.md"
 
@@ -105,15 +107,8 @@ def server_cpu_seconds(process: subprocess.Popen) -> float:
     """CPU time of the server and its processes (workers and their recorders) so far."""
     import psutil
 
-    total = 0.0
     root = psutil.Process(process.pid)
-    for member in [root, *root.children(recursive=True)]:
-        try:
-            times = member.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
+    return cpu_seconds([root, *root.children(recursive=True)])
 
 
 def _ms(text: str) -> float:
