@@ -23,6 +23,10 @@ HTTP/1.1 client in this process. Two phases:
    concurrency 4) on every server in turn, ``--rounds`` times, so that noise from other work
    on the machine falls on all servers alike; the table gives the median round.
 
+After every burst the benchmark waits until that server is idle again, and its CPU per
+request includes what it spent meanwhile: a monitored server's recorder works off its backlog
+then, and neither slows the next burst nor goes uncounted.
+
 Results go to ``benchmarks/results/serve.md`` (and ``serve.json``).
 """
 
@@ -344,6 +348,9 @@ def wait_ready(target: Target, rows: list[dict[str, Any]], timeout: float = 180.
     raise SystemExit(f"{target.label} was not ready in {timeout} s")
 
 
+QUIET_CORES = 0.05  # servers using less CPU than this between bursts are idle
+
+
 def server_processes(target: Target) -> list[psutil.Process]:
     assert target.process is not None
     main = psutil.Process(target.process.pid)
@@ -377,11 +384,24 @@ def measure(
     processes = server_processes(target)
     cpu_before, rss_before = cpu_seconds(processes), rss_mb(processes)
     result = asyncio.run(load(target.url, rows, concurrency, seconds))
+    rss_after = rss_mb(processes)
+    settle([target])  # work the server defers (the monitoring recorder's backlog) counts too
     cpu = cpu_seconds(processes) - cpu_before
     result["server_cpu_us_per_request"] = round(cpu / max(result["requests"], 1) * 1e6, 1)
     result["rss_mb_before"] = round(rss_before, 1)
-    result["rss_mb_after"] = round(rss_mb(processes), 1)
+    result["rss_mb_after"] = round(rss_after, 1)
     return result
+
+
+def settle(targets: list[Target], timeout: float = 120.0) -> None:
+    """Wait until no server is still busy with an earlier burst, so none slows the next one."""
+    processes = [process for target in targets for process in server_processes(target)]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_seconds(processes)
+        time.sleep(0.5)
+        if cpu_seconds(processes) - before < 0.5 * QUIET_CORES:
+            return
 
 
 def soak(target: Target, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
