@@ -189,7 +189,8 @@ def recorders_writing_to(folder: Path) -> list[int]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
-            recorder = "mlnb.monitoring.recorder" in (process.info["cmdline"] or [])
+            command = " ".join(process.info["cmdline"] or [])
+            recorder = "mlnb.monitoring.recorder" in command
             if recorder and process.environ().get("MLNB_MONITOR_DIR") == str(folder):
                 found.append(process.pid)
         except psutil.Error:
