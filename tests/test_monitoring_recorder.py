@@ -16,8 +16,6 @@ import pytest
 from mlnb.monitoring import live
 from mlnb.serving.info import ServiceInfo
 
-from .test_monitoring_served import recorders_writing_to, wait_for
-
 pytestmark = pytest.mark.slow
 FEATURES = ["a", "b"]
 
@@ -47,15 +45,15 @@ def test_answering_waits_for_a_recorder_that_is_far_behind_and_loses_nothing(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
     (tmp_path / "prometheus").mkdir()
     monkeypatch.setattr(live, "MAX_BACKLOG_ROWS", 2_000)
-    monkeypatch.setenv("MLNB_MONITOR_DIR", str(tmp_path / "logs"))  # names the recorder
     monitor = live.LiveMonitor(service_info(tmp_path / "logs"))
-    (recorder,) = recorders_writing_to(tmp_path / "logs")  # detached: not the worker's child
+    recorder = monitor._recorder
+    assert recorder is not None
     frame = pd.DataFrame(np.random.default_rng(0).random((500, 2)), columns=FEATURES)
     answer = {"predictions": ["yes"] * 500}
     try:
         monitor.answer(frame, answer)
         time.sleep(1.0)  # the recorder has started and been sent the first rows
-        os.kill(recorder, signal.SIGSTOP)  # a recorder that has fallen far behind
+        os.kill(recorder.pid, signal.SIGSTOP)  # a recorder that has fallen far behind
         answering = threading.Thread(
             target=lambda: [monitor.answer(frame, answer) for _ in range(40)]
         )
@@ -64,11 +62,11 @@ def test_answering_waits_for_a_recorder_that_is_far_behind_and_loses_nothing(
         assert answering.is_alive()  # held, not piling up 20,000 rows in the worker
         assert monitor._queued_rows - monitor._sent_rows <= 2_000 + 500
     finally:
-        os.kill(recorder, signal.SIGCONT)
+        os.kill(recorder.pid, signal.SIGCONT)
     answering.join(30.0)
     assert not answering.is_alive()
     monitor.stop()
-    wait_for(lambda: not recorders_writing_to(tmp_path / "logs"), timeout=30)
+    assert recorder.returncode == 0
     rows = logged_rows(tmp_path / "logs")
     assert len(rows) == 41 * 500  # every answered row, none dropped
     assert rows[0]["prediction"] == "yes" and set(rows[0]) >= {"a", "b", "mlnb_request"}

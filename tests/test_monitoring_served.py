@@ -189,8 +189,7 @@ def recorders_writing_to(folder: Path) -> list[int]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
-            command = " ".join(process.info["cmdline"] or [])
-            recorder = "mlnb.monitoring.recorder" in command
+            recorder = "mlnb.monitoring.recorder" in (process.info["cmdline"] or [])
             if recorder and process.environ().get("MLNB_MONITOR_DIR") == str(folder):
                 found.append(process.pid)
         except psutil.Error:

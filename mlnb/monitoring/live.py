@@ -35,7 +35,6 @@ FLUSH_SECONDS = 0.2  # the longest an answered row waits before it is sent to th
 # pace rather than the worker's memory growing without bound or rows being dropped.
 MAX_BACKLOG_ROWS = 200_000
 STOP_TIMEOUT_S = 30.0
-WORKER_PID_ENV = "MLNB_WORKER_PID"  # the recorder names requests "<worker pid>-<n>"
 
 
 class LiveMonitor:
@@ -110,16 +109,24 @@ class LiveMonitor:
             write_message(recorder.stdin.fileno(), message)
         except OSError as exc:  # the recorder is gone: serve on, without monitoring
             self._recorder = None
-            logger.error("mlnb monitoring stopped: the recorder process is gone (%s)", exc)
+            logger.error(
+                "mlnb monitoring stopped: the recorder process exited (%s, exit code %s)",
+                exc,
+                recorder.poll(),
+            )
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Send what is queued and close the pipe."""
+        """Send what is queued, close the pipe and wait for the recorder to write it all."""
         if self._thread.is_alive():
             self._stopping.set()
             self._thread.join(timeout)
         recorder, self._recorder = self._recorder, None
         if recorder is not None and recorder.stdin is not None:
-            recorder.stdin.close()  # the recorder writes what it was sent, then exits
+            recorder.stdin.close()
+            try:
+                recorder.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.error("mlnb monitoring: the recorder did not finish in %.0f s", timeout)
 
 
 _Queued = tuple[float, list[str], Any, Any] | Rejected
@@ -157,26 +164,15 @@ def pack(items: list[_Queued]) -> Batch:
     return batch
 
 
-# The recorder is started through a short-lived parent that forks it and exits (before numpy
-# starts any thread), so the recorder is not the worker's child: BentoML's process manager
-# stops a worker's children with it, and would kill the recorder before it wrote the rows the
-# worker sent last. The recorder ends by itself when the worker's end of the pipe closes.
-_DETACHED_RECORDER = (
-    "import os, runpy\n"
-    "if os.fork() == 0:\n"
-    "    runpy.run_module('mlnb.monitoring.recorder', run_name='__main__')\n"
-)
-
-
 def _start_recorder() -> subprocess.Popen[bytes]:
-    """The recorder, detached from this worker, with this worker's environment and mlnb."""
-    source = str(Path(__file__).resolve().parents[2])  # the folder holding this mlnb
+    """``python -m mlnb.monitoring.recorder`` with this worker's environment and mlnb."""
+    import mlnb
+
+    source = str(Path(mlnb.__file__).resolve().parent.parent)
     path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p)
-    launcher = subprocess.Popen(
-        [sys.executable, "-c", _DETACHED_RECORDER],
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlnb.monitoring.recorder"],
         stdin=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": path, WORKER_PID_ENV: str(os.getpid())},
+        env={**os.environ, "PYTHONPATH": path},
         start_new_session=True,  # Ctrl-C reaches the worker, which then closes the pipe
     )
-    launcher.wait()  # at once: the recorder it forked goes on reading the pipe
-    return launcher

@@ -323,8 +323,7 @@ def main() -> None:
     info = read_message(fd)
     if info is None:
         return
-    worker = os.environ.get("MLNB_WORKER_PID") or str(os.getppid())
-    recorder = Recorder(info, worker=worker, settings=MonitorSettings.from_env())
+    recorder = Recorder(info, worker=str(os.getppid()), settings=MonitorSettings.from_env())
     serve_pipe(recorder, fd)
 
 
