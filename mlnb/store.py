@@ -24,6 +24,7 @@ import re
 import secrets
 import socket
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -181,13 +182,7 @@ class Store:
                 self.root.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                conn.execute("PRAGMA journal_mode = WAL")
-                with _transaction(conn, immediate=True):
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            _create_schema(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
@@ -433,3 +428,27 @@ def _transaction(conn: sqlite3.Connection, immediate: bool = False) -> Iterator[
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    """WAL mode and the tables, once per store. Two processes creating one store at the same
+    moment can get "database is locked" from the switch to WAL, which SQLite does not wait
+    for (no busy handler there): try again for a while."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+            with _transaction(conn, immediate=True):
+                if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                    return
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
