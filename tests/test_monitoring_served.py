@@ -180,3 +180,36 @@ def test_rejections_are_counted_and_logged_and_the_service_keeps_serving(served:
     lines = (served["folder"] / "predictions" / "data").glob("data.*.log*")
     for line in (ln for f in lines for ln in f.read_text().splitlines()):
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the log"))
+
+
+def recorders_writing_to(folder: Path) -> list[int]:
+    """Recorder processes (one per serving worker) whose monitoring folder is ``folder``."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            recorder = "mlnb.monitoring.recorder" in (process.info["cmdline"] or [])
+            if recorder and process.environ().get("MLNB_MONITOR_DIR") == str(folder):
+                found.append(process.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_rows_answered_just_before_the_server_stops_are_all_logged(tmp_path: Path) -> None:
+    bento = project().build("breast_cancer.ipynb")["bento"]  # the module's Bento, reused
+    folder = tmp_path / "logs"
+    server = start_server(bento, {"MLNB_MONITOR_DIR": str(folder)})
+    try:
+        wait_ready(server)
+        assert len(recorders_writing_to(folder)) == 1  # the worker's recorder process
+        stopping = {"url": server.url, "answered": [0]}
+        send(stopping, requests_of(800, seed=4))
+    finally:
+        server.stop()  # SIGTERM right after the last answer: the worker has rows queued
+    assert server.process.returncode == 0
+    assert not recorders_writing_to(folder)  # the worker waited for it: gone, not orphaned
+    logs = (folder / "predictions" / "data").glob("data.*.log*")
+    logged = sum(len(f.read_text().splitlines()) for f in logs)
+    assert logged == stopping["answered"][0] == 800

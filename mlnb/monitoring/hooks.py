@@ -23,6 +23,11 @@ The generated ``service.py`` calls, in this order:
     ``"missing-field"``, ``"wrong-type"``, ``"too-many-rows"``), ``row`` and ``field``
     (None when not about one row or field) and ``message``.
 
+``shutdown()``
+    Once per worker, when it stops (BentoML's ``on_shutdown``, after the last request was
+    answered and before the process exits). Whatever was answered must be written by the time
+    it returns: the worker may be gone right after.
+
 Rules for whoever fills these in:
 
 - Never raise: the service wraps each call and logs a failure, but a hook that raises on
@@ -71,3 +76,11 @@ def on_reject(rejection: RequestRejected) -> None:
     """Count and log one rejected request by reason."""
     if _monitor is not None:
         _monitor.reject(rejection)
+
+
+def shutdown() -> None:
+    """Hand the recorder what is still queued and wait until it has written everything."""
+    global _monitor
+    monitor, _monitor = _monitor, None
+    if monitor is not None:
+        monitor.stop()

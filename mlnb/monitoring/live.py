@@ -34,7 +34,8 @@ FLUSH_SECONDS = 0.2  # the longest an answered row waits before it is sent to th
 # 50 MB of 30 float features): a recorder that cannot keep up slows the service down to its
 # pace rather than the worker's memory growing without bound or rows being dropped.
 MAX_BACKLOG_ROWS = 200_000
-STOP_TIMEOUT_S = 30.0
+# Within the 30 s BentoML's arbiter gives a stopping worker before it kills it.
+STOP_TIMEOUT_S = 20.0
 
 
 class LiveMonitor:
@@ -117,6 +118,7 @@ class LiveMonitor:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Send what is queued, close the pipe and wait for the recorder to write it all."""
+        deadline = time.monotonic() + timeout
         if self._thread.is_alive():
             self._stopping.set()
             self._thread.join(timeout)
@@ -124,7 +126,7 @@ class LiveMonitor:
         if recorder is not None and recorder.stdin is not None:
             recorder.stdin.close()
             try:
-                recorder.wait(timeout)
+                recorder.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 logger.error("mlnb monitoring: the recorder did not finish in %.0f s", timeout)
 

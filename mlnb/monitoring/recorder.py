@@ -5,7 +5,7 @@ sends it batches on its stdin (:mod:`mlnb.monitoring.wire`). The recorder writes
 lines with ``bentoml.monitor``, counts the ``mlnb_*`` Prometheus metrics (BentoML's multiprocess
 folder, so ``/metrics`` shows them beside the worker's), keeps the drift window, scores it every
 ``MLNB_DRIFT_INTERVAL`` seconds and raises alerts. When the worker's end of the pipe closes
-(the worker stopped or died) it records what is left and exits: no answered row is lost.
+(the worker stopped, or died) it records what it was sent and exits.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 A Bento made by ``mlnb build`` holds ``mlnb_service.json`` beside ``service.py``: the request
 schema, what the service is (Bento tag, run id, task, model format), the default monitoring
 folder and the training data's reference profile. :class:`ServiceSpec` reads it once at
-import; :meth:`ServiceSpec.start` runs once per worker, from the service's ``__init__``.
+import; :meth:`ServiceSpec.start` runs once per worker, from the service's ``__init__``, and
+:meth:`ServiceSpec.stop` once as the worker stops, from its ``on_shutdown`` hook.
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ class ServiceSpec:
                 log.exception("mlnb: the monitoring hooks failed to start; serving without")
         if os.environ.get(GC_TUNING_ENV, "on").lower() not in ("off", "0", "false"):
             tune_gc()
+
+    def stop(self, hooks: Any) -> None:
+        """Once per worker, as it stops: monitoring writes all that was answered."""
+        shutdown = getattr(hooks, "shutdown", None)  # hooks of an older mlnb have none
+        if shutdown is None:
+            return
+        try:
+            shutdown()
+        except Exception:
+            log.exception("mlnb: the monitoring hooks failed to stop")
 
 
 def tune_gc() -> None:
