@@ -114,7 +114,7 @@ def feature_drift(
         score = psi([reference.get(c, 0.0) for c in categories], [seen[c] for c in categories])
         return FeatureDrift(name, kind, len(live), score, None, threshold)
 
-    numbers = np.asarray([_as_float(v) for v in values], dtype=float)
+    numbers = _floats(values)
     numbers = numbers[np.isfinite(numbers)]
     histogram = profile.get("histogram") or {}
     edges, counts = histogram.get("edges") or [], histogram.get("counts") or []
@@ -139,6 +139,15 @@ def drift_report(
         for name, spec in profile.items()
         if name in columns
     ]
+
+
+def _floats(values: Iterable[Any]) -> npt.NDArray[np.float64]:
+    """The values as floats (None as NaN) in one conversion; one at a time if that fails."""
+    values = values if isinstance(values, (list, np.ndarray)) else list(values)
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):  # text, or other values a float cannot be made of
+        return np.asarray([_as_float(v) for v in values], dtype=float)
 
 
 def _as_float(value: Any) -> float:

@@ -19,19 +19,18 @@ import signal
 import sys
 import time
 import urllib.request
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, FeatureDrift, drift_report
 from mlnb.monitoring.jsonlines import JsonLinesMonitor
 from mlnb.monitoring.logs import PREDICTIONS_MONITOR, REFERENCE_FILE, REJECTIONS_MONITOR
-from mlnb.monitoring.reference import json_safe, prediction_label
+from mlnb.monitoring.reference import prediction_labels
 from mlnb.monitoring.summary import DEFAULT_WINDOW, PREDICTION_COLUMN, REQUEST_COLUMN, log_column
+from mlnb.monitoring.window import RecentRows
 from mlnb.monitoring.wire import Answered, Batch, Rejected, read_message
 
 if TYPE_CHECKING:
@@ -69,12 +68,15 @@ class MonitorSettings:
 
 
 class _Metrics:
-    """The ``mlnb_*`` Prometheus metrics, created once per recorder through bentoml.metrics."""
+    """The ``mlnb_*`` Prometheus metrics, created once per recorder.
+
+    The worker's ``$PROMETHEUS_MULTIPROC_DIR`` (set by BentoML) is this process's too, so
+    ``prometheus_client`` writes them where BentoML's ``/metrics`` collects every process's.
+    """
 
     def __init__(self, classification: bool, buckets: Sequence[float] | None) -> None:
-        import bentoml
+        import prometheus_client as metrics
 
-        metrics = bentoml.metrics
         self.rejected = metrics.Counter(
             name="mlnb_rejected_requests",
             documentation="Requests answered with a 4xx, by reason",
@@ -130,7 +132,7 @@ class Recorder:
         self.classification = info.task == "classification"
         self.profile: dict[str, Any] = dict(info.profile or {})
         self.feature_kinds = {f["name"]: f.get("kind", "numeric") for f in info.features}
-        self._window = {name: deque(maxlen=settings.window) for name in self.profile}
+        self._window = RecentRows(settings.window)
         self._new_rows = 0
         self._requests = 0
         self._alerting: set[str] = set()
@@ -145,26 +147,27 @@ class Recorder:
 
     def _record(self, answered: Answered) -> None:
         """Log, count and window the requests of one schema (one monitor record)."""
-        labels = [prediction_label(p, self.classification) for p in answered.predictions]
-        requests: list[str] = []
+        labels = prediction_labels(answered.predictions, self.classification)
         times: list[str] = []
-        for at, rows in zip(answered.times, answered.rows, strict=True):
+        requests: list[str] = []
+        for at, rows in zip(iso_times(answered.times), answered.rows, strict=True):
+            times += [at] * rows
             requests += [f"{self.worker}-{self._requests}"] * rows
-            times += [_iso(at)] * rows
             self._requests += 1
-        columns = _columns(answered.names, answered.values)
+        matrix = answered.values
         with self._monitor(PREDICTIONS_MONITOR) as mon:
             mon.log_batch(times, "timestamp", "feature", "categorical")
             mon.log_batch(requests, REQUEST_COLUMN, "feature", "categorical")
-            for name, values in columns.items():
+            for index, name in enumerate(answered.names):  # columns as arrays, encoded whole
                 kind = self.feature_kinds.get(name)
                 data_type = "categorical" if kind == "categorical" else "numerical"
-                mon.log_batch(values, log_column(name), "feature", data_type)
+                mon.log_batch(matrix[:, index], log_column(name), "feature", data_type)
             data_type = "categorical" if self.classification else "numerical"
             mon.log_batch(labels, PREDICTION_COLUMN, "prediction", data_type)
-        for name, window in self._window.items():
-            if name in columns:
-                window.extend(columns[name])
+        self._window.add(answered.names, matrix)
+        self._count(labels)
+
+    def _count(self, labels: list[Any]) -> None:
         self._new_rows += len(labels)
         self.metrics.rows.inc(len(labels))
         if self.metrics.classes is not None:
@@ -198,7 +201,7 @@ class Recorder:
         if not self._new_rows:
             return self.last_drift
         self._new_rows = 0
-        columns = {name: list(window) for name, window in self._window.items()}
+        columns = self._window.columns(set(self.profile))
         scores = drift_report(
             self.profile,
             columns,
@@ -291,17 +294,17 @@ def post_alert(url: str, payload: dict[str, Any], timeout: float = 3.0) -> None:
         logger.warning("mlnb drift alert: webhook %s failed: %s", url, exc)
 
 
-def _columns(names: list[str], matrix: Any) -> dict[str, list[Any]]:
-    """Per-column lists of plain JSON values; NaN and infinity become None."""
-    if matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
-        matrix = np.where(np.isfinite(matrix), matrix, None)
-    elif matrix.dtype.kind not in "fiub":
-        matrix = np.vectorize(json_safe, otypes=[object])(matrix)
-    return dict(zip(names, matrix.T.tolist(), strict=True))
-
-
-def _iso(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+def iso_times(times: Sequence[float]) -> list[str]:
+    """``time.time()`` values as UTC ISO 8601 with microseconds, each second formatted once."""
+    texts: list[str] = []
+    second, prefix = None, ""
+    for at in times:
+        if int(at) != second:
+            second = int(at)
+            moment = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
+            prefix = moment.strftime("%Y-%m-%dT%H:%M:%S")
+        texts.append(f"{prefix}.{int((at - second) * 1e6):06d}+00:00")
+    return texts
 
 
 def _buckets(prediction_reference: dict[str, Any] | None) -> list[float] | None:

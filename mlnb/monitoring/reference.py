@@ -12,6 +12,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+_PLAIN_LABELS = frozenset({str, int, bool})
+
+
+def prediction_labels(predictions: Sequence[Any], classification: bool) -> list[Any]:
+    """:func:`prediction_label` of each prediction; plain classes and ints pass as they are."""
+    if _PLAIN_LABELS.issuperset(map(type, predictions)):
+        return list(predictions)
+    return [prediction_label(p, classification) for p in predictions]
+
 
 def prediction_label(prediction: Any, classification: bool) -> Any:
     """The class (or value) of one prediction, also when serve code answers with a dict."""
@@ -41,7 +50,7 @@ def prediction_profile(predictions: Sequence[Any], classification: bool) -> dict
 
     from mlnb.run.profile import column_profile
 
-    labels = [prediction_label(p, classification) for p in predictions]
+    labels = prediction_labels(predictions, classification)
     if classification:
         series = pd.Series([None if v is None else str(v) for v in labels], dtype=object)
     else:
