@@ -70,3 +70,21 @@ def test_answering_waits_for_a_recorder_that_is_far_behind_and_loses_nothing(
     rows = logged_rows(tmp_path / "logs")
     assert len(rows) == 41 * 500  # every answered row, none dropped
     assert rows[0]["prediction"] == "yes" and set(rows[0]) >= {"a", "b", "mlnb_request"}
+
+
+def test_a_stop_signal_sent_while_the_recorder_starts_does_not_lose_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BentoML signals a stopping worker's children too, maybe before the recorder is up."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
+    (tmp_path / "prometheus").mkdir()
+    monitor = live.LiveMonitor(service_info(tmp_path / "logs"))
+    recorder = monitor._recorder
+    assert recorder is not None
+    os.kill(recorder.pid, signal.SIGTERM)  # still starting Python: not yet ignoring it
+    os.kill(recorder.pid, signal.SIGINT)
+    frame = pd.DataFrame(np.random.default_rng(1).random((30, 2)), columns=FEATURES)
+    monitor.answer(frame, {"predictions": ["no"] * 30})
+    monitor.stop()
+    assert recorder.returncode == 0
+    assert len(logged_rows(tmp_path / "logs")) == 30

@@ -42,6 +42,7 @@ class JsonLinesMonitor(MonitorBase[Any]):
         self._columns: dict[str, list[Any] | np.ndarray] = {}
         self._schema: list[dict[str, str]] = []
         self._schema_written = False
+        self._data_fd: int | None = None
 
     # BentoML calls these around each ``with bentoml.monitor(...)`` block.
     def start_record(self) -> None:
@@ -84,8 +85,11 @@ class JsonLinesMonitor(MonitorBase[Any]):
         line = "{" + ",".join(f"{key}:%s" for key in keys) + "}\n"
         fragments = [json_fragments(datas[name]) for name in names]
         text = "".join(line % row for row in zip(*fragments, strict=True))
-        with self._data_path.open("a", encoding="utf-8") as handle:
-            handle.write(text)  # one write: concurrent readers see whole lines
+        if self._data_fd is None:  # kept open: a record every fraction of a second
+            self._data_fd = os.open(self._data_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        data = memoryview(text.encode())
+        while data:  # one write of whole lines, so concurrent readers never see half of one
+            data = data[os.write(self._data_fd, data) :]
 
 
 _dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode

@@ -10,6 +10,7 @@ folder, so ``/metrics`` shows them beside the worker's), keeps the drift window,
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -295,15 +296,20 @@ def post_alert(url: str, payload: dict[str, Any], timeout: float = 3.0) -> None:
 
 
 def iso_times(times: Sequence[float]) -> list[str]:
-    """``time.time()`` values as UTC ISO 8601 with microseconds, each second formatted once."""
+    """``time.time()`` values as UTC ISO 8601 with microseconds (rounded as ``datetime``
+    rounds them), each second formatted once."""
     texts: list[str] = []
     second, prefix = None, ""
     for at in times:
-        if int(at) != second:
-            second = int(at)
-            moment = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
+        whole = int(at)
+        micro = round((at - whole) * 1e6)
+        if micro >= 1_000_000:
+            whole, micro = whole + 1, micro - 1_000_000
+        if whole != second:
+            second = whole
+            moment = datetime.datetime.fromtimestamp(whole, datetime.timezone.utc)
             prefix = moment.strftime("%Y-%m-%dT%H:%M:%S")
-        texts.append(f"{prefix}.{int((at - second) * 1e6):06d}+00:00")
+        texts.append(f"{prefix}.{micro:06d}+00:00")
     return texts
 
 
@@ -314,11 +320,25 @@ def _buckets(prediction_reference: dict[str, Any] | None) -> list[float] | None:
     return sorted({float(e) for e in edges}) or None
 
 
+def yield_to_the_worker() -> None:
+    """Run behind the worker on a shared core: a lower priority (nice 10) and, on Linux, the
+    batch policy, under which a recorder woken by a batch does not preempt the worker in the
+    middle of a request but waits for its time slice to end."""
+    os.nice(RECORDER_NICENESS)
+    if hasattr(os, "sched_setscheduler"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def main() -> None:
     """``python -m mlnb.monitoring.recorder``: the first message on stdin is the ServiceInfo."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stop at end of stream, after the worker
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.nice(RECORDER_NICENESS)  # the worker answering requests comes first
+    # Stop at the end of the stream, after the worker: the worker started this process with
+    # these signals blocked, so one sent before this point is dropped here, not fatal.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    yield_to_the_worker()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [mlnb.monitoring] %(message)s"
     )

@@ -8,6 +8,7 @@ what it answered into one :class:`Batch`: the rows of each request schema as one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import struct
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _HEADER = struct.Struct("!I")
+PIPE_BYTES = 1 << 20  # Linux's default limit for a pipe an unprivileged process widens
 
 
 @dataclass
@@ -45,6 +47,20 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(self.answered or self.rejected)
+
+
+def widen_pipe(fd: int, size: int = PIPE_BYTES) -> None:
+    """Let a whole batch fit in the pipe (Linux): one write and one read instead of one per
+    64 KiB, each of which wakes the other process. Elsewhere, or past the system's limit
+    (``/proc/sys/fs/pipe-max-size``), the pipe keeps its size."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return
+    command = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if command is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, command, size)
 
 
 def write_message(fd: int, message: object) -> None:
