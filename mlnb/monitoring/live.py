@@ -38,8 +38,9 @@ FLUSH_SECONDS = 0.5
 # 50 MB of 30 float features): a recorder that cannot keep up slows the service down to its
 # pace rather than the worker's memory growing without bound or rows being dropped.
 MAX_BACKLOG_ROWS = 200_000
-# Within the 30 s BentoML's arbiter gives a stopping worker before it kills it.
-STOP_TIMEOUT_S = 20.0
+# How long a stopping worker waits for its recorder to write the last rows (BentoML itself
+# waits for a stopping worker as long as it takes): a stuck recorder must not hold it forever.
+STOP_TIMEOUT_S = 30.0
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})  # the recorder outlives these
 
 
@@ -180,7 +181,7 @@ def _start_recorder() -> subprocess.Popen[bytes]:
     # BentoML sends a stopping worker's children its stop signal too. The recorder must outlive
     # the worker (it ends when the worker closes the pipe), so it starts with those signals
     # blocked (a mask survives exec) and ignores them once it can; see recorder.main.
-    blocked = _block(STOP_SIGNALS)
+    mask = _block_signals(STOP_SIGNALS)
     try:
         recorder = subprocess.Popen(
             [sys.executable, "-m", "mlnb.monitoring.recorder"],
@@ -189,18 +190,18 @@ def _start_recorder() -> subprocess.Popen[bytes]:
             start_new_session=True,  # nor does a terminal's Ctrl-C reach it
         )
     finally:
-        _unblock(blocked)
+        _restore_signal_mask(mask)
     if recorder.stdin is not None:
         widen_pipe(recorder.stdin.fileno())
     return recorder
 
 
-def _block(signals: frozenset[signal.Signals]) -> set[int | signal.Signals] | None:
+def _block_signals(signals: frozenset[signal.Signals]) -> set[int | signal.Signals] | None:
     if not hasattr(signal, "pthread_sigmask"):  # not POSIX
         return None
     return signal.pthread_sigmask(signal.SIG_BLOCK, signals)
 
 
-def _unblock(previous: set[int | signal.Signals] | None) -> None:
+def _restore_signal_mask(previous: set[int | signal.Signals] | None) -> None:
     if previous is not None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
