@@ -31,7 +31,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from bench_serve import cpu_seconds  # this folder is on sys.path when run as a script
+from bench_serve import cpu_seconds, free_port  # this folder is on sys.path as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "monitoring.md"
@@ -74,12 +73,6 @@ class Server:
                 process.cpu_affinity(cores)
             except psutil.Error:
                 continue
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def mlnb(args: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -233,9 +226,9 @@ def median_with_interval(values: list[float], rounds: int = 2000) -> tuple[float
 
 
 def ratio_row(measured: Measured, a: str, b: str, what: str) -> str:
-    p50, low, high = median_with_interval(ratios(measured, "p50_ms", a, b))
-    cpu, cpu_low, cpu_high = median_with_interval(ratios(measured, "cpu_us", a, b))
     spread = ratios(measured, "p50_ms", a, b)
+    p50, low, high = median_with_interval(spread)
+    cpu, cpu_low, cpu_high = median_with_interval(ratios(measured, "cpu_us", a, b))
     return (
         f"| {what} | {len(measured)} | **{p50:.3f}** ({low:.3f} to {high:.3f}) "
         f"| {min(spread):.3f} to {max(spread):.3f} | {cpu:.3f} ({cpu_low:.3f} to {cpu_high:.3f}) |"

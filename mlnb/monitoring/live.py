@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlnb.monitoring.wire import Answered, Batch, Rejected, widen_pipe, write_message
+from mlnb.monitoring.wire import (
+    STOP_SIGNALS,
+    Answered,
+    Batch,
+    Rejected,
+    widen_pipe,
+    write_message,
+)
 
 if TYPE_CHECKING:
     from mlnb.errors import RequestRejected
@@ -41,7 +48,6 @@ MAX_BACKLOG_ROWS = 200_000
 # How long a stopping worker waits for its recorder to write the last rows (BentoML itself
 # waits for a stopping worker as long as it takes): a stuck recorder must not hold it forever.
 STOP_TIMEOUT_S = 30.0
-STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})  # the recorder outlives these
 
 
 class LiveMonitor:

@@ -32,7 +32,7 @@ from mlnb.monitoring.logs import PREDICTIONS_MONITOR, REFERENCE_FILE, REJECTIONS
 from mlnb.monitoring.reference import prediction_labels
 from mlnb.monitoring.summary import DEFAULT_WINDOW, PREDICTION_COLUMN, REQUEST_COLUMN, log_column
 from mlnb.monitoring.window import RecentRows
-from mlnb.monitoring.wire import Answered, Batch, Rejected, read_message
+from mlnb.monitoring.wire import STOP_SIGNALS, Answered, Batch, Rejected, read_message
 
 if TYPE_CHECKING:
     from mlnb.serving.info import ServiceInfo
@@ -334,10 +334,10 @@ def main() -> None:
     """``python -m mlnb.monitoring.recorder``: the first message on stdin is the ServiceInfo."""
     # Stop at the end of the stream, after the worker: the worker started this process with
     # these signals blocked, so one sent before this point is dropped here, not fatal.
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+    for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     yield_to_the_worker()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [mlnb.monitoring] %(message)s"

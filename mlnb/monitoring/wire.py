@@ -11,12 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import signal
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 _HEADER = struct.Struct("!I")
 PIPE_BYTES = 1 << 20  # Linux's default limit for a pipe an unprivileged process widens
+# Sent to a stopping worker's children as well: the recorder outlives them and ends when the
+# worker closes the pipe (started with them blocked, then ignoring them).
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 @dataclass
