@@ -9,6 +9,7 @@ the assembled notebook to :mod:`mlnb.run.executor` and records each stage as it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,11 +42,18 @@ def run_notebook(
     no_cache: bool = False,
     run_id: str | None = None,
     progress: Any = None,
+    kernel: str | None = None,
 ) -> dict[str, Any]:
-    """Run (or reuse) the notebook's stages; return the final run record."""
+    """Run (or reuse) the notebook's stages; return the final run record.
+
+    ``kernel`` names the Jupyter kernel to run in (papermill's ``-k``); by default the
+    notebook's own kernelspec, else ``python3``. It is part of every stage's cache key.
+    """
     started = time.monotonic()
     progress = progress or Quiet()
     pipeline = load_pipeline(notebook)
+    if kernel:
+        pipeline = dataclasses.replace(pipeline, kernel_name=kernel)
     values = run_parameters(pipeline, parameters, raw_parameters)
     the_store = Store.for_notebook(notebook, store)
     run_id = check_run_id(run_id) if run_id else new_run_id()
