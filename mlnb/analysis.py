@@ -2,8 +2,15 @@
 
 The walk follows execution order at module level, so ``df = df.dropna()`` reads ``df`` before
 it defines it. Names read inside functions and classes are read when they are called, so they
-count as reads only when the block itself never defines them. IPython syntax (line magics,
-shell escapes, cell magics) is blanked out first, keeping line numbers.
+count as reads only when the block itself never defines them. A name the block reads and
+changes in place (``X.dropna(inplace=True)``, ``X["a"] = 1``, ``model.fit(...)``) is both read and
+defined: the block makes a new version of it.
+
+Cells are read as the Python IPython turns them into (its own input transformer), and each
+magic whose effect is known is replaced by the code it runs: ``%time model.fit(X)`` is
+``model.fit(X)``, ``%%capture log`` runs its body and defines ``log``, ``!pip install {pkg}``
+reads ``pkg``. A magic mlnb does not know, ``exec``, ``globals()`` and ``import *`` make the
+block *opaque*: the analysis cannot tell what it reads or defines, and says so.
 """
 
 from __future__ import annotations
@@ -11,8 +18,9 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 # Names a Jupyter kernel provides without any cell defining them.
 KERNEL_NAMES: frozenset[str] = frozenset(
@@ -27,10 +35,20 @@ _ASSIGNED_MAGIC = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(%|!)")
 
 @dataclass(frozen=True)
 class NameUse:
-    """The global names a block defines and the ones it reads from outside itself."""
+    """The global names a block defines and the ones it reads from outside itself.
+
+    ``changes`` are names the block reads from outside and changes in place
+    (``X.dropna(inplace=True)``, ``X["a"] = ...``, ``model.fit(...)``): each is a new version
+    of the name, so it is in ``defines`` too. ``functions`` maps each function and class the
+    block defines to the global names its body reads when called. ``opaque`` says why the
+    analysis cannot tell what the block reads and defines (``%run``, ``exec``, ...), if it can't.
+    """
 
     defines: frozenset[str]
     reads: frozenset[str]
+    changes: frozenset[str] = frozenset()
+    functions: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    opaque: tuple[str, ...] = ()
 
 
 class CodeSyntaxError(ValueError):
@@ -42,7 +60,11 @@ class CodeSyntaxError(ValueError):
 
 
 def python_source(cell_source: str) -> str:
-    """The cell's source with IPython-only syntax replaced by ``pass``/assignments."""
+    """The cell's source with IPython-only syntax replaced by ``pass``/assignments.
+
+    Line numbers are kept, so the result can be cut into pieces that match the cell (the build
+    renders serve code from it). For what the code does, use :func:`parse_cell`.
+    """
     lines = cell_source.splitlines()
     if lines and lines[0].startswith("%%"):
         magic = lines[0][2:].split(maxsplit=1)[0] if lines[0][2:].strip() else ""
@@ -63,12 +85,50 @@ def python_source(cell_source: str) -> str:
     return "\n".join(out)
 
 
+@dataclass(frozen=True)
+class ParsedCell:
+    """A cell as the Python IPython runs, with each magic replaced by the code it runs.
+
+    ``ipython`` is the tree of IPython's own translation (``%time f()`` becomes
+    ``get_ipython().run_line_magic('time', 'f()')``); ``tree`` is the same with every magic
+    whose effect on names is known rewritten into plain Python (``f()``), for the analysis.
+    """
+
+    ipython: ast.Module
+    tree: ast.Module
+    opaque: tuple[str, ...]
+
+
+def ipython_python(cell_source: str) -> str:
+    """The Python IPython turns the cell into (its own input transformer)."""
+    if not _MAY_HAVE_MAGIC.search(cell_source):
+        return cell_source  # plain Python: skip importing IPython
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return str(TransformerManager().transform_cell(cell_source))  # type: ignore[no-untyped-call]
+
+
+def parse_cell(cell_source: str) -> ParsedCell:
+    """Parse a cell as IPython would run it; raises :class:`CodeSyntaxError`."""
+    text = ipython_python(cell_source)
+    try:
+        ipython = ast.parse(text)
+        rewriter = _MagicRewriter()
+        tree = rewriter.visit(ast.parse(text))
+    except SyntaxError as exc:
+        raise CodeSyntaxError(exc.msg, exc.lineno) from None
+    except RecursionError:
+        raise CodeSyntaxError("the code is nested too deeply to read", None) from None
+    ast.fix_missing_locations(tree)
+    return ParsedCell(ipython, tree, tuple(dict.fromkeys(rewriter.opaque)))
+
+
 def parsed_cells(sources: Iterable[str]) -> Iterator[ast.Module]:
-    """The syntax tree of each cell that parses (IPython syntax blanked out); others skipped."""
+    """The rewritten syntax tree of each cell that parses; others skipped."""
     for source in sources:
         try:
-            yield ast.parse(python_source(source))
-        except SyntaxError:
+            yield parse_cell(source).tree
+        except CodeSyntaxError:
             continue
 
 
@@ -76,15 +136,212 @@ def analyse(sources: Iterable[str]) -> NameUse:
     """Analyse cells run one after the other, as one block of module-level code."""
     walker = _ModuleWalker()
     for source in sources:
-        try:
-            tree = ast.parse(python_source(source))
-        except SyntaxError as exc:
-            raise CodeSyntaxError(exc.msg, exc.lineno) from None
-        for statement in tree.body:
+        parsed = parse_cell(source)
+        walker.opaque.extend(parsed.opaque)
+        for statement in parsed.tree.body:
             walker.visit(statement)
     deferred = walker.deferred_reads - walker.defined
     reads = (walker.reads | deferred) - BUILTIN_NAMES
-    return NameUse(defines=frozenset(walker.defined), reads=frozenset(reads))
+    return NameUse(
+        defines=frozenset(walker.defined),
+        reads=frozenset(reads),
+        changes=frozenset(walker.changed),
+        functions={k: frozenset(v - BUILTIN_NAMES) for k, v in walker.functions.items()},
+        opaque=tuple(dict.fromkeys(walker.opaque)),
+    )
+
+
+# --- magics as the Python they run -------------------------------------------------------
+
+# Line magics that neither read nor define notebook names.
+_INERT_LINE_MAGICS = frozenset(
+    {
+        "matplotlib", "load_ext", "reload_ext", "unload_ext", "autoreload", "aimport",
+        "config", "pip", "conda", "mamba", "pwd", "who", "whos", "who_ls", "precision",
+        "xmode", "colors", "lsmagic", "magic", "history", "env", "set_env", "cd", "pdb",
+        "autocall", "automagic", "page", "pprint", "alias_magic", "notebook", "pinfo",
+        "pinfo2", "psource", "pdef", "pdoc", "pfile", "psearch", "clear", "ls", "watermark",
+        "killbgscripts", "doctest_mode",
+        "mlnb",
+    }
+)  # fmt: skip
+# Line and cell magics whose argument (or body) is Python that runs in the notebook.
+_PYTHON_MAGICS = frozenset({"time", "timeit", "prun", "capture", "mlnb", "debug"})
+# Cell magics whose body is not Python; ``--out``/``--err``/``--proc`` name a variable.
+_SCRIPT_CELL_MAGICS = frozenset(
+    {"bash", "sh", "script", "perl", "ruby", "python2", "python3", "pypy", "system", "sx"}
+)
+_TEXT_CELL_MAGICS = frozenset(
+    {"html", "HTML", "javascript", "js", "latex", "markdown", "svg", "writefile", "file"}
+)
+# Options of %time/%timeit/%prun that take a value, so the code starts after them.
+_VALUE_OPTIONS = {"timeit": "nrp", "prun": "slTD", "time": "", "debug": "b", "capture": ""}
+_OPAQUE_CALLS = frozenset({"exec", "eval", "globals", "locals", "vars", "execfile"})
+_SHELL_EXPANSION = re.compile(r"\{([^{}]+)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_MAY_HAVE_MAGIC = re.compile(r"^\s*(%|!)|\?\s*$|=\s*(%|!)", re.MULTILINE)
+
+
+def _ipython_call(node: ast.AST) -> tuple[str, list[str]] | None:
+    """``get_ipython().METHOD('a', 'b')`` -> ``(METHOD, ['a', 'b'])``."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    owner = node.func.value
+    if not (
+        isinstance(owner, ast.Call)
+        and isinstance(owner.func, ast.Name)
+        and owner.func.id == "get_ipython"
+    ):
+        return None
+    args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    return node.func.attr, args
+
+
+def _strip_options(magic: str, line: str) -> str:
+    """The code after a magic's ``-x`` options (``-n 3 -r 2 f(x)`` -> ``f(x)``)."""
+    takes_value = _VALUE_OPTIONS.get(magic, "")
+    words = line.split(" ")
+    i = 0
+    while i < len(words) and words[i].startswith("-") and len(words[i]) > 1:
+        if words[i][1:2] in takes_value and len(words[i]) == 2:
+            i += 1
+        i += 1
+    return " ".join(words[i:])
+
+
+def _option_values(line: str, names: tuple[str, ...]) -> list[str]:
+    words = line.split()
+    return [words[i + 1] for i, w in enumerate(words[:-1]) if w in names]
+
+
+class _MagicRewriter(ast.NodeTransformer):
+    """Replaces each magic call IPython produced by the Python it runs, where that is known."""
+
+    def __init__(self) -> None:
+        self.opaque: list[str] = []
+
+    def _parse(self, code: str, what: str) -> list[ast.stmt]:
+        try:
+            body = ast.parse(code).body
+        except SyntaxError as exc:
+            raise SyntaxError(f"{exc.msg} (in {what})", (None, exc.lineno, 0, "")) from None
+        return [self.visit(statement) for statement in body]
+
+    def _statements(self, call: ast.Call) -> list[ast.stmt] | None:
+        """The statements a magic call stands for; None when it is not a magic call."""
+        found = _ipython_call(call)
+        if found is None:
+            return None
+        method, args = found
+        if method == "run_line_magic" and args:
+            magic, line = args[0], (args[1] if len(args) > 1 else "")
+            if magic in _PYTHON_MAGICS - {"capture", "mlnb"}:
+                return self._parse(_strip_options(magic, line), f"%{magic}") or [ast.Pass()]
+            if magic in _INERT_LINE_MAGICS:
+                return [ast.Pass()]
+            if magic in ("sx", "system"):
+                return [ast.Expr(self._shell_reads(line))]
+            self.opaque.append(f"%{magic}")
+            return [ast.Pass()]
+        if method == "run_cell_magic" and len(args) >= 3:
+            magic, line, body = args[0], args[1], args[2]
+            if magic in _PYTHON_MAGICS:
+                code = self._parse(body, f"the %%{magic} cell")
+                setup: list[ast.stmt] = []
+                if magic == "timeit":
+                    setup = self._parse(_strip_options(magic, line), "%%timeit's setup")
+                after: list[ast.stmt] = []
+                if magic == "capture":
+                    words = [w for w in line.split() if not w.startswith("-")]
+                    if words:
+                        after = [_assign_none(words[0])]
+                return [*setup, *code, *after] or [ast.Pass()]
+            if magic in _SCRIPT_CELL_MAGICS:
+                outs = _option_values(line, ("--out", "--err", "--proc"))
+                return [_assign_none(name) for name in outs] or [ast.Pass()]
+            if magic in _TEXT_CELL_MAGICS:
+                return [ast.Pass()]
+            self.opaque.append(f"%%{magic}")
+            return [ast.Pass()]
+        if method in ("system", "getoutput") and args:
+            return [ast.Expr(self._shell_reads(args[0]))]
+        self.opaque.append(f"get_ipython().{method}")
+        return [ast.Pass()]
+
+    def _shell_reads(self, command: str) -> ast.expr:
+        """The names a shell line expands (``{expr}`` and ``$name``), as one tuple."""
+        parts: list[ast.expr] = []
+        for match in _SHELL_EXPANSION.finditer(command):
+            code = match.group(1) or match.group(2)
+            try:
+                parts.append(self.visit(ast.parse(code, mode="eval").body))
+            except SyntaxError:
+                continue
+        return ast.Tuple(elts=parts, ctx=ast.Load())
+
+    def visit_Expr(self, node: ast.Expr) -> Any:
+        if isinstance(node.value, ast.Call):
+            statements = self._statements(node.value)
+            if statements is not None:
+                return [ast.copy_location(s, node) for s in statements]
+        return self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        found = _ipython_call(node)
+        if found is not None:  # a magic used as a value: `y = %time f()`, `files = !ls`
+            method, args = found
+            if method in ("system", "getoutput") and args:
+                return ast.copy_location(self._shell_reads(args[0]), node)
+            if method == "run_line_magic" and len(args) == 2 and args[0] in _PYTHON_MAGICS:
+                try:
+                    value = ast.parse(_strip_options(args[0], args[1]), mode="eval").body
+                    return ast.copy_location(self.visit(value), node)
+                except SyntaxError:
+                    pass
+            self._statements(node)  # records why it is opaque, if it is
+            return ast.copy_location(ast.Constant(None), node)
+        if isinstance(node.func, ast.Name) and node.func.id in _OPAQUE_CALLS:
+            self.opaque.append(f"{node.func.id}()")
+        return self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
+        if any(alias.name == "*" for alias in node.names):
+            self.opaque.append(f"from {node.module or '.'} import *")
+        return node
+
+
+def _assign_none(name: str) -> ast.stmt:
+    if not _IDENTIFIER.match(name):
+        return ast.Pass()
+    return ast.Assign(targets=[ast.Name(name, ast.Store())], value=ast.Constant(None))
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Methods that change the object they are called on.
+MUTATING_METHODS = frozenset(
+    {
+        "append", "extend", "insert", "pop", "popitem", "remove", "clear", "update",
+        "setdefault", "sort", "reverse", "add", "discard", "fit", "partial_fit",
+        "fit_transform", "fit_predict", "set_params", "set_output", "fill", "resize",
+        "put", "itemset", "setflags", "__setitem__", "__delitem__", "appendleft",
+        "extendleft", "rotate",
+    }
+)  # fmt: skip
+
+
+def _base_name(node: ast.AST) -> str | None:
+    """``X["a"].loc[1]`` -> ``"X"``: the variable an attribute or subscript chain starts at."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _is_inplace(call: ast.Call) -> bool:
+    for keyword in call.keywords:
+        if keyword.arg == "inplace":
+            value = keyword.value
+            return not (isinstance(value, ast.Constant) and not value.value)
+    return False
 
 
 class _ModuleWalker(ast.NodeVisitor):
@@ -94,6 +351,9 @@ class _ModuleWalker(ast.NodeVisitor):
         self.defined: set[str] = set()
         self.reads: set[str] = set()
         self.deferred_reads: set[str] = set()
+        self.changed: set[str] = set()
+        self.functions: dict[str, set[str]] = {}
+        self.opaque: list[str] = []
 
     def _define(self, name: str) -> None:
         self.defined.add(name)
@@ -101,6 +361,34 @@ class _ModuleWalker(ast.NodeVisitor):
     def _read(self, name: str) -> None:
         if name not in self.defined:
             self.reads.add(name)
+
+    def _change(self, node: ast.AST) -> None:
+        """The variable ``node`` starts at is changed in place: read, then a new version."""
+        name = _base_name(node)
+        if name is None or name in BUILTIN_NAMES:
+            return
+        if name not in self.defined:
+            self.reads.add(name)
+            self.changed.add(name)
+        self._define(name)
+
+    def _visit_target(self, target: ast.expr) -> None:
+        self.visit(target)
+        for node in ast.walk(target):  # `X["a"] = ...`, `a, X.b = ...`, `*X[1:]`
+            if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(
+                node.ctx, (ast.Store, ast.Del)
+            ):
+                self._change(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.generic_visit(node)
+        func = node.func
+        if isinstance(func, ast.Attribute) and (func.attr in MUTATING_METHODS or _is_inplace(node)):
+            self._change(func.value)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self._visit_target(target)
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
@@ -111,19 +399,19 @@ class _ModuleWalker(ast.NodeVisitor):
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
         for target in node.targets:
-            self.visit(target)
+            self._visit_target(target)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self.visit(node.value)
         if isinstance(node.target, ast.Name):
             self._read(node.target.id)
-        self.visit(node.target)
+        self._visit_target(node.target)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
             self.visit(node.value)
         self.visit(node.annotation)
-        self.visit(node.target)
+        self._visit_target(node.target)
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
         self.visit(node.value)
@@ -131,7 +419,7 @@ class _ModuleWalker(ast.NodeVisitor):
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
-        self.visit(node.target)
+        self._visit_target(node.target)
         for statement in [*node.body, *node.orelse]:
             self.visit(statement)
 
@@ -157,7 +445,8 @@ class _ModuleWalker(ast.NodeVisitor):
             if expr is not None:
                 self.visit(expr)
         self._define(node.name)
-        self.deferred_reads |= free_names(node)
+        self.functions[node.name] = free_names(node)
+        self.deferred_reads |= self.functions[node.name]
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
@@ -165,7 +454,8 @@ class _ModuleWalker(ast.NodeVisitor):
         for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
             self.visit(expr)
         self._define(node.name)
-        self.deferred_reads |= free_names(node)
+        self.functions[node.name] = free_names(node)
+        self.deferred_reads |= self.functions[node.name]
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self.deferred_reads |= free_names(node)

@@ -7,7 +7,9 @@ validates the whole, raising an :class:`~mlnb.errors.MlnbError` that names the c
 
 from __future__ import annotations
 
+import dataclasses
 import graphlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,19 @@ class Stage:
     defines: tuple[str, ...]
     uses: tuple[str, ...]
     depends_on: tuple[str, ...]
+    # Every global name the stage's code reads from outside it, functions' bodies included.
+    reads: tuple[str, ...] = ()
+    # Names read from earlier cells and changed in place: new versions, so also in defines.
+    changes: tuple[str, ...] = ()
+    # Kale's prev: tags (None for mlnb's tags); depends_on adds the inferred data flow.
+    declared_deps: tuple[str, ...] | None = None
+    # Why the analysis cannot tell what the stage reads (%run, exec, ...); then it reads all.
+    opaque: tuple[str, ...] = ()
+    # The dependencies that come from data flow (for mlnb's tags: all of depends_on).
+    inferred_deps: tuple[str, ...] = ()
+    # The values the stage loads from before it (setup, parameters, earlier stages): the run
+    # fingerprints them before and after the stage to see what it changed in place.
+    loads: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
@@ -52,6 +67,10 @@ class Stage:
             "defines": list(self.defines),
             "uses": list(self.uses),
             "depends_on": list(self.depends_on),
+            "declared_depends_on": None if self.declared_deps is None else list(self.declared_deps),
+            "inferred_depends_on": list(self.inferred_deps),
+            "changes": list(self.changes),
+            "opaque": list(self.opaque),
             "model": self.options.model,
             "metrics": list(self.options.metrics),
             "outputs": list(self.options.outputs),
@@ -72,6 +91,24 @@ class Pipeline:
     metric_names: tuple[str, ...] = ()
     notebook_sha256: str = ""
     kernel_name: str | None = field(default=None, compare=False)
+    setup_opaque: tuple[str, ...] = ()
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """What the analysis could not tell, one line per stage (shown once per command)."""
+        found = []
+        if self.setup_opaque:
+            found.append(
+                f"the setup cells use {', '.join(self.setup_opaque)}, which mlnb cannot read: "
+                "names no cell defines are taken to come from them"
+            )
+        for stage in self.stages:
+            if stage.opaque:
+                found.append(
+                    f"stage {stage.name!r} uses {', '.join(stage.opaque)}, which mlnb cannot "
+                    "read: it is treated as reading every name defined before it"
+                )
+        return tuple(found)
 
     @property
     def parameter_defaults(self) -> dict[str, Any]:
@@ -110,7 +147,27 @@ class Pipeline:
             "setup_cells": list(self.setup_cells),
             "skipped_cells": list(self.skipped_cells),
             "metric_names": list(self.metric_names),
+            "notices": list(self.notices),
         }
+
+    def with_changes(self, observed: Mapping[str, Iterable[str]]) -> Pipeline:
+        """The pipeline with names seen changed in place at run time added to their stages.
+
+        A stage that changed an earlier stage's value when it last ran (a function it called
+        did, say) makes a new version of it; later stages then read that version.
+        """
+        extra = {k: set(v) - set(self.stage(k).defines) for k, v in observed.items()}
+        if not any(extra.values()):
+            return self
+        stages = [
+            dataclasses.replace(
+                stage,
+                defines=tuple(sorted({*stage.defines, *extra.get(stage.name, ())})),
+                changes=tuple(sorted({*stage.changes, *extra.get(stage.name, ())})),
+            )
+            for stage in self.stages
+        ]
+        return dataclasses.replace(self, stages=_link(stages, self))
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -129,20 +186,24 @@ def build_pipeline(layout: Layout, notebook: NotebookFile) -> Pipeline:
     parameter_names = {p.name for p in parameters}
     known_outside = BUILTIN_NAMES | setup.defines | parameter_names
 
+    analysed = [
+        (draft, _analyse_cells(layout, draft.cells, draft.sources, stage=draft.name))
+        for draft in layout.stages
+    ]
+    functions: dict[str, frozenset[str]] = dict(setup.functions)
+    for _, use in analysed:
+        functions.update(use.functions)
     stages: list[Stage] = []
-    defined_by: dict[str, str] = {}  # name -> latest earlier stage that defines it
-    for draft in layout.stages:
-        use = _analyse_cells(layout, draft.cells, draft.sources, stage=draft.name)
-        inputs = sorted(n for n in use.reads if n in defined_by or n in parameter_names)
-        missing = sorted(use.reads - known_outside - defined_by.keys())
-        if missing:
+    defined: set[str] = set()
+    opaque_before = bool(setup.opaque)
+    for draft, use in analysed:
+        missing = sorted(use.reads - known_outside - defined)
+        if missing and not opaque_before and not use.opaque:
             raise _undefined_name(layout, draft, missing[0])
-        inferred = dict.fromkeys(defined_by[n] for n in inputs if n in defined_by)
         if draft.declared_deps is not None:
             _check_declared(layout, draft)
-            depends_on = tuple(draft.declared_deps)
-        else:
-            depends_on = tuple(s.name for s in stages if s.name in inferred)
+        known = known_outside | defined
+        called = _function_reads(use.reads, functions) & known
         stages.append(
             Stage(
                 name=draft.name,
@@ -151,17 +212,21 @@ def build_pipeline(layout: Layout, notebook: NotebookFile) -> Pipeline:
                 sources=tuple(draft.sources),
                 options=draft.options,
                 defines=tuple(sorted(use.defines)),
-                uses=tuple(inputs),
-                depends_on=depends_on,
+                uses=(),
+                depends_on=(),
+                reads=tuple(sorted(use.reads | called)),
+                changes=tuple(sorted(use.changes)),
+                declared_deps=None if draft.declared_deps is None else tuple(draft.declared_deps),
+                opaque=use.opaque,
             )
         )
-        for name in use.defines:
-            defined_by[name] = draft.name
+        defined |= use.defines
+        opaque_before = opaque_before or bool(use.opaque)
 
     pipeline = Pipeline(
         notebook=layout.notebook,
         flavour=layout.flavour,
-        stages=tuple(stages),
+        stages=(),
         parameters=parameters,
         parameters_cell=layout.parameters_cell,
         setup_cells=tuple(layout.setup_cells),
@@ -171,10 +236,72 @@ def build_pipeline(layout: Layout, notebook: NotebookFile) -> Pipeline:
         metric_names=_kale_metric_names(layout),
         notebook_sha256=notebook.sha256,
         kernel_name=notebook.kernel_name,
+        setup_opaque=setup.opaque,
     )
+    pipeline = dataclasses.replace(pipeline, stages=_link(stages, pipeline))
     _check_serve_has_train(pipeline, layout)
     _check_acyclic(pipeline, layout)
     return pipeline
+
+
+def _function_reads(names: Iterable[str], functions: Mapping[str, frozenset[str]]) -> set[str]:
+    """The globals read by the notebook's functions among ``names``, transitively."""
+    found: set[str] = set()
+    frontier = [n for n in names if n in functions]
+    seen: set[str] = set()
+    while frontier:
+        name = frontier.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for read in functions[name]:
+            found.add(read)
+            if read in functions:
+                frontier.append(read)
+    return found
+
+
+def _link(stages: Sequence[Stage], pipeline: Pipeline) -> tuple[Stage, ...]:
+    """Each stage's inputs and dependencies, from what the stages before it define.
+
+    A stage depends on the latest earlier stage that defines (or changes) each name it reads,
+    and on its declared (Kale ``prev:``) steps. An opaque stage reads every name defined before
+    it; a name nothing defines, read after an opaque stage, is taken to come from that stage.
+    """
+    parameter_names = {p.name for p in pipeline.parameters}
+    outside = parameter_names | set(pipeline.setup_defines)
+    linked: list[Stage] = []
+    defined_by: dict[str, int] = {}  # name -> position of the latest stage that defines it
+    last_opaque: int | None = None
+    for stage in stages:
+        reads = set(stage.reads) | (set(defined_by) | outside if stage.opaque else set())
+        for name in sorted(reads - outside - defined_by.keys() - BUILTIN_NAMES):
+            if last_opaque is not None:  # it must come from the opaque stage
+                source = linked[last_opaque]
+                linked[last_opaque] = dataclasses.replace(
+                    source, defines=tuple(sorted({*source.defines, name}))
+                )
+                defined_by[name] = last_opaque
+        inputs = sorted(n for n in reads if n in defined_by or n in parameter_names)
+        providers = sorted({defined_by[n] for n in inputs if n in defined_by})
+        inferred = tuple(linked[i].name for i in providers)
+        declared = stage.declared_deps or ()
+        names = [s.name for s in stages]
+        depends = tuple(n for n in names if n in inferred or n in declared)
+        linked.append(
+            dataclasses.replace(
+                stage,
+                uses=tuple(inputs),
+                depends_on=depends,
+                inferred_deps=inferred,
+                loads=tuple(sorted(n for n in reads if n in defined_by or n in outside)),
+            )
+        )
+        for name in stage.defines:
+            defined_by[name] = len(linked) - 1
+        if stage.opaque:
+            last_opaque = len(linked) - 1
+    return tuple(linked)
 
 
 def _analyse_cells(

@@ -57,7 +57,9 @@ def assemble(
     builder.injected("finish", None, "_mlnb_run.finish()")
     if kale_parameters and pipeline.parameters_cell is not None:
         last = builder.position[kale_parameters[-1]]
-        builder.cells[last]["metadata"].setdefault("tags", []).append(PARAMETERS_TAG)
+        tags = builder.cells[last]["metadata"].setdefault("tags", [])
+        if PARAMETERS_TAG not in tags:  # a cell tagged both ways keeps one `parameters` tag
+            tags.append(PARAMETERS_TAG)
 
     result = {key: copy.deepcopy(value) for key, value in document.items() if key != "cells"}
     result["cells"] = builder.cells
@@ -123,7 +125,8 @@ def _stage_block(
             if cells[index].get("cell_type") != "code":
                 builder.keep(index, cells[index])
         return
-    builder.injected("begin", name, f"_mlnb_run.begin_stage({name!r})")
+    loads = list(stage.stage.loads)
+    builder.injected("begin", name, f"_mlnb_run.begin_stage({name!r}, globals(), {loads!r})")
     for index in span:
         builder.keep(index, cells[index])
     spec = {
@@ -136,9 +139,17 @@ def _stage_block(
         "metric_names": [n for n in plan.pipeline.metric_names if n in stage.stage.defines],
         "uses": list(stage.stage.uses),
         "defines": list(stage.stage.defines),
+        "read_later": _read_later(plan, name),
     }
     source = f"# mlnb: stage {name!r} ran; save what later stages use and record it.\n"
     builder.injected("end", name, f"{source}_mlnb_run.end_stage(globals(), {spec!r})")
+
+
+def _read_later(plan: RunPlan, name: str) -> list[str]:
+    """The names the stages after ``name`` load: what it must save if it changes them."""
+    stages = [s.stage for s in plan.stages]
+    position = next(i for i, s in enumerate(stages) if s.name == name)
+    return sorted({n for later in stages[position + 1 :] for n in later.loads})
 
 
 def _span(stage: StagePlan, cells: list[dict[str, Any]], owner: dict[int, StagePlan]) -> list[int]:
@@ -164,13 +175,22 @@ def _tags(cell: dict[str, Any]) -> list[str]:
 
 
 def _start_source(config: dict[str, Any]) -> str:
+    """The first cell: import this run's mlnb, check the kernel, start the runtime.
+
+    ``prepare`` stops the run before any stage when the kernel's environment lacks a package
+    mlnb saves values with, and registers the ``%%mlnb`` magic, so stage cells written as
+    ``%%mlnb data`` run although the notebook never runs ``%load_ext mlnb``.
+    """
+    kernel = config.get("kernel")
     return (
         "# mlnb: injected by `mlnb run` to record this run (not part of your notebook).\n"
         "try:\n"
-        "    from mlnb.run import runtime as _mlnb_run\n"
+        "    from mlnb.run import kernel_setup as _mlnb_setup\n"
         "except ImportError:  # a kernel from another environment: use this run's mlnb\n"
         "    import sys\n"
         f"    sys.path.append({_MLNB_PARENT!r})\n"
-        "    from mlnb.run import runtime as _mlnb_run\n"
+        "    from mlnb.run import kernel_setup as _mlnb_setup\n"
+        f"_mlnb_setup.prepare({kernel!r})  # the packages mlnb needs here; the %%mlnb magic\n"
+        "from mlnb.run import runtime as _mlnb_run\n"
         f"_mlnb_run.start({config!r})"
     )

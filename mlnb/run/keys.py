@@ -19,25 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlnb.analysis import parsed_cells, python_source
+from mlnb.analysis import parse_cell, parsed_cells
 from mlnb.pipeline import Pipeline, Stage
 
 # Bump when what a key covers, or how outputs are stored, changes: old entries then miss.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _MAX_PATH_LITERAL = 1024
 _MAX_PACKAGE_FILES = 500
 
 
 def normalise(sources: Sequence[str]) -> str:
-    """Cells as their syntax trees plus any IPython magic lines, ignoring comments and layout."""
-    parts = []
-    for source in sources:
-        tree = ast.parse(python_source(source))
-        magics = [
-            line.strip() for line in source.splitlines() if line.lstrip().startswith(("%", "!"))
-        ]
-        parts.append(ast.dump(tree) + "\n" + "\n".join(magics))
-    return "\n\n".join(parts)
+    """Cells as the syntax trees of the Python IPython runs, ignoring comments and layout.
+
+    Magics are in the tree as IPython's calls with their arguments, so ``%time f(1)`` and
+    ``%time f(2)`` differ, and so do two ``%%bash`` bodies.
+    """
+    return "\n\n".join(ast.dump(parse_cell(source).ipython) for source in sources)
 
 
 def sha256_text(text: str) -> str:
@@ -206,7 +203,9 @@ def explain_change(previous: Mapping[str, Any] | None, current: Mapping[str, Any
             reasons.append(f"parameter {name} changed ({old_params[name]!r} -> {value!r})")
     old_deps = previous.get("depends_on") or {}
     for name, key in (current.get("depends_on") or {}).items():
-        if old_deps.get(name) != key:
+        if name not in old_deps:
+            reasons.append(f"it now reads what stage {name!r} makes")
+        elif old_deps[name] != key:
             reasons.append(f"stage {name!r} changed")
     old_files = previous.get("files") or {}
     for path, sha in (current.get("files") or {}).items():

@@ -91,8 +91,6 @@ def save_pickled(
     stage: str,
     store_root: Path,
     users: Sequence[str] = (),
-    *,
-    joblib_only: bool = False,
 ) -> dict[str, Any]:
     """joblib, or cloudpickle when the pickle refers to ``__main__`` (code of the notebook)."""
     import joblib
@@ -103,16 +101,15 @@ def save_pickled(
     except Exception as exc:
         errors.append(f"joblib: {type(exc).__name__}: {exc}")
     else:
-        if joblib_only or b"__main__" not in store_root.joinpath(path).read_bytes():
+        if b"__main__" not in store_root.joinpath(path).read_bytes():
             return {"sha256": sha, "path": path, "format": "joblib"}
-    if not joblib_only:
-        try:
-            import cloudpickle
+    try:
+        import cloudpickle
 
-            sha, path = write_object(store_root, lambda fh: cloudpickle.dump(value, fh))
-            return {"sha256": sha, "path": path, "format": "cloudpickle"}
-        except Exception as exc:
-            errors.append(f"cloudpickle: {type(exc).__name__}: {exc}")
+        sha, path = write_object(store_root, lambda fh: cloudpickle.dump(value, fh))
+        return {"sha256": sha, "path": path, "format": "cloudpickle"}
+    except Exception as exc:
+        errors.append(f"cloudpickle: {type(exc).__name__}: {exc}")
     used_by = f" (stage {', '.join(repr(u) for u in users)} uses it)" if users else ""
     raise UnsaveableOutputError(
         f"{name!r} ({_type_name(value)}) cannot be saved{used_by}: {'; '.join(errors)}",

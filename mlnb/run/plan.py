@@ -93,9 +93,24 @@ def make_plan(
         for item in entry.get("artifacts") or []
         if item.get("path")
     }
-    keys = stage_keys(pipeline, parameters, base_dir, store.fingerprints, written)
+    # What each stage was seen to change in place when it last ran, then (once the keys are
+    # known) when the cached result about to be reused ran: later stages read those versions.
+    observed = {name: entry.get("changed") or [] for name, entry in latest.items()}
+    for _ in range(len(pipeline.stages) + 1):
+        linked = pipeline.with_changes(
+            {k: v for k, v in observed.items() if k in {s.name for s in pipeline.stages}}
+        )
+        keys = stage_keys(linked, parameters, base_dir, store.fingerprints, written)
+        entries = {} if no_cache else store.cache_lookup(k.key for k in keys.values())
+        seen = dict(observed)
+        for name, key in keys.items():
+            if key.key in entries:
+                seen[name] = entries[key.key].get("changed") or []
+        if seen == observed:
+            break
+        observed = seen
+    pipeline = linked
     saves = saved_names(pipeline)
-    entries = {} if no_cache else store.cache_lookup(k.key for k in keys.values())
     reused_files = sorted(
         {i["path"] for e in entries.values() for i in e.get("inputs", []) if i.get("path")}
     )

@@ -29,6 +29,9 @@ class Quiet:
     def run_finished(self, record: Mapping[str, Any]) -> None:
         pass
 
+    def notice(self, text: str) -> None:
+        """Something the user should know about this run (said once, not per stage)."""
+
 
 class Progress(Quiet):
     def __init__(self, stream: TextIO | None = None, tty: bool | None = None) -> None:
@@ -68,6 +71,9 @@ class Progress(Quiet):
             if entry["name"] not in self.shown:
                 self._settle(entry)
         self._clear()
+
+    def notice(self, text: str) -> None:
+        self._line(f"  note: {text}")
 
     def _flush_before(self, name: str, statuses: set[str]) -> None:
         for other in self._entries_before(name):

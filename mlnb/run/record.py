@@ -83,6 +83,13 @@ class Recorder:
         self.results: dict[str, dict[str, Any]] = {}  # stage -> its end event (or cache entry)
         self.kernel: dict[str, Any] | None = None
         self.finished = False
+        # Values a stage changed in place that the plan did not foresee. The stages after it
+        # that load them ran on the changed value but under keys that miss the change, so
+        # their results are not cached; where such a stage was reused instead, its result is
+        # stale, and the runner runs the notebook again on the corrected plan.
+        self.unforeseen: list[str] = []
+        self._tainted_names: set[str] = set()
+        self._tainted_stages: set[str] = set()
         self.started_monotonic = time.monotonic()
         for stage in plan.stages:
             if stage.action == "cached" and stage.entry is not None:
@@ -129,7 +136,45 @@ class Recorder:
             outputs=event.get("outputs", {}),
             metrics=event.get("metrics", {}),
         )
+        for key in ("changed", "unchecked", "model_guessed"):
+            if event.get(key):
+                entry[key] = event[key]
         self.results[name] = event
+        tainted = self._taint(plan, event.get("unplanned_changes") or [])
+        if tainted:
+            entry["not_cached"] = tainted
+        else:
+            self._cache(plan, entry, event)
+        self._collect()
+        self.progress.stage_finished(entry)
+
+    def _taint(self, plan: StagePlan, unplanned: list[str]) -> str | None:
+        """Why this stage's result must not be cached, when it ran on a wrong plan."""
+        stage = plan.stage
+        reason = None
+        wrong = self._tainted_names & set(stage.loads)
+        upstream = self._tainted_stages & set(stage.depends_on)
+        if wrong:
+            reason = f"it loads {', '.join(sorted(wrong))}, which an earlier stage changed in place"
+        elif upstream:
+            reason = f"stage {sorted(upstream)[0]!r} ran on a plan that was corrected"
+        if reason:
+            self._tainted_stages.add(stage.name)
+        position = next(i for i, s in enumerate(self.plan.stages) if s.name == stage.name)
+        later = self.plan.stages[position + 1 :]
+        reused = {n for s in later if s.action == "cached" for n in s.stage.loads}
+        for name in unplanned:
+            self._tainted_names.add(name)
+            if name not in reused:
+                continue  # the stages after it that read it ran here, on the changed value
+            self.unforeseen.append(
+                f"stage {stage.name!r} changed {name!r} in place, which mlnb's reading of the "
+                "code did not foresee"
+            )
+        return reason
+
+    def _cache(self, plan: StagePlan, entry: dict[str, Any], event: dict[str, Any]) -> None:
+        name = plan.name
         cache_entry = {
             "run_id": self.record["run_id"],
             "stage": name,
@@ -139,13 +184,12 @@ class Recorder:
                 k: event.get(k)
                 for k in ("outputs", "metrics", "model", "training_data", "inputs", "artifacts")
             },
+            "changed": event.get("changed") or [],
         }
         if "model" not in event:
             cache_entry.pop("model")
             cache_entry.pop("training_data")
         self.store.cache_put(plan.key, self.plan.notebook, name, cache_entry)
-        self._collect()
-        self.progress.stage_finished(entry)
 
     def _collect(self) -> None:
         """Run-level metrics, model and training data from the stages' results, in order."""
@@ -184,6 +228,8 @@ class Recorder:
         record["artifacts"] = self._artifacts()
         record["error"] = error
         record["status"] = "failed" if error else "succeeded"
+        if self.unforeseen:
+            record["unforeseen_changes"] = list(self.unforeseen)
         record["finished_at"] = utc_now()
         record["seconds"] = round(time.monotonic() - self.started_monotonic, 3)
         return record

@@ -57,10 +57,27 @@ def run_notebook(
     values = run_parameters(pipeline, parameters, raw_parameters)
     the_store = Store.for_notebook(notebook, store)
     run_id = check_run_id(run_id) if run_id else new_run_id()
+    notice = getattr(progress, "notice", None) or (lambda text: None)
+    for text in pipeline.notices:
+        notice(text)
     plan = make_plan(pipeline, values.values, values.given, the_store, no_cache=no_cache)
     if plan.stages and all(s.action == "cached" for s in plan.stages):
         return _record_cached(plan, the_store, run_id, progress, started)
-    return _execute(plan, the_store, run_id, progress, started)
+    record = _execute(plan, the_store, run_id, progress, started)
+    if record["status"] != "succeeded" or not record.get("unforeseen_changes"):
+        return record
+    # The run saw a stage change a value in place that the plan had not foreseen, so stages
+    # after it ran on (or reused) results made without that change. It is recorded now: a
+    # new plan has it, and the stages it affects run again.
+    for text in record["unforeseen_changes"]:
+        notice(f"{text}; running the stages that read it again")
+    plan = make_plan(pipeline, values.values, values.given, the_store, no_cache=False)
+    again = new_run_id()
+    record["superseded_by"] = again
+    the_store.save_run(record)
+    if plan.stages and all(s.action == "cached" for s in plan.stages):
+        return _record_cached(plan, the_store, again, progress, time.monotonic())
+    return _execute(plan, the_store, again, progress, time.monotonic())
 
 
 def _record_cached(

@@ -39,6 +39,7 @@ class _Runtime:
         )
         self.stage: str | None = None
         self.started = 0.0
+        self.before: dict[str, str | None] = {}  # fingerprints of the stage's loaded values
         self.reads: dict[str | None, set[str]] = {None: set()}
         self.writes: dict[str | None, set[str]] = {None: set()}
 
@@ -100,21 +101,35 @@ def _runtime() -> _Runtime:
     return _state
 
 
-def begin_stage(stage: str) -> None:
+def begin_stage(
+    stage: str, namespace: MutableMapping[str, Any] | None = None, loads: Iterable[str] = ()
+) -> None:
+    """Mark the stage's start; fingerprint the values it loads, to see what it changes."""
+    from mlnb.run.fingerprint import fingerprints
+
     state = _runtime()
     state.stage = stage
+    state.before = fingerprints(namespace, loads) if namespace is not None else {}
     state.started = time.time()
     state.emit({"event": "begin", "stage": stage, "t": state.started})
 
 
 def end_stage(namespace: MutableMapping[str, Any], spec: dict[str, Any]) -> None:
     """Save what later stages use, the model, metrics and training data; report it."""
+    from mlnb.run.fingerprint import changed, unchecked
+
     state = _runtime()
     stage = spec["stage"]
     code_done = time.time()
+    moved = changed(state.before, namespace)
+    planned = set(spec.get("defines", []))
+    unplanned = [n for n in moved if n not in planned]
+    read_later = set(spec.get("read_later", []))
     outputs: dict[str, Any] = {}
     users: dict[str, list[str]] = spec.get("users", {})
-    for name in spec.get("save", []):
+    save = list(spec.get("save", []))
+    save += [n for n in unplanned if n in read_later and n not in save]
+    for name in save:
         if name not in namespace:
             raise StageResultError(
                 f"stage {stage!r} did not define {name!r}, which a later stage uses "
@@ -124,6 +139,14 @@ def end_stage(namespace: MutableMapping[str, Any], spec: dict[str, Any]) -> None
             )
         outputs[name] = save_value(namespace[name], name, stage, state.store, users.get(name, ()))
     event: dict[str, Any] = {"event": "end", "stage": stage, "outputs": outputs}
+    event["changed"] = moved
+    event["unplanned_changes"] = unplanned
+    event["unchecked"] = unchecked(state.before, namespace)
+    state.before = {}
+    kale_model = _kale_model(namespace, spec)
+    if kale_model:
+        spec = {**spec, "model": kale_model}
+        event["model_guessed"] = kale_model
     if spec.get("kind") == "train" or spec.get("model"):
         event.update(_train_results(namespace, spec, state.store, outputs))
     names = spec.get("metric_names") or []
@@ -186,15 +209,16 @@ def _train_results(
         return result
     model = namespace[variable]
     ref = outputs.get(variable)
-    if ref is None or ref["format"] != "joblib":
-        ref = save_pickled(model, variable, stage, store, joblib_only=True)
+    if ref is None or ref["format"] not in ("joblib", "cloudpickle"):
+        ref = save_pickled(model, variable, stage, store)
     kind = type(model)
     result["model"] = {
         "stage": stage,
         "variable": variable,
         "path": ref["path"],
         "sha256": ref["sha256"],
-        "format": "joblib",
+        # cloudpickle when the model holds functions or classes defined in the notebook
+        "format": ref["format"],
         "class": f"{kind.__module__}.{kind.__qualname__}",
     }
     names = [*spec.get("uses", []), *spec.get("defines", [])]
@@ -246,6 +270,22 @@ def _metrics(namespace: MutableMapping[str, Any], spec: dict[str, Any]) -> dict[
             )
         found[name] = float(value)  # type: ignore[arg-type]
     return found
+
+
+def _kale_model(namespace: MutableMapping[str, Any], spec: dict[str, Any]) -> str | None:
+    """A Kale step's model: the one fitted estimator it defines, when there is exactly one."""
+    if spec.get("kind") != "step" or spec.get("model"):
+        return None
+    fitted = [n for n in spec.get("defines", []) if _is_fitted_estimator(namespace.get(n))]
+    return fitted[0] if len(fitted) == 1 else None
+
+
+def _is_fitted_estimator(value: Any) -> bool:
+    """scikit-learn's convention: a fitted estimator has attributes ending in ``_``."""
+    if isinstance(value, type) or not (hasattr(value, "fit") and hasattr(value, "predict")):
+        return False
+    attributes = getattr(value, "__dict__", {})
+    return any(k.endswith("_") and not k.startswith("_") for k in attributes)
 
 
 def _guess_model(namespace: MutableMapping[str, Any], defines: Iterable[str]) -> str | None:
