@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlnb.analysis import python_source
+from mlnb.errors import CellRef, ParametersSyntaxError
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,20 @@ class Parameter:
         }
 
 
-def read_parameters(source: str) -> tuple[Parameter, ...]:
+def read_parameters(
+    source: str, *, cell: CellRef | None = None, notebook: str | None = None
+) -> tuple[Parameter, ...]:
     """Top-level assignments of the parameters cell, in order.
 
-    A default that is not a literal is kept as its source text with type ``expr``.
+    A default that is not a literal is kept as its source text with type ``expr``. A cell
+    that is not valid Python raises :class:`ParametersSyntaxError` naming the line: reading
+    no parameters at all would make every ``-p NAME VALUE`` fail as unknown.
     """
     code = python_source(source)
     try:
         tree = ast.parse(code)
-    except SyntaxError:
-        return ()
+    except SyntaxError as exc:
+        raise _syntax_error(exc, code, cell, notebook) from None
     lines = code.splitlines()
     found: dict[str, Parameter] = {}
     for node in tree.body:
@@ -61,6 +66,23 @@ def read_parameters(source: str) -> tuple[Parameter, ...]:
             if isinstance(target, ast.Name):
                 found[target.id] = Parameter(target.id, default, type_name, comment)
     return tuple(found.values())
+
+
+def _syntax_error(
+    exc: SyntaxError, code: str, cell: CellRef | None, notebook: str | None
+) -> ParametersSyntaxError:
+    lines = code.splitlines()
+    number = exc.lineno or 0
+    text = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+    where = "" if cell is not None else "the parameters cell: "
+    shown = f" ({text!r})" if text else ""
+    return ParametersSyntaxError(
+        f"{where}line {number}{shown} is not valid Python ({exc.msg}), "
+        "so none of its parameters can be read or set",
+        fix="correct that line of the parameters cell; each line there is NAME = VALUE",
+        notebook=notebook,
+        cell=cell,
+    )
 
 
 def _literal(node: ast.expr) -> tuple[Any, str]:

@@ -60,6 +60,7 @@ def test_every_notebook_error_has_a_broken_notebook() -> None:
         "stage-cycle",
         "unknown-stage",
         "syntax-error",
+        "mixed-tags",
     }
     assert notebook_errors <= ERROR_CODES
     assert notebook_errors <= covered

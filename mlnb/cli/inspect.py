@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-from mlnb.pipeline import Pipeline, load_pipeline
+from mlnb.cli.hints import UNTAGGED, load_ext_notice
+from mlnb.pipeline import Pipeline, Stage, load_pipeline
 
 HELP = "show the stages, dependencies and parameters mlnb reads from a notebook"
 
@@ -17,35 +19,91 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.notebook)
+    notes = notes_for(pipeline, args.notebook)
     if args.json:
-        print(json.dumps(pipeline.to_json(), indent=2, default=str))
+        print(json.dumps(pipeline_json(pipeline, notes), indent=2, default=str))
     else:
         print(render_table(pipeline))
+        for note in notes:
+            print(note)
     return 0
+
+
+def notes_for(pipeline: Pipeline, notebook: str) -> list[str]:
+    """What to tell a person beside the table: how to tag, what the analysis cannot see."""
+    notes = [f"note: {n}" for n in getattr(pipeline, "notices", ())]
+    if not pipeline.stages:
+        notes.append(UNTAGGED)
+    magic = load_ext_notice(notebook)
+    if magic:
+        notes.append(magic)
+    return notes
+
+
+def pipeline_json(pipeline: Pipeline, notes: list[str]) -> dict[str, Any]:
+    payload = pipeline.to_json()
+    inferred = inferred_dependencies(pipeline)
+    for stage, item in zip(pipeline.stages, payload["stages"], strict=True):
+        declared = declared_dependencies(stage)
+        item.setdefault("declared_depends_on", None if declared is None else list(declared))
+        item.setdefault("inferred_depends_on", list(inferred[stage.name]))
+    payload["hints"] = notes
+    return payload
+
+
+def declared_dependencies(stage: Stage) -> tuple[str, ...] | None:
+    """A Kale step's ``prev:`` names (None for mlnb's tags, which declare none)."""
+    declared = getattr(stage, "declared_deps", None)
+    return None if declared is None else tuple(declared)
+
+
+def inferred_dependencies(pipeline: Pipeline) -> dict[str, tuple[str, ...]]:
+    """Per stage, the earlier stages whose names it reads (the data flow mlnb infers)."""
+    found: dict[str, tuple[str, ...]] = {}
+    defined_by: dict[str, str] = {}
+    for stage in pipeline.stages:
+        own = getattr(stage, "inferred_deps", None)
+        if own is None:
+            own = tuple(dict.fromkeys(defined_by[n] for n in stage.uses if n in defined_by))
+        found[stage.name] = tuple(own)
+        for name in stage.defines:
+            defined_by[name] = stage.name
+    return found
 
 
 def render_table(pipeline: Pipeline) -> str:
     """The pipeline as a plain-text table for people."""
-    flavour = " (Kale tags)" if pipeline.flavour == "kale" else ""
+    kale = pipeline.flavour == "kale"
+    flavour = " (Kale tags)" if kale else ""
     lines = [f"{pipeline.notebook}{flavour}: {len(pipeline.stages)} stage(s)"]
     if pipeline.parameters:
         params = ", ".join(f"{p.name}={p.default!r}" for p in pipeline.parameters)
         lines.append(f"parameters: {params}")
-    rows = [("#", "stage", "kind", "cells", "depends on", "defines")]
+    header = ["#", "stage", "kind", "cells", "depends on"]
+    if kale:
+        header += ["prev:", "inferred"]
+    rows: list[tuple[str, ...]] = [(*header, "model" if kale else "defines")]
+    inferred = inferred_dependencies(pipeline)
     for number, stage in enumerate(pipeline.stages, 1):
-        rows.append(
-            (
-                str(number),
-                stage.name,
-                stage.kind,
-                cell_ranges(stage.cells),
-                ", ".join(stage.depends_on) or "-",
-                _shorten(", ".join(stage.defines), 48),
-            )
-        )
+        row = [
+            str(number),
+            stage.name,
+            stage.kind,
+            cell_ranges(stage.cells),
+            ", ".join(stage.depends_on) or "-",
+        ]
+        if kale:
+            row += [
+                ", ".join(declared_dependencies(stage) or ()) or "-",
+                ", ".join(inferred[stage.name]) or "-",
+                stage.options.model or "-",
+            ]
+        else:
+            row.append(_shorten(", ".join(stage.defines), 48))
+        rows.append(tuple(row))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for line in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     if pipeline.setup_cells:
         lines.append(f"setup cells (run before every stage): {cell_ranges(pipeline.setup_cells)}")
     return "\n".join(lines)
