@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlnb.build import bento, folder, pins, render, version
+from mlnb.build import bento, folder, localmods, modelfile, pins, render, version
 from mlnb.build.context import labels_of, service_context, service_spec
 from mlnb.build.format import choose_format
 from mlnb.build.inputs import BuildInputs, collect
@@ -33,7 +33,7 @@ from mlnb.monitoring.reference import prediction_profile
 from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.serving.answer import Predictor, ServeOutputError
 from mlnb.serving.schema import DEFAULT_MAX_ROWS, RequestSchema
-from mlnb.store import utc_now
+from mlnb.store import sha256_file, utc_now
 
 Progress = Callable[[str], None]
 AGREEMENT_ROWS = 1000
@@ -86,23 +86,41 @@ def build(
     _scan(inputs.pipeline, serve)
     _describe_serve_code(serve, progress)
 
-    import joblib
-
-    native = joblib.load(inputs.model_path)
-    task = task_of(native)
-    schema = RequestSchema.from_training_data(inputs.training_data, max_rows)
-    rows, rows_kind = _agreement_rows(inputs, schema)
-    make_predictor = _predictor_factory(serve, task)
-    _check_serve_code(make_predictor, native, rows, serve, inputs)
-    predictions_reference = _prediction_profile(make_predictor(native), inputs, schema)
-
-    choice = choose_format(
-        native, inputs.model_path, schema, make_predictor, rows, rows_kind, serve, task, progress
+    base_dir = localmods.notebook_folder(inputs.pipeline)
+    loader = inputs.model_format
+    schema = RequestSchema.from_training_data(
+        inputs.training_data, max_rows, categories=_categories(inputs)
     )
+    with modelfile.importable(base_dir):  # the notebook's own modules, as in its kernel
+        native = modelfile.load_model(inputs.model_path, loader)
+        task = task_of(native)
+        if loader == "cloudpickle":
+            progress("the model holds code defined in the notebook: it is saved by value")
+        rows, rows_kind = _agreement_rows(inputs, schema)
+        make_predictor = _predictor_factory(serve, task)
+        _check_serve_code(make_predictor, native, rows, serve, inputs)
+        predictions_reference = _prediction_profile(make_predictor(native), inputs, schema)
+        choice = choose_format(
+            native, (modelfile.MODEL_FILES[loader], inputs.model_path), schema,
+            make_predictor, rows, rows_kind, serve, task, progress,
+        )  # fmt: skip
     model_format, files, reason = choice.format, choice.files, choice.reason
+    model_modules = modelfile.referenced_modules(native) if model_format == "native" else set()
+    carried = localmods.local_modules(inputs.pipeline, base_dir, model_modules)
+    local_names = localmods.top_names(carried)
+    for top in pins.unresolved_modules(model_modules, frozenset(local_names)):
+        progress(
+            f"warning: the model refers to module {top!r}, which is neither installed as a "
+            "package nor beside the notebook; the Bento may not load it"
+        )
+    if carried:
+        progress(f"local modules carried into the Bento: {', '.join(sorted(local_names))}")
     name = version.bento_name(inputs.pipeline.notebook)
     model_tag = f"{name}_model:{version.digest(files)}"
-    requirements = pins.requirements(model_format, _imported_modules(serve), inputs.packages)
+    requirements = pins.requirements(
+        model_format, _service_modules(serve, model_format, loader), inputs.packages,
+        model_modules=model_modules, local_modules=local_names,
+    )  # fmt: skip
     python_version = pins.python_minor(inputs.python_version)
     bento_version = version.content_version(
         serve=serve.fingerprint(),
@@ -113,12 +131,13 @@ def build(
         python=python_version,
         templates=render.template_sources(templates),
         runtime=version.runtime_digest(),
+        local_modules={relative: sha256_file(path) for relative, path in carried.items()},
     )
     tag = f"{name}:{bento_version}"
     build_dir = inputs.store.root / "builds" / f"{name}-{bento_version}"
     context = service_context(
         inputs, serve, task, native, name, bento_version, model_tag, model_format, reason,
-        requirements, python_version,
+        requirements, python_version, sorted(local_names),
     )  # fmt: skip
     spec = service_spec(
         inputs, schema, task, native, name, bento_version, model_format, predictions_reference
@@ -131,6 +150,7 @@ def build(
             "mlnb_service.json": json.dumps(spec, indent=2, allow_nan=False) + "\n",
             REPORT_FILE: _run_report(inputs, progress),
         },
+        carried,
     )
     labels = labels_of(inputs, model_format)
     metadata = {
@@ -205,6 +225,27 @@ def _describe_serve_code(serve: ServeCode, progress: Progress) -> None:
         progress(f"  left out {line}")
 
 
+def _categories(inputs: BuildInputs) -> dict[str, list[Any]]:
+    """The categories of each categorical training column, from the kept rows' parquet files.
+
+    A parquet file keeps a categorical column's whole dtype, unused categories included.
+    """
+    found: dict[str, list[Any]] = {}
+    dtypes = inputs.training_data.get("dtypes") or {}
+    wanted = [name for name, dtype in dtypes.items() if str(dtype) == "category"]
+    if not wanted:
+        return found
+    for which in ("sample", "holdout"):
+        path = inputs.data_path(which)
+        if path is None:
+            continue
+        frame = pd.read_parquet(path, columns=wanted)
+        for name in wanted:
+            if isinstance(frame[name].dtype, pd.CategoricalDtype) and name not in found:
+                found[name] = frame[name].cat.categories.tolist()
+    return found
+
+
 def _agreement_rows(inputs: BuildInputs, schema: RequestSchema) -> tuple[pd.DataFrame, str]:
     """Up to 1,000 held-out rows (else training rows), as the service would validate them."""
     path, kind = inputs.data_path("holdout"), "held-out"
@@ -222,7 +263,7 @@ def _agreement_rows(inputs: BuildInputs, schema: RequestSchema) -> tuple[pd.Data
 def _valid_rows(path: Path, schema: RequestSchema, limit: int) -> pd.DataFrame:
     """Up to ``limit`` rows of a kept parquet file that the service's schema accepts."""
     frame = pd.read_parquet(path).head(limit)
-    records = frame[schema.names].to_dict(orient="records")
+    records = schema.wire_rows(frame[schema.names])  # as a client sends them: JSON values
     try:
         return schema.frame({"rows": records})
     except RequestRejected:
@@ -307,6 +348,15 @@ def _check_serve_code(
             cell=CellRef.of(cell, source) if cell is not None else None,
             stage=serve.stage,
         ) from None
+
+
+def _service_modules(serve: ServeCode, model_format: str, loader: str) -> set[str]:
+    """What the service imports: the serve code's imports, and cloudpickle to load a model
+    that holds the notebook's code."""
+    modules = _imported_modules(serve)
+    if model_format == "native" and loader == "cloudpickle":
+        modules.add("cloudpickle")
+    return modules
 
 
 def _imported_modules(serve: ServeCode) -> set[str]:

@@ -13,6 +13,8 @@ from typing import Any
 from mlnb import __version__
 from mlnb.build import version
 from mlnb.build.inputs import BuildInputs
+from mlnb.build.localmods import FOLDER
+from mlnb.build.modelfile import MODEL_FILES
 from mlnb.build.servecode import ServeCode
 from mlnb.serving.schema import RequestSchema
 
@@ -41,13 +43,17 @@ def service_context(
     reason: str | None,
     requirements: list[str],
     python_version: str,
+    local_modules: list[str],
 ) -> dict[str, Any]:
     model_class = str(inputs.model_record.get("class") or type(native).__name__)
     if model_format == "onnx":
         fmt = "by onnxruntime (converted to ONNX, checked against the original)"
         model_description = "an ONNX adapter with the scikit-learn methods the serve code calls"
+    elif inputs.model_format == "cloudpickle":
+        fmt = "natively, loaded with cloudpickle (it holds code defined in the notebook)"
+        model_description = f"the {model_class.rsplit('.', 1)[-1]} itself"
     else:
-        fmt = "natively (scikit-learn, loaded with joblib)"
+        fmt = "natively (loaded with joblib)"
         model_description = f"the {model_class.rsplit('.', 1)[-1]} itself"
     from mlnb.cli.inspect import cell_ranges
 
@@ -80,6 +86,8 @@ def service_context(
         "labels": labels_of(inputs, model_format),
         "requirements": requirements,
         "python_version": python_version,
+        "local_modules": local_modules,
+        "local_folder": FOLDER,
     }
 
 
@@ -113,6 +121,7 @@ def service_spec(
         "notebook": inputs.run["notebook"].get("path"),
         "task": task,
         "format": model_format,
+        "model_file": None if model_format == "onnx" else MODEL_FILES[inputs.model_format],
         "classes": None if classes is None else [_plain(c) for c in classes],
         "schema": schema.to_json(),
         "monitor_dir": str(default_monitor_folder(inputs.store.root, name, bento_version)),

@@ -31,8 +31,13 @@ def runtime_files() -> dict[str, Path]:
     return dict(sorted(files.items()))
 
 
-def write_build_dir(target: Path, rendered: Mapping[str, str]) -> bool:
-    """Write the folder unless it exists; True when written."""
+def write_build_dir(
+    target: Path, rendered: Mapping[str, str], copied: Mapping[str, Path] | None = None
+) -> bool:
+    """Write the folder unless it exists; True when written.
+
+    ``copied`` maps more relative paths to files to copy (the notebook's local modules).
+    """
     if (target / "bentofile.yaml").is_file():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +46,7 @@ def write_build_dir(target: Path, rendered: Mapping[str, str]) -> bool:
         tmp.mkdir()
         for name, text in rendered.items():
             (tmp / name).write_text(text)
-        for relative, source in runtime_files().items():
+        for relative, source in {**runtime_files(), **(copied or {})}.items():
             destination = tmp / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, destination)

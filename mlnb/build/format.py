@@ -37,7 +37,7 @@ class ModelChoice:
 
 def choose_format(
     native: Any,
-    model_path: Path,
+    native_file: tuple[str, Path],
     schema: RequestSchema,
     make_predictor: Callable[[Any], Predictor],
     rows: pd.DataFrame,
@@ -46,10 +46,18 @@ def choose_format(
     task: str,
     progress: Progress,
 ) -> ModelChoice:
-    """ONNX when a conversion agrees through the serve code, else native with the reason."""
+    """ONNX when a conversion agrees through the serve code, else native with the reason.
+
+    ``native_file`` is the native model's file name in the model store and the run's file.
+    """
     members = CLASSIFIER_MEMBERS if task == "classification" else REGRESSOR_MEMBERS
+    if not hasattr(native, "predict_proba"):  # an SVC without probability=True
+        members = members - {"predict_proba"}
     unsupported = sorted(serve.model_members - members)
     reasons = []
+    booster = onnx_convert.booster_of(native)
+    if booster is not None:
+        progress(f"{booster} model: trying onnxmltools' {booster} converter")
     if unsupported:
         reasons.append(
             f"the serve code uses {serve.model_variable}.{unsupported[0]}, which the ONNX "
@@ -79,4 +87,5 @@ def choose_format(
             reasons.append(prefix + text)
     reason = "; ".join(reasons)
     progress(f"ONNX not used: {reason}. Serving the native model.")
-    return ModelChoice("native", {"model.joblib": model_path}, reason, None)
+    name, path = native_file
+    return ModelChoice("native", {name: path}, reason, None)

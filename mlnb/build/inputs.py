@@ -22,6 +22,7 @@ from mlnb.pipeline import Pipeline, pipeline_from_notebook
 from mlnb.store import NOTEBOOK_FILE, Store, sha256_file
 
 INJECTED_TAG = "mlnb-injected"
+MODEL_FORMATS = ("joblib", "cloudpickle")  # how a run saves a model (mlnb.run.outputs)
 RUN_META = "mlnb_run"
 
 Progress = Callable[[str], None]
@@ -41,6 +42,11 @@ class BuildInputs:
     @property
     def model_record(self) -> dict[str, Any]:
         return dict(self.run["model"])
+
+    @property
+    def model_format(self) -> str:
+        """How the run saved the model: "joblib", or "cloudpickle" for notebook code."""
+        return str(self.run["model"].get("format") or "joblib")
 
     @property
     def model_path(self) -> Path:
@@ -139,10 +145,11 @@ def _check_run(run: dict[str, Any], notebook: str) -> None:
             '{"mlnb": {"model": "model"}} or %%mlnb train --model model) and run again',
             notebook=notebook,
         )
-    if model.get("format") != "joblib":
+    if model.get("format") not in MODEL_FORMATS:
         raise BuildInputError(
             f"run {run_id} saved its model as {model.get('format')!r}; a build takes a "
-            "scikit-learn model saved with joblib",
+            "model saved with joblib or cloudpickle",
+            fix=f"run the notebook again with this version of mlnb (mlnb run {notebook})",
             notebook=notebook,
         )
     data = run.get("training_data") or {}

@@ -29,10 +29,91 @@ class Conversion:
 
 
 def task_of(model: Any) -> str:
-    """ "classification" for models with predict_proba and classes_, else "regression"."""
+    """ "classification" for classifiers (``sklearn.base.is_classifier``, so an SVC without
+    ``predict_proba`` too), else "regression". Outside scikit-learn's API a model with
+    ``predict_proba`` and ``classes_`` is a classifier."""
+    try:
+        from sklearn.base import is_classifier
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if is_classifier(model):
+                return "classification"
+    except Exception:  # not a scikit-learn estimator at all
+        pass
     if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
         return "classification"
     return "regression"
+
+
+# library -> (converter module of onnxmltools, its converter, the library's classes' names)
+_BOOSTERS = {
+    "lightgbm": (
+        "LightGBM",
+        "onnxmltools.convert.lightgbm.operator_converters.LightGbm",
+        "convert_lightgbm",
+        {"LGBMClassifier": "LightGbmLGBMClassifier", "LGBMRegressor": "LightGbmLGBMRegressor"},
+    ),
+    "xgboost": (
+        "XGBoost",
+        "onnxmltools.convert.xgboost.operator_converters.XGBoost",
+        "convert_xgboost",
+        {"XGBClassifier": "XGBoostXGBClassifier", "XGBRegressor": "XGBoostXGBRegressor"},
+    ),
+}
+
+
+def booster_of(model: Any) -> str | None:
+    """ "LightGBM" or "XGBoost" when the model (or a step of it) is one, else None."""
+    for part in _parts(model):
+        library = type(part).__module__.split(".")[0]
+        if library in _BOOSTERS:
+            return _BOOSTERS[library][0]
+    return None
+
+
+# onnxmltools' tree converters write version 3 of the ai.onnx.ml operators at most
+BOOSTER_ML_OPSET = 3
+
+
+def _register_boosters(model: Any) -> dict[str, int] | None:
+    """Teach skl2onnx the LightGBM/XGBoost estimators in the model, with onnxmltools'
+    converters; the opsets to convert with (None: skl2onnx's own), or NotConvertible when
+    onnxmltools is missing."""
+    import importlib
+
+    libraries = {type(part).__module__.split(".")[0] for part in _parts(model)} & set(_BOOSTERS)
+    if not libraries:
+        return None
+    for library in sorted(libraries):
+        label, module_name, function, classes = _BOOSTERS[library]
+        try:
+            converter = getattr(importlib.import_module(module_name), function)
+        except ImportError:
+            raise NotConvertible(
+                f"the model is a {label} model and onnxmltools is not installed "
+                "(pip install 'mlnb[boost]' to serve it with onnxruntime)"
+            ) from None
+        from skl2onnx import update_registered_converter
+        from skl2onnx.common.shape_calculator import (
+            calculate_linear_classifier_output_shapes,
+            calculate_linear_regressor_output_shapes,
+        )
+
+        package = importlib.import_module(library)
+        for class_name, alias in classes.items():
+            estimator = getattr(package, class_name, None)
+            if estimator is None:
+                continue
+            if class_name.endswith("Classifier"):
+                shapes = calculate_linear_classifier_output_shapes
+                options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+            else:
+                shapes, options = calculate_linear_regressor_output_shapes, None
+            update_registered_converter(estimator, alias, shapes, converter, options=options)
+    from skl2onnx import get_latest_tested_opset_version
+
+    return {"": get_latest_tested_opset_version(), "ai.onnx.ml": BOOSTER_ML_OPSET}
 
 
 def convert(model: Any, schema: RequestSchema, *, narrow: bool = False) -> Conversion:
@@ -46,7 +127,12 @@ def convert(model: Any, schema: RequestSchema, *, narrow: bool = False) -> Conve
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise NotConvertible(f"skl2onnx is not installed ({exc})") from None
     task = task_of(model)
+    target_opset = _register_boosters(model)
+    probabilities = task == "classification" and hasattr(model, "predict_proba")
     fields = schema.fields
+    unsupported = [f.name for f in fields if f.kind in ("datetime", "timedelta")]
+    if unsupported:
+        raise NotConvertible(f"ONNX has no datetime or duration inputs (column {unsupported[0]!r})")
     feed = {f.name: _narrowed(f.dtype) if narrow else f.dtype for f in fields}
     dtypes = set(feed.values())
     float_only = all(f.kind == "float" for f in fields) and len(dtypes) == 1
@@ -63,7 +149,9 @@ def convert(model: Any, schema: RequestSchema, *, narrow: bool = False) -> Conve
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            onx = to_onnx(model, initial_types=initial_types, options=options)
+            onx = to_onnx(
+                model, initial_types=initial_types, options=options, target_opset=target_opset
+            )
     except Exception as exc:
         raise NotConvertible(
             f"skl2onnx cannot convert {_class_name(model)}: {type(exc).__name__}: "
@@ -75,9 +163,11 @@ def convert(model: Any, schema: RequestSchema, *, narrow: bool = False) -> Conve
         raise NotConvertible(f"the graph takes {len(input_names)} inputs, not {len(initial_types)}")
     outputs = [o.name for o in onx.graph.output]
     if task == "classification":
-        if len(outputs) < 2:
+        if len(outputs) < 2 and probabilities:
             raise NotConvertible(f"the graph's outputs are {outputs}, not label and probabilities")
-        named = {"label": outputs[0], "probabilities": outputs[1]}
+        named = {"label": outputs[0]}
+        if probabilities:
+            named["probabilities"] = outputs[1]
         classes = np.asarray(model.classes_).tolist()
     else:
         named = {"variable": outputs[0]}
@@ -137,22 +227,27 @@ def _selects_columns_by_name(model: Any) -> bool:
         from sklearn.compose import ColumnTransformer
     except ImportError:  # pragma: no cover
         return False
+    return any(isinstance(part, ColumnTransformer) for part in _parts(model))
+
+
+def _parts(model: Any) -> list[Any]:
+    """The model and the estimators inside it (pipeline steps, wrapped estimators)."""
+    found: list[Any] = []
     seen: list[Any] = [model]
-    while seen:
+    while seen and len(found) < 1000:
         current = seen.pop()
-        if isinstance(current, ColumnTransformer):
-            return True
+        found.append(current)
         for attr in ("steps", "transformer_list", "transformers", "estimators"):
             for item in getattr(current, attr, None) or []:
                 if isinstance(item, tuple):
                     seen.extend(part for part in item if hasattr(part, "fit"))
                 elif hasattr(item, "fit"):
                     seen.append(item)
-        for attr in ("estimator", "base_estimator", "final_estimator"):
+        for attr in ("estimator", "base_estimator", "final_estimator", "best_estimator_"):
             inner = getattr(current, attr, None)
             if inner is not None and hasattr(inner, "fit"):
                 seen.append(inner)
-    return False
+    return found
 
 
 def _input_names(columns: list[str]) -> list[str]:

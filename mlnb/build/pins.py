@@ -2,8 +2,10 @@
 
 BentoML's own locking resolves against the public index (it fails offline), so the build turns
 it off and writes exact pins itself: the packages the service imports (BentoML, numpy, pandas,
-onnxruntime or scikit-learn and joblib, and whatever the serve code imports), at the versions
-the run recorded, else the versions installed where the build runs.
+onnxruntime or scikit-learn and joblib, and whatever the serve code imports) and, for a native
+model, every library its pickle refers to (lightgbm, xgboost, statsmodels, cloudpickle for
+code carried by value, ...), at the versions the run recorded, else the versions installed
+where the build runs. Modules beside the notebook are carried into the Bento, not pinned.
 """
 
 from __future__ import annotations
@@ -24,18 +26,52 @@ def requirements(
     model_format: str,
     imported_modules: Iterable[str],
     run_packages: Mapping[str, str],
+    *,
+    model_modules: Iterable[str] = (),
+    local_modules: Iterable[str] = (),
 ) -> list[str]:
-    """``name==version`` lines, sorted, for the service's direct dependencies."""
+    """``name==version`` lines, sorted, for the service's direct dependencies.
+
+    ``model_modules`` are the modules a native model's pickle refers to; ``local_modules``
+    the top-level names of modules carried beside the service (never pinned).
+    """
+    local = frozenset(local_modules)
     names = dict.fromkeys([*RUNTIME, *BY_FORMAT[model_format]])
     for module in sorted(set(imported_modules)):
-        for distribution in _distributions(module):
-            names[distribution] = None
+        if module.split(".")[0] not in local:
+            for distribution in _distributions(module):
+                names[distribution] = None
+    for distribution in model_distributions(model_modules, local):
+        names[distribution] = None
     recorded = {_normal(name): version for name, version in run_packages.items()}
     pins = []
     for name in names:
         version = recorded.get(_normal(name)) or _installed(name)
         pins.append(f"{name}=={version}")
     return sorted(pins, key=str.lower)
+
+
+def model_distributions(modules: Iterable[str], local: frozenset[str] = frozenset()) -> list[str]:
+    """The installed distributions that provide these modules (the model's libraries)."""
+    found: dict[str, None] = {}
+    for top in sorted({module.split(".")[0] for module in modules} - local):
+        if top in sys.stdlib_module_names or top in CARRIED:
+            continue
+        for distribution in sorted(set(_packages_distributions().get(top) or []))[:1]:
+            found[distribution] = None
+    return list(found)
+
+
+def unresolved_modules(modules: Iterable[str], local: frozenset[str] = frozenset()) -> list[str]:
+    """Top-level modules of the model that are neither standard, local nor installed."""
+    tops = {module.split(".")[0] for module in modules} - local - CARRIED
+    return sorted(
+        top
+        for top in tops
+        if top not in sys.stdlib_module_names
+        and not top.startswith("_")
+        and not _packages_distributions().get(top)
+    )
 
 
 def _distributions(module: str) -> list[str]:

@@ -4,8 +4,8 @@ The serve code's contract: it may define ``predict(frame)`` (one prediction per 
 ``preprocess(frame)`` (a frame in, a frame out) and ``postprocess(result)`` (what ``predict``
 gave, turned into one item per row). Without a ``predict`` the model's own ``predict`` is used,
 and a classifier's answer also carries ``probabilities`` (one list per row, in the order of
-``classes``). A ``predict`` or ``postprocess`` that returns a dict with ``predictions`` decides
-the whole answer itself.
+``classes``) when it has ``predict_proba``. A ``predict`` or ``postprocess`` that returns a
+dict with ``predictions`` decides the whole answer itself.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class Predictor:
         classes = getattr(self.model, "classes_", None)
         self.classes = None if classes is None else to_jsonable(np.asarray(classes))
         self._with_proba = getattr(self.model, "predict_with_proba", None)
+        # a classifier without probabilities (an SVC) answers with its labels only
+        self._proba = getattr(self.model, "predict_proba", None)
 
     def answer(self, frame: pd.DataFrame) -> dict[str, Any]:
         rows = len(frame)
@@ -48,9 +50,11 @@ class Predictor:
         elif self.task == "classification":
             if self._with_proba is not None:
                 result, probabilities = self._with_proba(features)
-            else:
+            elif self._proba is not None:
                 result = self.model.predict(features)
-                probabilities = self.model.predict_proba(features)
+                probabilities = self._proba(features)
+            else:
+                result, probabilities = self.model.predict(features), None
         else:
             result, probabilities = self.model.predict(features), None
         if self.postprocess is not None:

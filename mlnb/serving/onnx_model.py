@@ -63,7 +63,10 @@ class OnnxModel:
     @staticmethod
     def from_spec(model: bytes | str | Path, spec: dict[str, Any]) -> OnnxModel:
         """The classifier or regressor adapter, as the spec's task says."""
-        kind = OnnxClassifier if spec["task"] == "classification" else OnnxModel
+        kind: type[OnnxModel] = OnnxModel
+        if spec["task"] == "classification":
+            with_proba = "probabilities" in spec["outputs"]
+            kind = OnnxClassifier if with_proba else OnnxLabelClassifier
         return kind(model, spec)
 
     def __repr__(self) -> str:
@@ -113,8 +116,8 @@ class OnnxModel:
         return frame[self._columns]
 
 
-class OnnxClassifier(OnnxModel):
-    """The classifier adapter: adds ``predict_proba`` and ``classes_``."""
+class OnnxLabelClassifier(OnnxModel):
+    """The adapter of a classifier without ``predict_proba`` (an SVC): labels and ``classes_``."""
 
     def __init__(self, model: bytes | str | Path, spec: dict[str, Any]) -> None:
         super().__init__(model, spec)
@@ -122,6 +125,10 @@ class OnnxClassifier(OnnxModel):
 
     def predict(self, X: Any) -> np.ndarray:
         return _as_classes(super().predict(X), self.classes_)
+
+
+class OnnxClassifier(OnnxLabelClassifier):
+    """The classifier adapter: adds ``predict_proba`` to the labels."""
 
     def predict_proba(self, X: Any) -> np.ndarray:
         (probabilities,) = self._run(X, [self._outputs["probabilities"]])

@@ -56,7 +56,8 @@ class ServiceSpec:
         return str(self.data["task"])
 
     def load_model(self, tag: str) -> Any:
-        """The model from the BentoML model store: an ONNX adapter, or the joblib original."""
+        """The model from the BentoML model store: an ONNX adapter, or the native original
+        (``model.joblib``, or ``model.cloudpickle`` when it holds the notebook's own code)."""
         import bentoml
 
         folder = Path(bentoml.models.get(tag).path)
@@ -64,9 +65,23 @@ class ServiceSpec:
             from mlnb.serving.onnx_model import OnnxModel
 
             return OnnxModel.load(folder)
+        name = str(self.data.get("model_file") or "model.joblib")
+        if name.endswith(".cloudpickle"):
+            import pickle
+
+            import cloudpickle  # noqa: F401 - functions saved by value load through it
+
+            with open(folder / name, "rb") as handle:
+                return pickle.load(handle)
         import joblib
 
-        return joblib.load(folder / "model.joblib")
+        return joblib.load(folder / name)
+
+    def row_model(self) -> Any:
+        """A row as a pydantic model: what the OpenAPI page shows for ``rows``."""
+        from mlnb.serving.row_model import row_model
+
+        return row_model(self.schema)
 
     def handler(
         self,

@@ -8,6 +8,15 @@ choke on: BentoML's own ``Shape`` reshapes and coerces instead of validating.
 
 Valid bodies take a fast path (bulk type checks per column, one numpy conversion); only a body
 that fails them is walked value by value to name the first problems.
+
+Values on the wire, by the training column's dtype (:mod:`mlnb.serving.wire_values`):
+numbers, integers (``Int64`` also takes null when the training data had missing values),
+true/false (``boolean`` likewise), strings; a datetime is an ISO 8601 string
+(``"2024-03-01T12:30:00"``, a date alone is midnight; a time-zone-aware column also takes an
+offset or ``Z``, and reads a time without one in its own zone, while a column without a zone
+refuses an offset rather than guess); a duration is an ISO 8601 duration (``"P1DT2H"``, what
+``pandas.Timedelta.isoformat`` writes) or a number of seconds; a categorical value is one of
+the training categories, and the frame keeps the training categories and their order.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mlnb.errors import RequestRejected
+from mlnb.serving import wire_values
 
 DEFAULT_MAX_ROWS = 10_000
 MAX_REPORTED_ERRORS = 10
@@ -44,7 +54,8 @@ _DESCRIBED = {
 
 
 def dtype_kind(dtype: str) -> str:
-    """The JSON kind of a numpy/pandas dtype string: float, int, bool or string."""
+    """The JSON kind of a numpy/pandas dtype string: float, int, bool, datetime, timedelta,
+    category or string."""
     text = dtype.lower()
     if text.startswith("float"):
         return "float"
@@ -52,7 +63,22 @@ def dtype_kind(dtype: str) -> str:
         return "int"
     if text in ("bool", "boolean"):
         return "bool"
+    if text.startswith("datetime64"):
+        return "datetime"
+    if text.startswith("timedelta64"):
+        return "timedelta"
+    if text == "category":
+        return "category"
     return "string"
+
+
+def pandas_nullable(dtype: str) -> bool:
+    """pandas' own nullable dtypes: ``Int64``, ``UInt8``, ``Float64``, ``boolean``, ``string``."""
+    return dtype[:1].isupper() or dtype in ("boolean", "string")
+
+
+# kinds whose numpy dtypes hold missing values (NaN, NaT, a missing category)
+_HOLDS_MISSING = frozenset({"float", "string", "datetime", "timedelta", "category"})
 
 
 @dataclass(frozen=True)
@@ -61,14 +87,20 @@ class Field:
     dtype: str
     kind: str
     nullable: bool = False
+    categories: tuple[Any, ...] | None = None  # a categorical column's, in training order
+    ordered: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "dtype": self.dtype,
             "kind": self.kind,
             "nullable": self.nullable,
         }
+        if self.categories is not None:
+            data["categories"] = list(self.categories)
+            data["ordered"] = self.ordered
+        return data
 
 
 @dataclass(frozen=True)
@@ -80,23 +112,52 @@ class RequestSchema:
 
     @classmethod
     def from_training_data(
-        cls, training_data: Mapping[str, Any], max_rows: int = DEFAULT_MAX_ROWS
+        cls,
+        training_data: Mapping[str, Any],
+        max_rows: int = DEFAULT_MAX_ROWS,
+        *,
+        categories: Mapping[str, Sequence[Any]] | None = None,
     ) -> RequestSchema:
-        """The schema of a run's ``training_data`` record (columns, dtypes, profile)."""
+        """The schema of a run's ``training_data`` record (columns, dtypes, profile).
+
+        ``categories`` are the categorical columns' categories (the record has only their
+        dtype); a categorical column without them, or with categories that are not plain
+        JSON values, takes strings.
+        """
         profile = training_data.get("profile") or {}
+        known = categories or {}
         fields = []
         for name in training_data["columns"]:
             dtype = str(training_data["dtypes"][name])
             kind = dtype_kind(dtype)
             nan_fraction = float((profile.get(name) or {}).get("nan_fraction") or 0.0)
-            nullable = nan_fraction > 0 and kind in ("float", "string")
-            fields.append(Field(str(name), dtype, kind, nullable=nullable))
+            nullable = nan_fraction > 0 and (kind in _HOLDS_MISSING or pandas_nullable(dtype))
+            cats = known.get(str(name))
+            if kind == "category" and (cats is None or not _plain_values(cats)):
+                kind = "string"
+            fields.append(
+                Field(
+                    str(name),
+                    dtype,
+                    kind,
+                    nullable=nullable,
+                    categories=tuple(cats) if kind == "category" and cats is not None else None,
+                )
+            )
         return cls(tuple(fields), max_rows)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RequestSchema:
-        fields = tuple(Field(**f) for f in data["fields"])
-        return cls(fields, int(data.get("max_rows", DEFAULT_MAX_ROWS)))
+        fields = []
+        for f in data["fields"]:
+            cats = f.get("categories")
+            fields.append(Field(**{**f, "categories": None if cats is None else tuple(cats)}))
+        return cls(tuple(fields), int(data.get("max_rows", DEFAULT_MAX_ROWS)))
+
+    def wire_rows(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """The frame's rows as a client sends them: JSON values (ISO 8601 times, null)."""
+        columns = [wire_values.to_wire(f.kind, frame[f.name]) for f in self.fields]
+        return [dict(zip(self.names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def to_json(self) -> dict[str, Any]:
         return {"fields": [f.to_json() for f in self.fields], "max_rows": self.max_rows}
@@ -206,8 +267,12 @@ class _Validator:
             )
         return rows
 
-    def _column(self, field: Field, values: Sequence[Any]) -> np.ndarray | None:
+    def _column(self, field: Field, values: Sequence[Any]) -> Any:
         """The column as an array, or None when some value is invalid (found later)."""
+        if field.kind in wire_values.PARSED or (
+            field.nullable and field.kind in ("int", "bool") and pandas_nullable(field.dtype)
+        ):
+            return wire_values.column(field, values)
         types = set(map(type, values))
         accepted = _ACCEPTED[field.kind]
         has_null = type(None) in types
@@ -236,12 +301,31 @@ class _Validator:
         return array.astype(field.dtype, copy=False)
 
     def _raise_row_errors(self, rows: list[Any]) -> None:
-        problems = []
+        problems = self._mixed_shapes(rows)
         for index, row in enumerate(rows):
             problems.extend(self._row_problems(index, row))
             if len(problems) >= MAX_REPORTED_ERRORS:
                 break
         _raise_first(problems)
+
+    def _mixed_shapes(self, rows: list[Any]) -> list[RequestRejected]:
+        """Objects and lists in one request: the first row of the other shape than row 0."""
+        shapes = [dict if isinstance(row, dict) else list for row in rows]
+        kinds = {dict: "an object keyed by the feature names", list: "a list of values"}
+        first = shapes[0]
+        for index, shape in enumerate(shapes):
+            row = rows[index]
+            if shape is not first and isinstance(row, (dict, list)):
+                return [
+                    RequestRejected(
+                        f"row {index} is {kinds[shape]}, but row 0 is {kinds[first]}; "
+                        "a request's rows all take one shape",
+                        reason="mixed-rows",
+                        row=index,
+                        fix=f"send row {index} as {kinds[first]}, like row 0",
+                    )
+                ]
+        return []
 
     def _row_problems(self, index: int, row: Any) -> list[RequestRejected]:
         width = len(self.fields)
@@ -318,6 +402,8 @@ def _value_problem(field: Field, value: Any) -> str | None:
         if field.nullable:
             return None
         return "null is not accepted: the training data had no missing values here"
+    if field.kind in wire_values.PARSED:
+        return wire_values.parse(field, value)[1]
     if type(value) not in _ACCEPTED[field.kind]:
         got = f"the string {_short(value)!r}" if isinstance(value, str) else _json_type(value)
         return f"expected {_DESCRIBED[field.kind]}, got {got}"
@@ -346,6 +432,10 @@ def _raise_first(problems: list[RequestRejected]) -> None:
         for p in problems[:MAX_REPORTED_ERRORS]
     ]
     raise first
+
+
+def _plain_values(values: Sequence[Any]) -> bool:
+    return all(type(v) in (str, int, float, bool) for v in values)
 
 
 def _only_nan(array: np.ndarray) -> bool:
