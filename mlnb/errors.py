@@ -279,6 +279,33 @@ class JobConflictError(MlnbError):
     http_status = 409
 
 
+# --- reading real notebooks and running them in any kernel (issue 14) ---
+
+
+class MixedTagsError(MlnbError):
+    """A notebook carries both Kale's step tags and mlnb's stage tags or ``%%mlnb`` lines."""
+
+    code = "mixed-tags"
+
+
+class ParametersSyntaxError(MlnbError):
+    """The parameters cell is not valid Python, so none of its parameters can be read."""
+
+    code = "parameters-syntax-error"
+
+
+class KernelPackagesError(MlnbError):
+    """The kernel's environment lacks a package mlnb needs inside the kernel (raised there)."""
+
+    code = "kernel-missing-packages"
+
+
+class StageTaskError(MlnbError):
+    """A stage failed inside a pipeline task (Kubeflow): the cell, its error name and message."""
+
+    code = "stage-task-failed"
+
+
 # --- mlnb build: the model ---
 
 
