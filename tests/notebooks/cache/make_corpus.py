@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Writes the cache corpus: notebooks whose later stages change earlier values in place."""
 
 import json
