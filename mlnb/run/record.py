@@ -139,6 +139,11 @@ class Recorder:
         for key in ("changed", "unchecked", "model_guessed"):
             if event.get(key):
                 entry[key] = event[key]
+        if event.get("model_guessed"):
+            self._notice(
+                f"step {name!r} serves {event['model_guessed']!r}, the one fitted model it "
+                'defines (to name another: cell.metadata.mlnb = {"version": 1, "model": VAR})'
+            )
         self.results[name] = event
         tainted = self._taint(plan, event.get("unplanned_changes") or [])
         if tainted:
@@ -147,6 +152,11 @@ class Recorder:
             self._cache(plan, entry, event)
         self._collect()
         self.progress.stage_finished(entry)
+
+    def _notice(self, text: str) -> None:
+        notice = getattr(self.progress, "notice", None)
+        if notice is not None:
+            notice(text)
 
     def _taint(self, plan: StagePlan, unplanned: list[str]) -> str | None:
         """Why this stage's result must not be cached, when it ran on a wrong plan."""

@@ -281,11 +281,21 @@ def _kale_model(namespace: MutableMapping[str, Any], spec: dict[str, Any]) -> st
 
 
 def _is_fitted_estimator(value: Any) -> bool:
-    """scikit-learn's convention: a fitted estimator has attributes ending in ``_``."""
+    """A model with ``fit`` and ``predict`` that scikit-learn's own check calls fitted."""
     if isinstance(value, type) or not (hasattr(value, "fit") and hasattr(value, "predict")):
         return False
-    attributes = getattr(value, "__dict__", {})
-    return any(k.endswith("_") and not k.startswith("_") for k in attributes)
+    try:
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+    except ImportError:  # scikit-learn's convention: fitted attributes end in `_`
+        return any(k.endswith("_") and not k.startswith("_") for k in vars(value))
+    try:
+        check_is_fitted(value)
+    except NotFittedError:
+        return False
+    except (TypeError, ValueError):  # not a scikit-learn estimator
+        return any(k.endswith("_") and not k.startswith("_") for k in vars(value))
+    return True
 
 
 def _guess_model(namespace: MutableMapping[str, Any], defines: Iterable[str]) -> str | None:
