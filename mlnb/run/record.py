@@ -31,6 +31,7 @@ def new_record(plan: RunPlan, run_id: str, store: Store, status: str = "running"
         "parameters": plan.parameters,
         "given_parameters": plan.given,
         "stages": [stage_entry(s) for s in plan.stages],
+        "notices": list(pipeline.notices),
         "metrics": {},
         "model": None,
         "training_data": None,
