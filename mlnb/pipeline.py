@@ -273,6 +273,7 @@ def _link(stages: Sequence[Stage], pipeline: Pipeline) -> tuple[Stage, ...]:
     linked: list[Stage] = []
     defined_by: dict[str, int] = {}  # name -> position of the latest stage that defines it
     last_opaque: int | None = None
+    names = [s.name for s in stages]
     for stage in stages:
         reads = set(stage.reads) | (set(defined_by) | outside if stage.opaque else set())
         for name in sorted(reads - outside - defined_by.keys() - BUILTIN_NAMES):
@@ -286,7 +287,6 @@ def _link(stages: Sequence[Stage], pipeline: Pipeline) -> tuple[Stage, ...]:
         providers = sorted({defined_by[n] for n in inputs if n in defined_by})
         inferred = tuple(linked[i].name for i in providers)
         declared = stage.declared_deps or ()
-        names = [s.name for s in stages]
         depends = tuple(n for n in names if n in inferred or n in declared)
         linked.append(
             dataclasses.replace(
