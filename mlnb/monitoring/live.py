@@ -75,7 +75,10 @@ class LiveMonitor:
         if frame.columns is not self._columns_seen:  # the schema reuses one Index object
             self._columns_seen, self._names = frame.columns, [str(c) for c in frame.columns]
         # one conversion to numpy; per-column access would cost ~30 us a column
-        self._queue.put((time.time(), self._names, frame.to_numpy(), answer.get("predictions")))
+        values = frame.to_numpy()
+        if values.dtype.kind == "O":  # pandas' missing markers (pd.NA, NaT) are null in the log
+            values = _missing_as_none(values)
+        self._queue.put((time.time(), self._names, values, answer.get("predictions")))
         self._queued_rows += len(frame)
         if self._queued_rows - self._sent_rows > MAX_BACKLOG_ROWS:
             self._wait_for_recorder()
@@ -144,6 +147,18 @@ class LiveMonitor:
 
 
 _Queued = tuple[float, list[str], Any, Any] | Rejected
+
+
+def _missing_as_none(values: Any) -> Any:
+    """An object matrix with None wherever pandas sees a missing value (NaN, NaT, pd.NA)."""
+    import pandas as pd
+
+    missing = pd.isna(values)
+    if not missing.any():
+        return values
+    values = values.copy()
+    values[missing] = None
+    return values
 
 
 def _drain(queued: queue.SimpleQueue[_Queued]) -> list[_Queued]:
