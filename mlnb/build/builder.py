@@ -101,8 +101,8 @@ def build(
         _check_serve_code(make_predictor, native, rows, serve, inputs)
         predictions_reference = _prediction_profile(make_predictor(native), inputs, schema)
         choice = choose_format(
-            native, (modelfile.MODEL_FILES[loader], inputs.model_path), schema,
-            make_predictor, rows, rows_kind, serve, task, progress,
+            native, inputs.model_path, schema, make_predictor, rows, rows_kind, serve, task,
+            progress, native_name=modelfile.MODEL_FILES[loader],
         )  # fmt: skip
     model_format, files, reason = choice.format, choice.files, choice.reason
     model_modules = modelfile.referenced_modules(native) if model_format == "native" else set()

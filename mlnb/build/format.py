@@ -37,7 +37,7 @@ class ModelChoice:
 
 def choose_format(
     native: Any,
-    native_file: tuple[str, Path],
+    model_path: Path,
     schema: RequestSchema,
     make_predictor: Callable[[Any], Predictor],
     rows: pd.DataFrame,
@@ -45,10 +45,13 @@ def choose_format(
     serve: ServeCode,
     task: str,
     progress: Progress,
+    *,
+    native_name: str = "model.joblib",
 ) -> ModelChoice:
     """ONNX when a conversion agrees through the serve code, else native with the reason.
 
-    ``native_file`` is the native model's file name in the model store and the run's file.
+    ``native_name`` is the native model's file name in the model store (``model.joblib``, or
+    ``model.cloudpickle`` for a model holding the notebook's code).
     """
     members = CLASSIFIER_MEMBERS if task == "classification" else REGRESSOR_MEMBERS
     if not hasattr(native, "predict_proba"):  # an SVC without probability=True
@@ -87,5 +90,4 @@ def choose_format(
             reasons.append(prefix + text)
     reason = "; ".join(reasons)
     progress(f"ONNX not used: {reason}. Serving the native model.")
-    name, path = native_file
-    return ModelChoice("native", {name: path}, reason, None)
+    return ModelChoice("native", {native_name: model_path}, reason, None)
