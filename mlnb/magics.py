@@ -29,9 +29,9 @@ from mlnb.errors import MlnbError
 from mlnb.tags import StageMark, parse_magic_line
 
 LINE_USAGE = """\
-%mlnb [panel] [NOTEBOOK]           a panel: stages, parameters form, Run, Build, run history
+%mlnb [panel] [NOTEBOOK] [-k KERNEL]  a panel: stages, parameters form, Run, Build, history
 %mlnb status [NOTEBOOK]            the pipeline of this notebook, and stages run in this kernel
-%mlnb run [NOTEBOOK] [-p NAME VALUE]...   run the pipeline with `mlnb run` (a new process)
+%mlnb run [NOTEBOOK] [-p NAME VALUE]... [-k KERNEL]   run the pipeline with `mlnb run`
 %mlnb build [NOTEBOOK]             build a BentoML service with `mlnb build` (a new process)
 %%mlnb data|train|serve [--name N] [--model VAR] [--metrics a,b]   mark and run a stage cell"""
 
@@ -108,7 +108,17 @@ class MlnbMagics(Magics):
 
         from mlnb.panel.widgets import MlnbPanel
 
-        self.panel = MlnbPanel(kernel_notebook(self.shell, args[0] if args else None))
+        kernel = None
+        rest = list(args)
+        for flag in ("-k", "--kernel"):
+            if flag in rest:
+                at = rest.index(flag)
+                if at + 1 >= len(rest):
+                    raise UsageError(f"{flag} needs a kernel name\n{LINE_USAGE}")
+                kernel = rest[at + 1]
+                del rest[at : at + 2]
+        notebook = rest[0] if rest else None
+        self.panel = MlnbPanel(kernel_notebook(self.shell, notebook), kernel=kernel)
         display(self.panel.widget)
 
     def _status(self, args: list[str]) -> None:

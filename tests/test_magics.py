@@ -91,3 +91,12 @@ def test_status_finds_the_notebook_from_the_jupyter_session(
     monkeypatch.setenv("JPY_SESSION_NAME", str(EXAMPLES / "breast_cancer.ipynb"))
     _run(shell, "%mlnb status")
     assert "breast_cancer.ipynb: 3 stage(s)" in capsys.readouterr().out
+
+
+def test_panel_takes_the_kernel_to_run_in(shell: InteractiveShell, capsys) -> None:
+    notebook = EXAMPLES / "diabetes.ipynb"
+    _run(shell, f"%mlnb panel {notebook} -k project-env")
+    panel = shell.magics_manager.registry["MlnbMagics"].panel
+    assert panel is not None and panel.kernel.value == "project-env"
+    assert not _run(shell, f"%mlnb panel {notebook} --kernel").success  # the name is missing
+    assert "--kernel needs a kernel name" in "".join(capsys.readouterr())

@@ -69,8 +69,11 @@ export const api = {
   inspectContent: (path: string, notebook: unknown) =>
     requestAPI<IPipeline>('inspect', post({ path, notebook })),
   runs: (path: string) => requestAPI<{ runs: IRun[] }>('runs', {}, { path }),
-  startRun: (path: string, parameters: unknown) =>
-    requestAPI<{ run_id: string; job_id: string }>('runs', post({ path, parameters })),
+  startRun: (path: string, parameters: unknown, kernel?: string) =>
+    requestAPI<{ run_id: string; job_id: string }>(
+      'runs',
+      post(kernel ? { path, parameters, kernel } : { path, parameters })
+    ),
   run: (path: string, runId: string) =>
     requestAPI<IRun>(`runs/${encodeURIComponent(runId)}`, {}, { path }),
   startBuild: (path: string, runId: string | null) =>

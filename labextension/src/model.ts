@@ -286,7 +286,7 @@ export class SidebarModel {
       if (panel.context.model.dirty) {
         await panel.context.save(); // the run reads the file, so it must hold what is shown
       }
-      const { run_id } = await api.startRun(path, parameters);
+      const { run_id } = await api.startRun(path, parameters, state.kernel.trim() || undefined);
       this.dispatch({ type: 'run/progress', path, run: { run_id, status: 'starting', stages: [], parameters } });
       await this._pollRun(path, run_id);
     } catch (error) {

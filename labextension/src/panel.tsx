@@ -388,6 +388,20 @@ function Actions({ model, state }: { model: SidebarModel; state: IState }): JSX.
   const buildProblem = buildBlocker(state);
   return (
     <section className="mlnb-section mlnb-actions">
+      <label
+        className="mlnb-kernel"
+        style={{ flexBasis: '100%' }}
+        title="The Jupyter kernel the run uses (mlnb run --kernel)"
+      >
+        <span className="mlnb-param-name">kernel</span>
+        <input
+          className="mlnb-input mlnb-kernel-input"
+          value={state.kernel}
+          placeholder="the notebook's kernel"
+          spellCheck={false}
+          onChange={e => model.dispatch({ type: 'kernel', kernel: e.target.value })}
+        />
+      </label>
       <button
         className="mlnb-button mlnb-primary mlnb-run-button"
         disabled={runProblem !== null}

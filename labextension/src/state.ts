@@ -32,6 +32,8 @@ export interface IState {
   /** Why the notebook's pipeline cannot be read (validation errors included). */
   error: IErrorInfo | null;
   values: { [name: string]: FieldValue };
+  /** The Jupyter kernel to run in (`mlnb run --kernel`); empty: the notebook's own. */
+  kernel: string;
   cell: ICellInfo | null;
   runs: IRun[];
   /** The run started from this sidebar (or found running), polled until it ends. */
@@ -50,6 +52,7 @@ export const initialState: IState = {
   pipeline: null,
   error: null,
   values: {},
+  kernel: '',
   cell: null,
   runs: [],
   activeRun: null,
@@ -66,6 +69,7 @@ export type Action =
   | { type: 'inspect/error'; path: string; error: IErrorInfo }
   | { type: 'param'; name: string; value: FieldValue }
   | { type: 'params/reset' }
+  | { type: 'kernel'; kernel: string }
   | { type: 'cell'; cell: ICellInfo | null }
   | { type: 'runs'; path: string; runs: IRun[] }
   | { type: 'submit'; what: 'run' | 'build' }
@@ -120,6 +124,8 @@ export function reducer(state: IState, action: Action): IState {
         ...state,
         values: state.pipeline ? initialValues(state.pipeline.parameter_details) : {}
       };
+    case 'kernel':
+      return { ...state, kernel: action.kernel };
     case 'cell':
       return { ...state, cell: action.cell };
     case 'runs':

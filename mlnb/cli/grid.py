@@ -41,6 +41,9 @@ def run_grid(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, default=str))
     else:
         print(render_summary(rows, list(points[0]) if points else []))
+        for row in rows:
+            if row["status"] != "succeeded":
+                print(f"mlnb: {point_failure(row)}", file=sys.stderr)
     return 0 if all(r["status"] == "succeeded" for r in rows) else 1
 
 
@@ -51,6 +54,8 @@ def _run_point(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str
         options += [flag, name, _cli_value(value)]
     for name, value in getattr(args, "raw_parameter", None) or []:
         options += ["-r", name, value]
+    if getattr(args, "kernel", None):
+        options += ["--kernel", args.kernel]
     no_cache = bool(getattr(args, "no_cache", False))
     record, error = run_in_child(args.notebook, options, args.store, no_cache)
     if record is None:
@@ -64,6 +69,18 @@ def _run_point(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str
         "cached_stages": sum(1 for s in stages if s.get("status") == "cached"),
         "error": record.get("error"),
     }
+
+
+def point_failure(row: dict[str, Any]) -> str:
+    """Why one point of the grid failed, with the cell's own error name and message."""
+    from mlnb.cli.run import failure_message
+
+    point = ", ".join(f"{k}={v!r}" for k, v in row["parameters"].items())
+    error = row.get("error")
+    if isinstance(error, dict):
+        record = {"run_id": row.get("run_id"), "error": error}
+        return f"point {point}: {failure_message(record)}"
+    return f"point {point}: {error or row.get('status')}"
 
 
 def _cli_value(value: Any) -> str:

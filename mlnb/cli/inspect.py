@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
-from mlnb.cli.hints import UNTAGGED, load_ext_notice
-from mlnb.pipeline import Pipeline, Stage, load_pipeline
+from mlnb.inspection import declared_dependencies, inferred_dependencies, notes_for, pipeline_json
+from mlnb.pipeline import Pipeline, load_pipeline
 
 HELP = "show the stages, dependencies and parameters mlnb reads from a notebook"
 
@@ -27,48 +26,6 @@ def run(args: argparse.Namespace) -> int:
         for note in notes:
             print(note)
     return 0
-
-
-def notes_for(pipeline: Pipeline, notebook: str) -> list[str]:
-    """What to tell a person beside the table: how to tag, what the analysis cannot see."""
-    notes = [f"note: {n}" for n in getattr(pipeline, "notices", ())]
-    if not pipeline.stages:
-        notes.append(UNTAGGED)
-    magic = load_ext_notice(notebook)
-    if magic:
-        notes.append(magic)
-    return notes
-
-
-def pipeline_json(pipeline: Pipeline, notes: list[str]) -> dict[str, Any]:
-    payload = pipeline.to_json()
-    inferred = inferred_dependencies(pipeline)
-    for stage, item in zip(pipeline.stages, payload["stages"], strict=True):
-        declared = declared_dependencies(stage)
-        item.setdefault("declared_depends_on", None if declared is None else list(declared))
-        item.setdefault("inferred_depends_on", list(inferred[stage.name]))
-    payload["hints"] = notes
-    return payload
-
-
-def declared_dependencies(stage: Stage) -> tuple[str, ...] | None:
-    """A Kale step's ``prev:`` names (None for mlnb's tags, which declare none)."""
-    declared = getattr(stage, "declared_deps", None)
-    return None if declared is None else tuple(declared)
-
-
-def inferred_dependencies(pipeline: Pipeline) -> dict[str, tuple[str, ...]]:
-    """Per stage, the earlier stages whose names it reads (the data flow mlnb infers)."""
-    found: dict[str, tuple[str, ...]] = {}
-    defined_by: dict[str, str] = {}
-    for stage in pipeline.stages:
-        own = getattr(stage, "inferred_deps", None)
-        if own is None:
-            own = tuple(dict.fromkeys(defined_by[n] for n in stage.uses if n in defined_by))
-        found[stage.name] = tuple(own)
-        for name in stage.defines:
-            defined_by[name] = stage.name
-    return found
 
 
 def render_table(pipeline: Pipeline) -> str:

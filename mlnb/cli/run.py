@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any
 
+from mlnb.inspection import UNTAGGED
+
 HELP = "run a notebook's pipeline in a fresh kernel, reusing unchanged stages"
 
 
@@ -29,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar=("NAME", "VALUE"),
         help="set a parameter to a string, as given",
+    )
+    parser.add_argument(
+        "-k",
+        "--kernel",
+        metavar="NAME",
+        help="the Jupyter kernel to run in, as papermill's -k (default: the notebook's "
+        "kernelspec, else python3); `jupyter kernelspec list` shows the installed ones",
     )
     parser.add_argument("--no-cache", action="store_true", help="run every stage")
     parser.add_argument("--json", action="store_true", help="print the run record as JSON")
@@ -58,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         no_cache=args.no_cache,
         run_id=args.run_id,
         progress=Quiet() if args.json else Progress(),
+        kernel=args.kernel,
     )
     if args.json:
         print(dumps(record))
@@ -65,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         print(summary(record))
         if record["status"] != "succeeded":
             print(f"mlnb: {failure_message(record)}", file=sys.stderr)
+        if not record["stages"]:
+            print(UNTAGGED, file=sys.stderr)
     return 0 if record["status"] == "succeeded" else 1
 
 
@@ -96,6 +108,8 @@ def failure_message(record: dict[str, Any]) -> str:
         first = f" ({error['first_line']!r})" if error.get("first_line") else ""
         where.append(f"cell {error['cell']}{first}")
     place = f" in {', '.join(where)}" if where else ""
+    if not where and error.get("injected") == "start":
+        place = " before its first stage"
     message = f"run {record['run_id']} failed{place}: {error.get('ename')}"
     if error.get("evalue"):
         message += f": {error['evalue']}"

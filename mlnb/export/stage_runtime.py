@@ -8,9 +8,12 @@ stages read; the executed notebook is kept beside the outputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
+
+from mlnb.errors import StageTaskError
 
 VALUES_DIR = "values"
 EXECUTED = "executed.ipynb"
@@ -79,14 +82,42 @@ def run_stage(
     out.mkdir(parents=True, exist_ok=True)
     source = out / f".{stage}.input.ipynb"
     source.write_text(json.dumps(stage_notebook(notebook_json, stage, inputs, keep, output_dir)))
-    papermill.execute_notebook(
-        str(source),
-        str(out / EXECUTED),
-        parameters=parameters,
-        kernel_name="python3",
-        progress_bar=False,
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(out / EXECUTED),
+            parameters=parameters,
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    except PapermillExecutionError as exc:
+        raise _task_error(exc, stage, out / EXECUTED) from None
+    finally:
+        source.unlink()
+
+
+def _task_error(exc: Any, stage: str, executed: Path) -> StageTaskError:
+    """The failing cell with IPython's error name and message (not papermill's traceback)."""
+    from mlnb.run.executor import _stderr_error
+
+    ename, evalue = exc.ename, exc.evalue
+    cell: dict[str, Any] | None = None
+    with contextlib.suppress(OSError, ValueError):
+        cells = json.loads(executed.read_text()).get("cells", [])
+        code = [c for c in cells if c.get("cell_type") == "code"]
+        cell = next((c for c in code if c.get("execution_count") == exc.exec_count), None)
+    if ename == "CellExecutionError" and not evalue:
+        ename, evalue = _stderr_error(cell) or (ename, evalue)
+    source = exc.source if isinstance(exc.source, str) else "".join(exc.source or [])
+    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    return StageTaskError(
+        f"the cell starting {first[:60]!r} failed: {ename}" + (f": {evalue}" if evalue else ""),
+        fix=f"read the executed notebook {executed}; run the notebook with `mlnb run` to "
+        "reproduce it locally",
+        stage=stage,
     )
-    source.unlink()
 
 
 def _cells(notebook_json: str) -> list[tuple[int, str]]:

@@ -5,6 +5,7 @@ Nothing here imports ipywidgets; :mod:`mlnb.panel.widgets` is a thin view over t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -169,11 +170,17 @@ class CommandProcess:
 
 
 def run_command(
-    notebook: Path, run_id: str, parameters: list[str], store: str | None
+    notebook: Path,
+    run_id: str,
+    parameters: list[str],
+    store: str | None,
+    kernel: str | None = None,
 ) -> CommandProcess:
     argv = ["run", str(notebook), "--json", "--run-id", run_id, *parameters]
     if store:
         argv += ["--store", store]
+    if kernel:
+        argv += ["--kernel", kernel]
     return CommandProcess(argv)
 
 
@@ -184,8 +191,20 @@ def build_command(notebook: Path, store: str | None) -> CommandProcess:
     return CommandProcess(argv)
 
 
-def error_text(stderr: str) -> str:
-    """What the CLI printed for an error, as the panel shows it."""
+def error_text(stderr: str, stdout: str = "") -> str:
+    """What went wrong, as the panel shows it.
+
+    A run that failed prints its record (``--json``) and nothing on stderr: the message is
+    made from the record's error (the stage, the cell, IPython's error name and message).
+    """
+    try:
+        record = json.loads(stdout) if stdout.strip() else None
+    except ValueError:
+        record = None
+    if isinstance(record, dict) and "run_id" in record and record.get("error"):
+        from mlnb.cli.run import failure_message
+
+        return failure_message(record)
     return stderr.strip() or "the command failed without a message"
 
 

@@ -36,7 +36,9 @@ POLL_SECONDS = 0.3
 class MlnbPanel:
     """Pipeline, parameters form, Run and Build, progress and history for one notebook."""
 
-    def __init__(self, notebook: str | Path, store: str | None = None) -> None:
+    def __init__(
+        self, notebook: str | Path, store: str | None = None, kernel: str | None = None
+    ) -> None:
         self.notebook = Path(notebook).resolve()
         self.store_arg = store
         self.store = Store.for_notebook(self.notebook, store)
@@ -46,6 +48,14 @@ class MlnbPanel:
         self.title = w.HTML()
         self.stages = w.HTML()
         self.form = w.VBox()
+        self.kernel = w.Text(
+            value=kernel or "",
+            description="kernel",
+            placeholder="the notebook's kernel",
+            tooltip="the Jupyter kernel the run uses (mlnb run --kernel); "
+            "`jupyter kernelspec list` shows the installed ones",
+            style={"description_width": "initial"},
+        )
         self.run_button = w.Button(description="Run", button_style="primary", icon="play")
         self.build_button = w.Button(description="Build", icon="cube")
         self.bar = w.IntProgress(value=0, min=0, max=1, description="stages")
@@ -59,6 +69,7 @@ class MlnbPanel:
                 self.title,
                 self.stages,
                 self.form,
+                self.kernel,
                 w.HBox([self.run_button, self.build_button]),
                 w.HBox([self.bar, self.status]),
                 self.error,
@@ -118,7 +129,8 @@ class MlnbPanel:
             return None
         run_id = new_run_id()
         argv = cli_parameters(self.fields, self.form_values())
-        self.current = run_command(self.notebook, run_id, argv, self.store_arg).start()
+        kernel = self.kernel.value.strip() or None
+        self.current = run_command(self.notebook, run_id, argv, self.store_arg, kernel).start()
         total = len(self.pipeline.stages) if self.pipeline else 1
         self.bar.max, self.bar.value, self.bar.bar_style = max(total, 1), 0, "info"
         self.status.value = "starting a kernel..."
@@ -164,7 +176,7 @@ class MlnbPanel:
         if run_id is None:
             self.status.value = _build_summary(stdout) if ok else "build failed"
         if not ok:
-            self.show_error(error_text(stderr))
+            self.show_error(error_text(stderr, stdout))
         self.run_button.disabled = self.build_button.disabled = False
         self.refresh()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -146,7 +147,10 @@ class Execution:
                     on_cell_executed=self._cell_executed,
                 )
         except PapermillExecutionError as exc:
-            failure = self._failure(exc.ename, exc.evalue)
+            ename, evalue = exc.ename, exc.evalue
+            if ename == "CellExecutionError" and not evalue:  # no error output: read stderr
+                ename, evalue = _stderr_error(self._current_cell()) or (ename, evalue)
+            failure = self._failure(ename, evalue)
         except RunInterrupted:
             failure = self._failure("KeyboardInterrupt", "")
         except Exception as exc:
@@ -159,6 +163,17 @@ class Execution:
         elif self.notebook is not None:
             write_atomic(output_path, nbformat.writes(self.notebook))  # type: ignore[no-untyped-call]
         return failure
+
+    def _current_cell(self) -> Any:
+        """The executed notebook's cell that was running, found by its ``mlnb_run`` metadata."""
+        if self.notebook is None or self.current is None:
+            return None
+        for cell in self.notebook.get("cells", []):
+            if cell.get("cell_type") == "code" and (
+                dict(cell.get("metadata", {}).get("mlnb_run") or {}) == self.current
+            ):
+                return cell
+        return None
 
     def _failure(self, ename: str, evalue: str) -> Failure:
         cell = self.current
@@ -185,6 +200,37 @@ class Execution:
                 name = signal.Signals(-code).name
             return f"the kernel was killed by {name} while running this cell"
         return f"the kernel exited with code {code} while running this cell (os._exit?)"
+
+
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)): ?(.*)$")
+MISSING_MLNB_MAGIC = "Cell magic `%%mlnb` not found"
+
+
+def _stderr_error(cell: Any) -> tuple[str, str] | None:
+    """IPython's error name and message when a cell failed without an error output.
+
+    IPython reports a :class:`~IPython.core.error.UsageError` (an unknown magic, bad magic
+    arguments) as a line on stderr, ``UsageError: Cell magic `%%x` not found.``, and papermill
+    then knows only ``CellExecutionError``.
+    """
+    if cell is None:
+        return None
+    lines: list[str] = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = output.get("text", "")
+            lines += ("".join(text) if isinstance(text, list) else str(text)).splitlines()
+    lines = [line.strip() for line in lines if line.strip()]
+    if not lines:
+        return None
+    for line in reversed(lines):
+        match = _ERROR_LINE.match(line)
+        if match:
+            ename, evalue = match.group(1), match.group(2)
+            if MISSING_MLNB_MAGIC in evalue:
+                evalue += " (add a first code cell `%load_ext mlnb` to the notebook)"
+            return ename, evalue
+    return "CellExecutionError", lines[-1]
 
 
 def _no_such_kernel(name: str) -> str:

@@ -12,7 +12,7 @@ before validation failed.)
     GET  /mlnb/inspect?path=NB          the pipeline, as ``mlnb inspect --json``
     POST /mlnb/inspect                  {"path", "notebook": <nbformat JSON>}: the same, unsaved
     GET  /mlnb/runs?path=NB             {"runs": [...]} newest first
-    POST /mlnb/runs                     {"path", "parameters"} -> 202 {"run_id", "job_id"}
+    POST /mlnb/runs                     {"path", "parameters", "kernel"?} -> 202 {"run_id", ...}
     GET  /mlnb/runs/ID?path=NB          the run record, live while it runs
     POST /mlnb/builds                   {"path", "run_id"?} -> 202 the build job
     GET  /mlnb/jobs/ID                  a build job: status, result (bento, model, format)
@@ -147,7 +147,9 @@ class RunsHandler(MlnbHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         body = self.json_body()
-        started = await self.service.start_run(body.get("path"), body.get("parameters"))
+        started = await self.service.start_run(
+            body.get("path"), body.get("parameters"), body.get("kernel")
+        )
         self.send(started, status=202)
 
 

@@ -29,6 +29,7 @@ from mlnb.errors import (
     StoreError,
     UnknownParameterError,
 )
+from mlnb.inspection import notes_for, pipeline_json
 from mlnb.kale import is_kale_notebook, kale_layout
 from mlnb.layout import mlnb_layout
 from mlnb.notebook import NotebookFile, parse_notebook, read_notebook
@@ -82,13 +83,17 @@ class MlnbService:
 
     # --- runs ---
 
-    async def start_run(self, api_path: object, parameters: object) -> dict[str, Any]:
+    async def start_run(
+        self, api_path: object, parameters: object, kernel: object = None
+    ) -> dict[str, Any]:
+        """Start ``mlnb run``; ``kernel`` names a Jupyter kernelspec (default: the notebook's)."""
         path, name = self.resolve(api_path)
         pipeline = await asyncio.to_thread(_load, path, name)
         cli_parameters = parameter_arguments(pipeline, parameters)
+        kernel_arguments = await asyncio.to_thread(kernel_argument, kernel, name)
         run_id = new_run_id()
         argv = [self.python, "-m", "mlnb", "run", str(path), "--json", "--run-id", run_id]
-        argv += cli_parameters + self._store_arguments()
+        argv += cli_parameters + kernel_arguments + self._store_arguments()
         job = await self.jobs.start(
             "run", name, argv, cwd=str(path.parent), env=self._env(), run_id=run_id
         )
@@ -204,12 +209,15 @@ def _rename(error: MlnbError, api_path: str) -> MlnbError:
     return error
 
 
-def _load(path: Path, api_path: str) -> Pipeline:
+def _read(path: Path, api_path: str) -> NotebookFile:
     try:
-        notebook = dataclasses.replace(read_notebook(path), path=api_path)
+        return dataclasses.replace(read_notebook(path), path=api_path)
     except MlnbError as error:
         raise _rename(error, api_path) from None
-    return _pipeline(notebook)
+
+
+def _load(path: Path, api_path: str) -> Pipeline:
+    return _pipeline(_read(path, api_path))
 
 
 def _pipeline(notebook: NotebookFile) -> Pipeline:
@@ -221,7 +229,13 @@ def _pipeline(notebook: NotebookFile) -> Pipeline:
 
 
 def _inspect_file(path: Path, api_path: str) -> dict[str, Any]:
-    return _load(path, api_path).to_json()
+    return _inspect_json(_read(path, api_path))
+
+
+def _inspect_json(notebook: NotebookFile) -> dict[str, Any]:
+    """What ``mlnb inspect --json`` prints: the pipeline, with the hints for people."""
+    pipeline = _pipeline(notebook)
+    return pipeline_json(pipeline, notes_for(pipeline, notebook))
 
 
 def _inspect_document(document: object, api_path: str) -> dict[str, Any]:
@@ -229,7 +243,7 @@ def _inspect_document(document: object, api_path: str) -> dict[str, Any]:
         notebook = parse_notebook(document, api_path)
     except MlnbError as error:
         raise _rename(error, api_path) from None
-    return _pipeline(notebook).to_json()
+    return _inspect_json(notebook)
 
 
 def draft_stages(notebook: NotebookFile) -> list[dict[str, Any]]:
@@ -274,6 +288,28 @@ def _failed_by_job(
         },
         "log": log,
     }
+
+
+def kernel_argument(kernel: object, notebook: str) -> list[str]:
+    """``--kernel NAME`` for ``mlnb run``, checked against the installed kernelspecs."""
+    if kernel is None or kernel == "":
+        return []
+    installed = sorted(installed_kernels())
+    if not isinstance(kernel, str) or kernel not in installed:
+        shown = json.dumps(kernel) if not isinstance(kernel, str) else repr(kernel)
+        raise BadRequestError(
+            f"no Jupyter kernel named {shown} is installed",
+            fix=f"use one of: {', '.join(installed) or '(none)'}, or leave 'kernel' out to use "
+            "the notebook's own kernel",
+            notebook=notebook,
+        )
+    return ["--kernel", kernel]
+
+
+def installed_kernels() -> list[str]:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return list(KernelSpecManager().find_kernel_specs())
 
 
 def parameter_arguments(pipeline: Pipeline, parameters: object) -> list[str]:

@@ -72,6 +72,14 @@ describe('reducer', () => {
     expect(s.values.seed).toBe('1');
   });
 
+  it('keeps the kernel typed for runs, and a new notebook starts with its own kernel', () => {
+    let s = reducer(ready(), { type: 'kernel', kernel: 'project-env' });
+    expect(s.kernel).toBe('project-env');
+    s = reducer(s, { type: 'inspect/ok', path: 'nb.ipynb', pipeline });
+    expect(s.kernel).toBe('project-env');
+    expect(reducer(s, { type: 'notebook', path: 'other.ipynb' }).kernel).toBe('');
+  });
+
   it('tracks a run from submit to finish and merges it into the history', () => {
     let s = reducer(ready(), { type: 'runs', path: 'nb.ipynb', runs: [run('old', 'succeeded')] });
     s = reducer(s, { type: 'submit', what: 'run' });
