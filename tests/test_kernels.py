@@ -118,15 +118,20 @@ def test_the_package_error_names_the_python_and_the_install_command() -> None:
 def test_register_magics_makes_mlnb_cells_run_without_load_ext() -> None:
     main = sys.modules["__main__"]
     shell = InteractiveShell.instance()
+    magics = shell.magics_manager.magics
+    before = {kind: magics[kind].get("mlnb") for kind in ("cell", "line")}
     try:
         shell.reset()
-        if "mlnb" in shell.magics_manager.magics["cell"]:
-            del shell.magics_manager.magics["cell"]["mlnb"]
+        for kind in ("cell", "line"):
+            magics[kind].pop("mlnb", None)
         assert not shell.run_cell("%%mlnb data\nx = 1").success  # IPython: magic not found
         assert register_magics(shell) is True
         result = shell.run_cell("%%mlnb data\nx = 41 + 1\nx")
         assert result.success and result.result == 42
     finally:
+        for kind, magic in before.items():  # as other tests of this shell left it
+            if magic is not None:
+                magics[kind]["mlnb"] = magic
         shell.reset()
         sys.modules["__main__"] = main
 

@@ -79,14 +79,6 @@ def test_a_closed_pipe_ends_the_command_without_a_traceback(command, tmp_path: P
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
 
 
-def test_head_reads_the_first_line(tmp_path: Path) -> None:
-    mlnb_command = f"{sys.executable} -m mlnb inspect --json {NOTEBOOKS / 'kale_pipeline.ipynb'}"
-    result = subprocess.run(
-        f"{mlnb_command} | head -1", shell=True, capture_output=True, text=True, env=_env()
-    )
-    assert result.stdout == "{\n" and "Traceback" not in result.stderr
-
-
 # --- an untagged notebook ---
 
 
