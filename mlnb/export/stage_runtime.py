@@ -76,13 +76,13 @@ def run_stage(
     keep: list[str],
     output_dir: str,
 ) -> None:
-    import papermill
+    import papermill  # type: ignore[import-untyped]
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     source = out / f".{stage}.input.ipynb"
     source.write_text(json.dumps(stage_notebook(notebook_json, stage, inputs, keep, output_dir)))
-    from papermill.exceptions import PapermillExecutionError
+    from papermill.exceptions import PapermillExecutionError  # type: ignore[import-untyped]
 
     try:
         papermill.execute_notebook(
