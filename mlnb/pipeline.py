@@ -182,7 +182,12 @@ def pipeline_from_notebook(notebook: NotebookFile) -> Pipeline:
 
 def build_pipeline(layout: Layout, notebook: NotebookFile) -> Pipeline:
     setup = _analyse_cells(layout, layout.setup_cells, layout.setup_sources)
-    parameters = read_parameters(layout.parameters_source)
+    parameters_cell = layout.parameters_cell
+    parameters = read_parameters(
+        layout.parameters_source,
+        cell=None if parameters_cell is None else layout.cell_ref(parameters_cell),
+        notebook=layout.notebook,
+    )
     parameter_names = {p.name for p in parameters}
     known_outside = BUILTIN_NAMES | setup.defines | parameter_names
 

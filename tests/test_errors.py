@@ -61,6 +61,7 @@ def test_every_notebook_error_has_a_broken_notebook() -> None:
         "unknown-stage",
         "syntax-error",
         "mixed-tags",
+        "parameters-syntax-error",
     }
     assert notebook_errors <= ERROR_CODES
     assert notebook_errors <= covered

@@ -150,6 +150,7 @@ def _execute(
         reader = _EventReader(run_dir / "events.jsonl")
         config = {
             "store": str(store.root),
+            "kernel": plan.pipeline.kernel_name or "python3",
             "events": str(reader.path),
             "roots": sorted({str(plan.base_dir), str(project_root(plan.base_dir))}),
             "ignore": [_MLNB_PACKAGE, str(plan.base_dir / ".ipynb_checkpoints")],
