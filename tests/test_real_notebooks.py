@@ -60,6 +60,7 @@ class Case:
     dtypes: dict[str, str] = field(default_factory=dict)  # column -> dtype prefix
     task: str | None = None  # with a serve stage: what the build must see
     depends_on: dict[str, frozenset[str]] = field(default_factory=dict)  # at least these
+    model_libraries: tuple[str, ...] = ("scikit-learn",)  # what a native model needs to load
 
 
 def edit(cell: int, old: str, new: str, *reran: str) -> Edit:
@@ -117,6 +118,7 @@ CASES: dict[str, Case] = {
             ),
             dtypes={"signup_date": "datetime64", "contract": "category"},
             task="classification",
+            model_libraries=("scikit-learn", "lightgbm"),
         ),
         Case(
             "wine_svc.ipynb",
@@ -308,9 +310,11 @@ class Corpus:
         log = self.root / f"serve-{outcome.folder.name}.log"
         command = [sys.executable, "-m", "mlnb", "serve", outcome.build.answer["bento"]]
         command += ["--store", str(outcome.store), "--host", "127.0.0.1", "--port", str(port)]
+        elsewhere = self.root / f"serve-{outcome.folder.name}"  # features.py is not beside it
+        elsewhere.mkdir()
         with open(log, "wb") as handle:
             process = subprocess.Popen(
-                command, cwd=outcome.folder, env=self.env, stdout=handle, stderr=subprocess.STDOUT
+                command, cwd=elsewhere, env=self.env, stdout=handle, stderr=subprocess.STDOUT
             )
         server = Server(process, f"http://127.0.0.1:{port}", log)
         try:
@@ -487,16 +491,21 @@ def test_the_build_serves_one_request_of_training_rows(corpus, name: str) -> Non
     assert len(answer["predictions"]) == len(outcome.request_rows) == 2
 
 
-@pytest.mark.parametrize("name", ["churn_lightgbm.ipynb"])
-def test_the_bento_pins_the_model_library(corpus, name: str) -> None:
-    outcome = outcome_of(corpus, name)
+@pytest.mark.parametrize("name", SERVED)
+def test_the_bento_pins_what_the_model_needs(corpus, name: str) -> None:
+    """A native model's libraries at the run's versions (LightGBM too); ONNX: onnxruntime."""
+    case, outcome = CASES[name], outcome_of(corpus, name)
     assert outcome.build is not None and outcome.build.returncode == 0, outcome.build.explain()
-    record = succeeded(outcome.cold)
-    version = record["environment"]["packages"]["lightgbm"]
-    bentofile = yaml.safe_load(
-        (Path(outcome.build.answer["build_dir"]) / "bentofile.yaml").read_text()
-    )
-    assert f"lightgbm=={version}" in bentofile["python"]["packages"]
+    built = outcome.build.answer
+    record = json.loads((outcome.store / "runs" / built["run_id"] / "run.json").read_text())
+    versions = record["environment"]["packages"]
+    folder = Path(built["build_dir"])
+    pins = yaml.safe_load((folder / "bentofile.yaml").read_text())["python"]["packages"]
+    if built["format"] == "native":
+        for library in case.model_libraries:
+            assert f"{library}=={versions[library]}" in pins, (library, pins)
+    else:
+        assert any(pin.startswith("onnxruntime==") for pin in pins), pins
 
 
 @pytest.mark.parametrize("name", ["kale_diabetes.ipynb"])
