@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -216,6 +217,7 @@ class Project:
             self.env.pop(name, None)
         self.builds: dict[str, dict[str, Any]] = {}
         self.logs: dict[str, str] = {}
+        self.servers: dict[str, Server] = {}
 
     def mlnb(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -224,13 +226,20 @@ class Project:
             check=False,
         )  # fmt: skip
 
-    def run_and_build(self, notebook: str) -> None:
+    def run_build_and_serve(self, notebook: str) -> None:
+        """`mlnb run`, `mlnb build`, then `mlnb serve` started (it gets ready meanwhile)."""
         ran = self.mlnb("run", notebook, "--json")
         assert ran.returncode == 0, f"mlnb run {notebook} failed:\n{ran.stderr[-4000:]}"
         built = self.mlnb("build", notebook, "--json")
         assert built.returncode == 0, f"mlnb build {notebook} failed:\n{built.stderr[-4000:]}"
         self.builds[notebook] = json.loads(built.stdout)
         self.logs[notebook] = built.stderr
+        self.servers[notebook] = self.serve(notebook)
+
+    def server(self, notebook: str) -> Server:
+        server = self.servers[notebook]
+        wait_ready(server)
+        return server
 
     def run_record(self, notebook: str) -> dict[str, Any]:
         run_id = self.builds[notebook]["run_id"]
@@ -258,14 +267,14 @@ class Project:
         log = self.root / f"serve-{port}.log"
         tag = self.builds[notebook]["bento"]
         command = [sys.executable, "-m", "mlnb", "serve", tag, "--host", "127.0.0.1"]
+        elsewhere = self.root / "elsewhere"  # not the notebook's folder: no features.py here
+        elsewhere.mkdir(exist_ok=True)
         with open(log, "wb") as handle:
             process = subprocess.Popen(
                 [*command, "--port", str(port)],
-                cwd=self.root, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+                cwd=elsewhere, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        server = Server(process, f"http://127.0.0.1:{port}", log)
-        wait_ready(server)
-        return server
+        return Server(process, f"http://127.0.0.1:{port}", log)
 
 
 @pytest.fixture(scope="module")
@@ -275,19 +284,27 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     for name, cells in NOTEBOOKS.items():
         write_notebook(root / name, cells)
     the_project = Project(root)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two cores: two at a time
-        list(pool.map(the_project.run_and_build, NOTEBOOKS))
-    yield the_project
-    shutil.rmtree(root / "bentoml", ignore_errors=True)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # two cores: two at a time
+            list(pool.map(the_project.run_build_and_serve, NOTEBOOKS))
+        yield the_project
+    finally:
+        running = [s.process for s in the_project.servers.values() if s.process.poll() is None]
+        for process in running:  # all at once, then wait for each
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        shutil.rmtree(root / "bentoml", ignore_errors=True)
 
 
 @pytest.fixture
-def served(project: Project, request: pytest.FixtureRequest) -> Iterator[Server]:
-    server = project.serve(request.param)
-    try:
-        yield server
-    finally:
-        server.stop()
+def served(project: Project, request: pytest.FixtureRequest) -> Server:
+    """The notebook's Bento, served on 127.0.0.1 for the whole module."""
+    return project.server(request.param)
 
 
 def answer(server: Server, rows: list[Any]) -> dict[str, Any]:
@@ -405,17 +422,12 @@ def test_a_lightgbm_classifier_goes_through_onnxmltools(project: Project, served
     assert np.allclose(got["probabilities"], model.predict_proba(held_out), atol=1e-5)
 
 
-def test_rows_that_mix_objects_and_lists_are_refused_naming_the_row(project: Project) -> None:
-    from mlnb.errors import RequestRejected
-    from mlnb.serving.schema import RequestSchema
-
-    spec_file = Path(project.builds["svc.ipynb"]["build_dir"]) / "mlnb_service.json"
-    schema = RequestSchema.from_json(json.loads(spec_file.read_text())["schema"])
-    row = {name: 1.0 for name in schema.names}
-    with pytest.raises(RequestRejected) as caught:
-        schema.frame({"rows": [row, row, list(row.values())]})
-    assert (caught.value.row, caught.value.reason, caught.value.status) == (2, "mixed-rows", 422)
-    assert caught.value.field is None  # the whole row has the other shape
-    assert (
-        "row 2 is a list" in caught.value.message and "row 0 is an object" in caught.value.message
-    )
+@pytest.mark.parametrize("served", ["svc.ipynb"], indirect=True)
+def test_rows_that_mix_objects_and_lists_are_refused_naming_the_row(
+    project: Project, served: Server
+) -> None:
+    row = wire_rows(project, "svc.ipynb", project.held_out("svc.ipynb").head(1))[0]
+    status, body = post(served.url + "/predict", {"rows": [row, row, list(row.values())]})
+    assert (status, body["error"], body["row"], body["field"]) == (422, "mixed-rows", 2, None)
+    assert body["message"].startswith("row 2 is a list of values, but row 0 is an object")
+    assert "send row 2 as an object keyed by the feature names" in body["fix"]
