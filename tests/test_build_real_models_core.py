@@ -166,3 +166,13 @@ def test_an_xgboost_classifier_converts_with_onnxmltools() -> None:
     assert onnx_convert.booster_of(model) == "XGBoost"
     conversion = onnx_convert.convert(model, schema)
     assert conversion.spec["task"] == "classification"
+
+
+def test_nullable_integer_columns_are_not_fed_to_onnx() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X = pd.DataFrame({"visits": pd.array([1, 2, None, 4] * 5, dtype="Int64"), "x": [0.5] * 20})
+    model = LogisticRegression().fit(X.fillna(0), [0, 1] * 10)
+    schema = RequestSchema.from_training_data(_training_data(X))
+    with pytest.raises(onnx_convert.NotConvertible, match="column 'visits', Int64"):
+        onnx_convert.convert(model, schema)

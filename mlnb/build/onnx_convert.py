@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlnb.serving.schema import RequestSchema
+from mlnb.serving.schema import RequestSchema, pandas_nullable
 
 
 class NotConvertible(Exception):
@@ -133,6 +133,12 @@ def convert(model: Any, schema: RequestSchema, *, narrow: bool = False) -> Conve
     unsupported = [f.name for f in fields if f.kind in ("datetime", "timedelta")]
     if unsupported:
         raise NotConvertible(f"ONNX has no datetime or duration inputs (column {unsupported[0]!r})")
+    nullable = [f for f in fields if pandas_nullable(f.dtype) and f.kind != "string"]
+    if nullable:
+        raise NotConvertible(
+            f"ONNX has no inputs of pandas' nullable dtypes (column {nullable[0].name!r}, "
+            f"{nullable[0].dtype})"
+        )
     feed = {f.name: _narrowed(f.dtype) if narrow else f.dtype for f in fields}
     dtypes = set(feed.values())
     float_only = all(f.kind == "float" for f in fields) and len(dtypes) == 1
