@@ -151,7 +151,7 @@ _Queued = tuple[float, list[str], Any, Any] | Rejected
 
 def _missing_as_none(values: Any) -> Any:
     """An object matrix with None wherever pandas sees a missing value (NaN, NaT, pd.NA)."""
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     missing = pd.isna(values)
     if not missing.any():
