@@ -151,6 +151,28 @@ def analyse(sources: Iterable[str]) -> NameUse:
     )
 
 
+_FIT_METHODS = frozenset({"fit", "fit_transform", "fit_predict", "partial_fit"})
+
+
+def fit_arguments(sources: Iterable[str]) -> dict[str, list[str]]:
+    """``model.fit(X_train, y)`` -> ``{"model": ["X_train"]}``: the variable each fits on."""
+    found: dict[str, list[str]] = {}
+    for tree in parsed_cells(sources):
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner, args = node.func.value, node.args
+            if (
+                node.func.attr in _FIT_METHODS
+                and isinstance(owner, ast.Name)
+                and args
+                and isinstance(args[0], ast.Name)
+                and args[0].id not in found.setdefault(owner.id, [])
+            ):
+                found[owner.id].append(args[0].id)
+    return found
+
+
 # --- magics as the Python they run -------------------------------------------------------
 
 # Line magics that neither read nor define notebook names.

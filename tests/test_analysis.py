@@ -149,3 +149,25 @@ def test_kale_steps_depend_on_prev_tags_and_on_data_flow() -> None:
     assert prepare.declared_deps == ("side",)
     assert prepare.inferred_deps == ("load",)
     assert prepare.depends_on == ("load", "side")
+
+
+def test_the_variable_a_model_is_fitted_on_is_read_from_the_code() -> None:
+    from mlnb.analysis import fit_arguments
+
+    found = fit_arguments(["%time model.fit(X_train, y_train)", "search.fit(X, y)\nmodel.fit(Z)"])
+    assert found == {"model": ["X_train", "Z"], "search": ["X"]}
+
+
+def test_a_model_without_feature_names_finds_its_training_frame_through_fit() -> None:
+    import pandas as pd
+
+    from mlnb.run.profile import find_training_data
+
+    class Opaque:  # a user's pipeline: no feature_names_in_, no n_features_in_
+        def fit(self, X, y=None):  # type: ignore[no-untyped-def]
+            return self
+
+    frames = {"X_train": pd.DataFrame({"a": [1, 2]}), "X_test": pd.DataFrame({"a": [3]})}
+    assert find_training_data(Opaque(), frames) is None
+    found = find_training_data(Opaque(), frames, ["X_train"])
+    assert found is not None and found[0] == "X_train"

@@ -195,7 +195,7 @@ def _run_report(inputs: BuildInputs, progress: Progress) -> str:
 def precheck(notebook: str) -> ServeCode:
     """The serve code of the notebook as it is now: refused early, before any run."""
     pipeline = load_pipeline(notebook)
-    trains = pipeline.stages_of_kind("train")
+    trains = [*pipeline.stages_of_kind("train"), *pipeline.stages_of_kind("step")]  # Kale steps
     variable = next((s.options.model for s in trains if s.options.model), None) or "model"
     serve = extract_serve_code(pipeline, variable, pipeline.parameter_defaults)
     _scan(pipeline, serve)

@@ -12,7 +12,7 @@ compares live requests against it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 SAMPLE_ROWS = 1000
@@ -34,16 +34,25 @@ def as_frame(value: Any) -> Any | None:
     return None
 
 
-def find_training_data(model: Any, inputs: Mapping[str, Any]) -> tuple[str, Any] | None:
-    """``(variable, frame)`` of the data ``model`` was fitted on, among ``inputs``."""
+def find_training_data(
+    model: Any, inputs: Mapping[str, Any], fitted_on: Sequence[str] = ()
+) -> tuple[str, Any] | None:
+    """``(variable, frame)`` of the data ``model`` was fitted on, among ``inputs``.
+
+    The model's own ``feature_names_in_`` (or ``n_features_in_``) picks the frame; a model
+    without either (a pipeline that starts with a transformer of the user's) falls back to the
+    variable the stage's code passes to ``model.fit(...)`` (``fitted_on``).
+    """
     frames = {name: f for name, f in ((n, as_frame(v)) for n, v in inputs.items()) if f is not None}
     names = getattr(model, "feature_names_in_", None)
+    width = getattr(model, "n_features_in_", None)
     if names is not None:
         wanted = [str(c) for c in names]
         matches = {n: f for n, f in frames.items() if [str(c) for c in f.columns] == wanted}
+    elif width is not None:
+        matches = {n: f for n, f in frames.items() if f.shape[1] == width}
     else:
-        width = getattr(model, "n_features_in_", None)
-        matches = {n: f for n, f in frames.items() if width is not None and f.shape[1] == width}
+        matches = {n: frames[n] for n in fitted_on[:1] if n in frames}
     if not matches:
         return None
     name = max(matches, key=lambda n: (len(matches[n]), n))

@@ -223,7 +223,8 @@ def _train_results(
     }
     names = [*spec.get("uses", []), *spec.get("defines", [])]
     inputs = {n: namespace[n] for n in names if n in namespace}
-    found = profile.find_training_data(model, inputs)
+    fitted_on = (spec.get("fit_arguments") or {}).get(variable, [])
+    found = profile.find_training_data(model, inputs, fitted_on)
     if found is None:
         result["training_data"] = None
         return result
