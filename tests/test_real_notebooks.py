@@ -13,6 +13,7 @@ notebooks at a time (the longest first), and the tests read what happened.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -235,6 +236,8 @@ class Outcome:
     build: Step | None = None
     request_rows: list[dict[str, Any]] | None = None
     served: tuple[int, Any] | None = None  # status and answer of one /predict
+    probe_expected: list[Any] | None = None  # what the notebook's predict(X_test.head(n)) gave
+    probe_served: tuple[int, Any] | None = None  # the server's answer for those rows
     serve_error: str | None = None
     serve_log: str = ""
 
@@ -298,10 +301,10 @@ class Corpus:
             outcome.build = self.mlnb(folder, "build", nb, "--store", str(store), "--json")
             if outcome.build.returncode == 0:
                 outcome.build.answer = json.loads(outcome.build.stdout)
-                self.serve(outcome)
+                self.serve(outcome, case)
         return outcome
 
-    def serve(self, outcome: Outcome) -> None:
+    def serve(self, outcome: Outcome, case: Case) -> None:
         run = json.loads(
             (outcome.store / "runs" / outcome.build.answer["run_id"] / "run.json").read_text()
         )
@@ -320,6 +323,10 @@ class Corpus:
         try:
             wait_ready(server, timeout=180)
             outcome.served = post(server.url + "/predict", {"rows": outcome.request_rows})
+            if case.probe is not None:
+                expected, rows = probe_request(outcome, run, case.probe)
+                outcome.probe_expected = expected
+                outcome.probe_served = post(server.url + "/predict", {"rows": rows})
         except AssertionError as error:
             outcome.serve_error = str(error)
         finally:
@@ -344,6 +351,26 @@ def request_rows(store: Path, run: dict[str, Any], count: int = 2) -> list[dict[
     for record in sample.to_dict(orient="records"):
         rows.append({str(k): wire(v) for k, v in record.items()})
     return rows
+
+
+def probe_request(
+    outcome: Outcome, run: dict[str, Any], cell: int
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """What the run's probe cell answered for X_test.head(n), and those n rows as JSON."""
+    executed = json.loads((outcome.store / run["executed_notebook"]).read_text())
+    text = probe_text(executed, cell)
+    assert text is not None, f"the probe cell {cell} has no result in run {run['run_id']}"
+    expected = ast.literal_eval(text)
+    saved = [
+        ref
+        for stage in run["stages"]
+        for name, ref in (stage.get("outputs") or {}).items()
+        if name == "X_test" and ref.get("format") == "parquet"
+    ]
+    assert saved, f"run {run['run_id']} saved no X_test"
+    frame = pd.read_parquet(outcome.store / saved[-1]["path"]).head(len(expected))
+    rows = [{str(k): wire(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
+    return expected, rows
 
 
 def wire(value: Any) -> Any:
@@ -396,7 +423,11 @@ def statuses(record: dict[str, Any]) -> dict[str, str]:
 
 def probe_output(outcome: Outcome, step: Step, cell: int) -> str | None:
     """The text of the probe cell's result in the run's executed notebook (None: not run)."""
-    for executed in outcome.executed(step)["cells"]:
+    return probe_text(outcome.executed(step), cell)
+
+
+def probe_text(notebook: dict[str, Any], cell: int) -> str | None:
+    for executed in notebook["cells"]:
         if (executed["metadata"].get("mlnb_run") or {}).get("cell") != cell:
             continue
         for output in executed.get("outputs", []):
@@ -489,6 +520,42 @@ def test_the_build_serves_one_request_of_training_rows(corpus, name: str) -> Non
     status, answer = outcome.served
     assert status == 200, (answer, outcome.request_rows, outcome.serve_log[-3000:])
     assert len(answer["predictions"]) == len(outcome.request_rows) == 2
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_the_served_model_answers_what_the_notebook_answered(corpus, name: str) -> None:
+    """The build's run's predict(X_test.head(n)), sent as n request rows to the server."""
+    outcome = outcome_of(corpus, name)
+    assert outcome.build is not None and outcome.build.returncode == 0, outcome.build.explain()
+    assert outcome.serve_error is None, outcome.serve_error
+    assert outcome.probe_served is not None
+    status, answer = outcome.probe_served
+    assert status == 200, (answer, outcome.serve_log[-3000:])
+    assert close(answer["predictions"], outcome.probe_expected), (
+        answer["predictions"],
+        outcome.probe_expected,
+    )
+
+
+def close(served: Any, expected: Any) -> bool:
+    """Equal, numbers within the last digit a rounded answer can move by (ONNX is float32)."""
+    if isinstance(expected, dict):
+        return (
+            isinstance(served, dict)
+            and served.keys() == expected.keys()
+            and all(close(served[k], v) for k, v in expected.items())
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(served, list)
+            and len(served) == len(expected)
+            and all(close(a, b) for a, b in zip(served, expected, strict=True))
+        )
+    if isinstance(expected, float) and not isinstance(served, bool):
+        return isinstance(served, (int, float)) and math.isclose(
+            served, expected, rel_tol=1e-3, abs_tol=1.5e-4
+        )
+    return served == expected
 
 
 @pytest.mark.parametrize("name", SERVED)
