@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -239,6 +238,7 @@ class Outcome:
     probe_expected: list[Any] | None = None  # what the notebook's predict(X_test.head(n)) gave
     probe_served: tuple[int, Any] | None = None  # the server's answer for those rows
     serve_error: str | None = None
+    probe_error: str | None = None
     serve_log: str = ""
 
     def executed(self, step: Step) -> dict[str, Any]:
@@ -301,7 +301,10 @@ class Corpus:
             outcome.build = self.mlnb(folder, "build", nb, "--store", str(store), "--json")
             if outcome.build.returncode == 0:
                 outcome.build.answer = json.loads(outcome.build.stdout)
-                self.serve(outcome, case)
+                try:
+                    self.serve(outcome, case)
+                except Exception as error:  # what the serve tests report, not the other tests
+                    outcome.serve_error = f"{type(error).__name__}: {error}"
         return outcome
 
     def serve(self, outcome: Outcome, case: Case) -> None:
@@ -324,11 +327,12 @@ class Corpus:
             wait_ready(server, timeout=180)
             outcome.served = post(server.url + "/predict", {"rows": outcome.request_rows})
             if case.probe is not None:
-                expected, rows = probe_request(outcome, run, case.probe)
-                outcome.probe_expected = expected
-                outcome.probe_served = post(server.url + "/predict", {"rows": rows})
-        except AssertionError as error:
-            outcome.serve_error = str(error)
+                try:
+                    expected, rows = probe_request(outcome, run, case.probe)
+                    outcome.probe_expected = expected
+                    outcome.probe_served = post(server.url + "/predict", {"rows": rows})
+                except Exception as error:
+                    outcome.probe_error = f"{type(error).__name__}: {error}"
         finally:
             server.stop()
             outcome.serve_log = log.read_text(errors="replace")
@@ -382,7 +386,9 @@ def wire(value: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def corpus(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[Outcome]]]:
+def corpus(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[Outcome]]]:
     """Every selected notebook's whole story, started at once, two notebooks at a time."""
     here = request.module.__name__
     wanted = {
@@ -390,14 +396,12 @@ def corpus(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[Outcome]
         for item in request.session.items
         if item.module.__name__ == here and hasattr(item, "callspec")
     }
-    root = Path(tempfile.mkdtemp(prefix="mlnb-real-"))
-    the_corpus = Corpus(root)
+    the_corpus = Corpus(tmp_path_factory.mktemp("real"))
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         futures = {
             name: pool.submit(the_corpus.exercise, CASES[name]) for name in CASES if name in wanted
         }
         yield futures
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def outcome_of(corpus: dict[str, Future[Outcome]], name: str) -> Outcome:
@@ -528,6 +532,7 @@ def test_the_served_model_answers_what_the_notebook_answered(corpus, name: str) 
     outcome = outcome_of(corpus, name)
     assert outcome.build is not None and outcome.build.returncode == 0, outcome.build.explain()
     assert outcome.serve_error is None, outcome.serve_error
+    assert outcome.probe_error is None, outcome.probe_error
     assert outcome.probe_served is not None
     status, answer = outcome.probe_served
     assert status == 200, (answer, outcome.serve_log[-3000:])
