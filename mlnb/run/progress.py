@@ -47,6 +47,7 @@ class Progress(Quiet):
     def run_started(self, record: Mapping[str, Any]) -> None:
         stages = record["stages"]
         self.entries = stages
+        self.shown = set()  # a second pass (a corrected plan) shows its stages again
         self.order = [s["name"] for s in stages]
         self.width = max([8, *(len(s["name"]) for s in stages)])
         cached = sum(1 for s in stages if s["status"] == "cached")
