@@ -96,3 +96,40 @@ def test_a_cached_run_after_any_single_cell_edit_equals_a_fresh_run(
             f"{source.name}, {what}: the cached run differs from a --no-cache run\n"
             f"stages: {[(s['name'], s['status'], s['reason']) for s in cached['stages']]}"
         )
+
+
+@pytest.mark.slow
+def test_a_change_in_place_no_reading_foresaw_is_corrected_in_the_same_command(
+    tmp_path: Path,
+) -> None:
+    """A helper function drops rows of its argument: only the run can see it. The stage after
+    it was reused from before the edit, so the run corrects itself and says why."""
+    from .conftest import code_cell, mlnb, notebook_json
+
+    def write(prepare: str) -> Path:
+        cells = [
+            code_cell("import pandas as pd\ndef clean(df):\n    df.dropna(inplace=True)"),
+            code_cell("X = pd.DataFrame({'a': [1.0, None, 3.0, 4.0]})", ("mlnb:data",)),
+            code_cell(prepare, ("mlnb:data:prepare",)),
+            code_cell("n_rows = len(X)", ("mlnb:train",), {"version": 1, "metrics": ["n_rows"]}),
+        ]
+        path = tmp_path / "notebook.ipynb"
+        path.write_text(json.dumps(notebook_json(cells)))
+        return path
+
+    store = str(tmp_path / "store")
+    assert mlnb("run", str(write("k = 1")), "--store", store).returncode == 0
+    result = mlnb("run", str(write("clean(X)\nk = 1")), "--store", store)
+    assert result.returncode == 0, result.stderr
+    assert "note: stage 'prepare' changed 'X' in place" in result.stderr
+    assert "metrics: n_rows=3" in result.stdout + result.stderr
+    listed = json.loads(mlnb("runs", "--store", store, "--json").stdout)
+    newest, corrected = listed[0], listed[1]
+    assert newest["metrics"] == {"n_rows": 3.0}
+    first = json.loads(mlnb("runs", "show", corrected["run_id"], "--store", store, "--json").stdout)
+    assert first["superseded_by"] == newest["run_id"]
+    # The next plan knows the change: nothing runs, and the result stays right.
+    again = mlnb("run", str(write("clean(X)\nk = 1")), "--store", store, "--json")
+    record = json.loads(again.stdout)
+    assert [s["status"] for s in record["stages"]] == ["cached"] * 3
+    assert record["metrics"] == {"n_rows": 3.0}
