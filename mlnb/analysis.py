@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,13 +109,19 @@ def ipython_python(cell_source: str) -> str:
     return str(TransformerManager().transform_cell(cell_source))  # type: ignore[no-untyped-call]
 
 
+# CPython 3.11 keeps the parser's recursion depth per interpreter: two threads parsing at once
+# fail with "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905).
+_PARSING = threading.Lock()
+
+
 def parse_cell(cell_source: str) -> ParsedCell:
     """Parse a cell as IPython would run it; raises :class:`CodeSyntaxError`."""
     text = ipython_python(cell_source)
     try:
-        ipython = ast.parse(text)
-        rewriter = _MagicRewriter()
-        tree = rewriter.visit(ast.parse(text))
+        with _PARSING:
+            ipython = ast.parse(text)
+            rewriter = _MagicRewriter()
+            tree = rewriter.visit(ast.parse(text))
     except SyntaxError as exc:
         raise CodeSyntaxError(exc.msg, exc.lineno) from None
     except RecursionError:

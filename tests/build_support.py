@@ -26,6 +26,21 @@ from typing import Any
 
 from .conftest import EXAMPLES, code_cell, notebook_json
 
+
+def user_env(root: Path) -> dict[str, str]:
+    """The environment a user's ``mlnb`` commands get: a BentoML home under ``root``, no
+    tracking, and none of mlnb's own variables leaking in from the test run."""
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(root / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    for name in ("MLNB_STORE", "MLNB_MONITOR_DIR"):
+        env.pop(name, None)
+    return env
+
+
 FALLBACK_CELLS = [
     code_cell(
         "import numpy as np\nfrom sklearn.datasets import load_breast_cancer\n"

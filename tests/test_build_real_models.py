@@ -11,7 +11,6 @@ own model on the held-out rows.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .build_support import Server, free_port, post, wait_ready
+from .build_support import Server, free_port, post, user_env, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -207,14 +206,7 @@ class Project:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = {
-            **os.environ,
-            "BENTOML_HOME": str(root / "bentoml"),
-            "BENTOML_DO_NOT_TRACK": "True",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        for name in ("MLNB_STORE", "MLNB_MONITOR_DIR"):
-            self.env.pop(name, None)
+        self.env = user_env(root)
         self.builds: dict[str, dict[str, Any]] = {}
         self.logs: dict[str, str] = {}
         self.servers: dict[str, Server] = {}

@@ -47,7 +47,7 @@ def literal_edits(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any
                 continue
             row = body_start + node.lineno - 1
             line = lines[row]
-            new = repr(node.value + 1 if isinstance(node.value, int) else node.value * 1.5)
+            new = repr(node.value + 1 if isinstance(node.value, int) else node.value + 0.5)
             edited_line = line[: node.col_offset] + new + line[node.end_col_offset :]
             edited = json.loads(json.dumps(document))
             edited["cells"][index]["source"] = "".join(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .build_support import Server, free_port, post, wait_ready
+from .build_support import Server, free_port, post, user_env, wait_ready
 from .conftest import NOTEBOOKS
 
 pytestmark = pytest.mark.slow
@@ -248,14 +247,7 @@ class Outcome:
 class Corpus:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = {
-            **os.environ,
-            "BENTOML_HOME": str(root / "bentoml"),
-            "BENTOML_DO_NOT_TRACK": "True",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        for name in ("MLNB_STORE", "MLNB_MONITOR_DIR"):
-            self.env.pop(name, None)
+        self.env = user_env(root)
 
     def mlnb(self, folder: Path, *args: str, as_json: bool = False) -> Step:
         result = subprocess.run(

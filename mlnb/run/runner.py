@@ -106,21 +106,25 @@ def _record_cached(
 
 
 class _Lineage(threading.Thread):
-    """Package versions and git state, gathered while the kernel starts."""
+    """Package versions and git state, gathered while the kernel starts.
+
+    The cells are read before the thread starts, so the run parses them on one thread only.
+    """
 
     def __init__(self, plan: RunPlan) -> None:
         super().__init__(name="mlnb-lineage", daemon=True)
         self.plan = plan
+        pipeline = plan.pipeline
+        sources = [*pipeline.setup_sources, *(s for st in pipeline.stages for s in st.sources)]
+        self.modules = imported_modules(sources)
         self.environment: dict[str, Any] | None = None
         self.git: dict[str, Any] | None = None
 
     def run(self) -> None:
-        pipeline = self.plan.pipeline
-        sources = [*pipeline.setup_sources, *(s for st in pipeline.stages for s in st.sources)]
         with contextlib.suppress(Exception):
             self.git = git_info(self.plan.notebook)
         with contextlib.suppress(Exception):
-            self.environment = environment(imported_modules(sources))
+            self.environment = environment(self.modules)
 
 
 def _execute(
