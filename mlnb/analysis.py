@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
+import importlib.util
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Names a Jupyter kernel provides without any cell defining them.
@@ -103,10 +106,30 @@ class ParsedCell:
 def ipython_python(cell_source: str) -> str:
     """The Python IPython turns the cell into (its own input transformer)."""
     if not _MAY_HAVE_MAGIC.search(cell_source):
-        return cell_source  # plain Python: skip importing IPython
-    from IPython.core.inputtransformer2 import TransformerManager
+        return cell_source  # plain Python: nothing to transform
+    return str(_transformer().transform_cell(cell_source))
 
-    return str(TransformerManager().transform_cell(cell_source))  # type: ignore[no-untyped-call]
+
+@functools.cache
+def _transformer() -> Any:
+    """IPython's ``TransformerManager``, loaded from its own module file.
+
+    ``inputtransformer2`` imports only the standard library, but importing it by name runs
+    ``IPython/__init__``, which loads the whole shell (half a second): too much for the check
+    of a notebook that has not changed. The module is the same file either way.
+    """
+    spec = importlib.util.find_spec("IPython")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("IPython is needed to read cells with magics")
+    path = Path(next(iter(spec.submodule_search_locations))) / "core" / "inputtransformer2.py"
+    module_spec = importlib.util.spec_from_file_location("_mlnb_inputtransformer2", path)
+    if module_spec is None or module_spec.loader is None:  # pragma: no cover
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return TransformerManager()  # type: ignore[no-untyped-call]
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.TransformerManager()
 
 
 # CPython 3.11 keeps the parser's recursion depth per interpreter: two threads parsing at once
@@ -116,9 +139,9 @@ _PARSING = threading.Lock()
 
 def parse_cell(cell_source: str) -> ParsedCell:
     """Parse a cell as IPython would run it; raises :class:`CodeSyntaxError`."""
-    text = ipython_python(cell_source)
     try:
         with _PARSING:
+            text = ipython_python(cell_source)
             ipython = ast.parse(text)
             rewriter = _MagicRewriter()
             tree = rewriter.visit(ast.parse(text))
