@@ -321,7 +321,8 @@ def _analyse_cells(
             analyse([source])
         except CodeSyntaxError as exc:
             raise CellSyntaxError(
-                f"line {exc.lineno} is not valid Python ({exc})",
+                f"{'the cell' if exc.lineno is None else f'line {exc.lineno}'} is not valid "
+                f"Python ({exc})",
                 fix="correct the syntax, or tag the cell mlnb:skip",
                 notebook=layout.notebook,
                 cell=layout.cell_ref(index),

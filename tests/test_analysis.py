@@ -171,3 +171,22 @@ def test_a_model_without_feature_names_finds_its_training_frame_through_fit() ->
     assert find_training_data(Opaque(), frames) is None
     found = find_training_data(Opaque(), frames, ["X_train"])
     assert found is not None and found[0] == "X_train"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x = " + "[" * 5000 + "]" * 5000,
+        "x = " + "1+" * 200_000 + "1",
+        "%time " + "(" * 300 + ")" * 300,
+    ],
+    ids=["deep-brackets", "long-expression", "deep-magic"],
+)
+def test_hostile_cells_get_a_syntax_error_naming_the_cell_not_a_traceback(source: str) -> None:
+    from mlnb.errors import CellSyntaxError
+
+    with pytest.raises(CellSyntaxError) as caught:
+        _pipeline([code_cell(source, ("mlnb:data",))])
+    assert str(caught.value).startswith("nb.ipynb: cell 0 (")
+    assert "is not valid Python" in caught.value.message
+    assert "None" not in caught.value.message
