@@ -1,10 +1,15 @@
-"""``mlnb monitor BENTO_TAG|LOG_DIR``: traffic, rejections, predictions and drift of a service."""
+"""``mlnb monitor BENTO_TAG|LOG_DIR``: traffic, rejections, predictions and drift of a service.
+
+``mlnb monitor export BENTO_TAG|LOG_DIR [--format jsonl] [--log rejections] [-o FILE]``
+writes the log as JSON lines instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,27 +20,46 @@ HELP = "summarise a served Bento's request logs: traffic, predictions and drift"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", help="a Bento tag (name:version) or a monitoring folder")
+    parser.add_argument(
+        "target",
+        metavar="[export] TARGET",
+        help="a Bento tag (name:version) or a monitoring folder; `export TARGET` writes the "
+        "log as JSON lines",
+    )
+    parser.add_argument("export_target", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--format", choices=["jsonl"], default="jsonl", help="export format")
+    parser.add_argument(
+        "--log",
+        choices=["predictions", "rejections"],
+        default="predictions",
+        help="which log to export (default predictions)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON object")
-    parser.add_argument("-o", "--output", help="write a self-contained HTML report here")
+    parser.add_argument(
+        "-o", "--output", help="write a self-contained HTML report (export: the lines) here"
+    )
     parser.add_argument("--templates", help="a folder with your own monitor_report.html.j2")
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlnb.monitoring.logs import read_monitor_folder
+    from mlnb.monitoring.logs import MonitorLogError, open_monitor_folder
     from mlnb.monitoring.paths import resolve_monitor_folder
     from mlnb.monitoring.summary import summarise
 
+    if args.target == "export" and args.export_target:
+        return export(args)
+    if args.export_target:
+        raise MonitorLogError(
+            f"unexpected argument {args.export_target!r}",
+            fix="pass one Bento tag or folder, or `mlnb monitor export TARGET`",
+        )
     folder = resolve_monitor_folder(args.target, args.store)
-    logs = read_monitor_folder(folder)
+    logs = open_monitor_folder(folder)
     summary = summarise(logs)
     if args.output:
         from mlnb.monitoring.report import render_report
 
-        output = Path(args.output)
-        tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-        tmp.write_text(render_report(logs, summary, args.templates), encoding="utf-8")
-        tmp.replace(output)
+        _write_atomically(Path(args.output), render_report(logs, summary, args.templates))
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
         return 0
@@ -43,6 +67,34 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         print(f"report: {args.output}")
     return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """``mlnb monitor export``: the log as JSON lines, to a file or standard output."""
+    from mlnb.monitoring.export import write_json_lines
+    from mlnb.monitoring.logs import open_monitor_folder
+    from mlnb.monitoring.paths import resolve_monitor_folder
+
+    logs = open_monitor_folder(resolve_monitor_folder(args.export_target, args.store))
+    if not args.output:
+        write_json_lines(logs, sys.stdout, args.log)
+        return 0
+    output = Path(args.output)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            lines = write_json_lines(logs, handle, args.log)
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"{lines} {args.log} rows written to {output}", file=sys.stderr)
+    return 0
+
+
+def _write_atomically(output: Path, text: str) -> None:
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
 
 
 def render_text(summary: MonitorSummary, folder: str) -> str:
@@ -73,4 +125,8 @@ def render_text(summary: MonitorSummary, folder: str) -> str:
         lines.append(f"  {drift.feature.ljust(width)}  {psi:>7}  {ks:>6}{flag}")
     drifted = ", ".join(summary.drifted_features) or "none"
     lines.append(f"drifted features: {drifted}")
+    for problem in summary.unreadable_segments:
+        lines.append(f"warning: a log segment could not be read: {problem}")
+    if summary.unreadable_lines:
+        lines.append(f"warning: {summary.unreadable_lines} log line(s) could not be read")
     return "\n".join(lines)

@@ -1,228 +1,230 @@
-"""The monitor inside a serving worker: queue what was answered, hand it to the recorder.
+"""The monitor inside a serving worker: queue what was answered, log and count it in batches.
 
-The request path only queues (a few microseconds). A thread wakes every ``FLUSH_SECONDS``,
-packs what was queued into one batch and writes it to this worker's recorder process
-(:mod:`mlnb.monitoring.recorder`), which does the logging, metrics, drift and alerts on the
-other core. Nothing here may fail a request: callers wrap every call, and when the recorder
-is gone the worker goes on serving and says so once in its log.
+The request path only queues (a few microseconds). A thread wakes every ``FLUSH_SECONDS``
+and turns what was queued into one Arrow record batch per log (a copy of each request's
+matrix, no per-value encoding), appends it to this worker's segment
+(:mod:`mlnb.monitoring.segments`), counts the ``mlnb_*`` metrics, adds the newest rows to
+the drift window as counts over the training bins, and every ``MLNB_DRIFT_INTERVAL``
+seconds scores drift and raises alerts. It runs in the worker: a process beside it would
+cost its own memory, and on a worker's one core the same CPU, plus the copy between them.
+
+Nothing here may fail a request: callers wrap every call, and a monitor that fails says so
+in the worker's log and the service serves on.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from mlnb.monitoring.wire import (
-    STOP_SIGNALS,
+from mlnb.monitoring.alerts import DriftAlerts, MonitorSettings
+from mlnb.monitoring.metrics import ServiceMetrics
+from mlnb.monitoring.records import (
+    PREDICTIONS_LOG,
+    REFERENCE_FILE,
+    REJECTIONS_LOG,
+    REJECTIONS_SCHEMA,
     Answered,
-    Batch,
+    PredictionRecords,
     Rejected,
-    widen_pipe,
-    write_message,
+    drift_profile,
+    rejections_batch,
 )
+from mlnb.monitoring.segments import SegmentWriter
+from mlnb.monitoring.window import BinnedWindow
 
 if TYPE_CHECKING:
     from mlnb.errors import RequestRejected
     from mlnb.serving.info import ServiceInfo
 
 logger = logging.getLogger("mlnb.monitoring")
-# The longest an answered row waits before it is sent to the recorder. Each batch wakes the
-# recorder, which then shares the worker's core and caches: fewer, larger batches cost the
-# worker less (measured in benchmarks/bench_monitoring.py).
+# The longest an answered row waits before it is logged. Fewer, larger batches cost less
+# per row (one record batch, one write, one binning call each).
 FLUSH_SECONDS = 0.5
-# Rows answered but not yet handed to the recorder beyond which answering waits for it (about
-# 50 MB of 30 float features): a recorder that cannot keep up slows the service down to its
+# Rows answered but not yet logged beyond which answering waits for the monitor (about
+# 50 MB of 30 float features): a disk that cannot keep up slows the service down to its
 # pace rather than the worker's memory growing without bound or rows being dropped.
 MAX_BACKLOG_ROWS = 200_000
-# How long a stopping worker waits for its recorder to write the last rows (BentoML itself
-# waits for a stopping worker as long as it takes): a stuck recorder must not hold it forever.
+# How long a stopping worker waits for the last rows to be written.
 STOP_TIMEOUT_S = 30.0
 
 
 class LiveMonitor:
-    """One worker's monitor: a queue, a thread that empties it, and the recorder process."""
+    """One worker's monitor: a queue, the thread that empties it, the logs it writes."""
 
-    def __init__(self, info: ServiceInfo) -> None:
+    def __init__(self, info: ServiceInfo, settings: MonitorSettings | None = None) -> None:
         self.info = info
-        self._queue: queue.SimpleQueue[_Queued] = queue.SimpleQueue()
+        self.settings = settings or MonitorSettings.from_env()
+        self.classification = info.task == "classification"
+        folder = Path(info.monitor_dir)
+        write_reference(info, self.settings)
+        self.records = PredictionRecords(info.features, self.classification)
+        self.records.start(os.getpid())
+        rotate = self.settings.rotate_seconds
+        self._predictions = SegmentWriter(
+            folder / PREDICTIONS_LOG, self.records.schema, rotate_seconds=rotate
+        )
+        self._rejections = SegmentWriter(
+            folder / REJECTIONS_LOG, REJECTIONS_SCHEMA, rotate_seconds=rotate
+        )
+        self.metrics = ServiceMetrics(self.classification, _buckets(info.prediction_profile))
+        self.window = BinnedWindow(self.settings.window, drift_profile(info.profile or {}))
+        self.alerts = DriftAlerts(info.tag, self.settings.webhook)
+        self.last_drift: list[Any] = []
+        self._new_rows = 0
+        self._queue: queue.SimpleQueue[Answered | Rejected] = queue.SimpleQueue()
         self._stopping = threading.Event()
-        self._columns_seen: object = None
-        self._names: list[str] = []
         self._queued_rows = 0  # written by the request path only
-        self._sent_rows = 0  # written by the thread only
-        self._recorder: subprocess.Popen[bytes] | None = _start_recorder()
-        self._send(info)
+        self._logged_rows = 0  # written by the thread only
         self._thread = threading.Thread(target=self._loop, name="mlnb-monitor", daemon=True)
         self._thread.start()
         atexit.register(self.stop)
-        logger.info("mlnb monitoring: logs in %s", info.monitor_dir)
+        logger.info("mlnb monitoring: logs in %s", folder)
 
     # -- request path: queue and return ----------------------------------------------------
 
     def answer(self, frame: Any, answer: dict[str, Any]) -> None:
         """Queue a validated request (a pandas DataFrame) and the answer it got."""
-        if frame.columns is not self._columns_seen:  # the schema reuses one Index object
-            self._columns_seen, self._names = frame.columns, [str(c) for c in frame.columns]
-        # one conversion to numpy; per-column access would cost ~30 us a column
-        values = frame.to_numpy()
-        if values.dtype.kind == "O":  # pandas' missing markers (pd.NA, NaT) are null in the log
-            values = _missing_as_none(values)
-        self._queue.put((time.time(), self._names, values, answer.get("predictions")))
+        self._queue.put(Answered(time.time(), frame, answer.get("predictions") or ()))
         self._queued_rows += len(frame)
-        if self._queued_rows - self._sent_rows > MAX_BACKLOG_ROWS:
-            self._wait_for_recorder()
+        if self._queued_rows - self._logged_rows > MAX_BACKLOG_ROWS:
+            self._wait_for_logs()
 
-    def _wait_for_recorder(self) -> None:
-        """Hold the request path until the recorder has caught up (or is gone)."""
-        logger.warning("mlnb monitoring: the recorder is behind; answering waits for it")
+    def reject(self, rejection: RequestRejected) -> None:
+        self._queue.put(
+            Rejected(
+                time.time(),
+                rejection.reason,
+                rejection.status,
+                rejection.field,
+                rejection.row,
+                str(rejection),
+            )
+        )
+
+    def _wait_for_logs(self) -> None:
+        """Hold the request path until the monitor has caught up (or is gone)."""
+        logger.warning("mlnb monitoring: the logs are behind; answering waits for them")
         while (
-            self._queued_rows - self._sent_rows > MAX_BACKLOG_ROWS // 2
-            and self._recorder is not None
+            self._queued_rows - self._logged_rows > MAX_BACKLOG_ROWS // 2
             and self._thread.is_alive()
         ):
             time.sleep(FLUSH_SECONDS / 4)
 
-    def reject(self, rejection: RequestRejected) -> None:
-        self._queue.put(
-            Rejected(rejection.reason, rejection.status, rejection.field, rejection.row)
-        )
-
     # -- the thread -----------------------------------------------------------------------
 
     def _loop(self) -> None:
-        """Every FLUSH_SECONDS, send all that was answered as one batch.
-
-        Waking on a timer rather than on every answer keeps batches large and the thread
-        mostly asleep, so it takes little from the event loop (they share the GIL).
-        """
         stopping = False
+        next_refresh = time.monotonic() + self.settings.interval
         while not stopping:
             stopping = self._stopping.wait(FLUSH_SECONDS)
-            try:
-                batch = pack(_drain(self._queue))
-                if batch:
-                    self._send(batch)
-                    self._sent_rows += sum(sum(group.rows) for group in batch.answered)
-            except Exception:  # the thread must outlive any one bad batch
-                logger.exception("mlnb monitoring: a batch of answers could not be sent")
+            self._safely(self.flush)
+            if stopping or time.monotonic() >= next_refresh:
+                self._safely(self.refresh)
+                next_refresh = time.monotonic() + self.settings.interval
 
-    def _send(self, message: object) -> None:
-        recorder = self._recorder
-        if recorder is None or recorder.stdin is None:
-            return
+    def _safely(self, step: Any) -> None:
         try:
-            write_message(recorder.stdin.fileno(), message)
-        except OSError as exc:  # the recorder is gone: serve on, without monitoring
-            self._recorder = None
-            logger.error(
-                "mlnb monitoring stopped: the recorder process exited (%s, exit code %s)",
-                exc,
-                recorder.poll(),
-            )
+            step()
+        except Exception:  # the thread must outlive any one bad batch
+            logger.exception("mlnb monitoring: a batch of answers could not be recorded")
+
+    def flush(self) -> None:
+        """Log and count everything queued so far."""
+        answered: list[Answered] = []
+        rejected: list[Rejected] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            (answered if isinstance(item, Answered) else rejected).append(item)
+        try:
+            if answered:
+                self._log_answers(answered)
+            if rejected:
+                self._log_rejections(rejected)
+        finally:
+            self._logged_rows += sum(len(a.frame) for a in answered)
+
+    def _log_answers(self, answered: Sequence[Answered]) -> None:
+        logged = self.records.build(answered)
+        self._predictions.write(logged.batch)
+        self.metrics.count_rows(logged.rows)
+        self.metrics.count_labels(logged.labels)
+        self.metrics.observe_values(logged.values)
+        self.window.add(logged.recent(self.settings.window), min(logged.rows, self.window.size))
+        self._new_rows += logged.rows
+
+    def _log_rejections(self, rejected: Sequence[Rejected]) -> None:
+        self.metrics.count_rejections(dict(Counter(r.reason for r in rejected)))
+        self._rejections.write(rejections_batch(rejected))
+
+    def refresh(self) -> list[Any]:
+        """Score drift over the window when new rows came in; update gauges and alerts."""
+        if not self._new_rows:
+            return self.last_drift
+        self._new_rows = 0
+        scores = self.window.scores(self.settings.thresholds, self.settings.default_threshold)
+        for score in scores:
+            if score.psi is None:
+                continue
+            self.metrics.psi.labels(feature=score.feature).set(score.psi)
+            if score.ks is not None:
+                self.metrics.ks.labels(feature=score.feature).set(score.ks)
+            self.metrics.drifted.labels(feature=score.feature).set(int(score.drifted))
+        self.alerts.update(scores)
+        self.last_drift = scores
+        return scores
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Send what is queued, close the pipe and wait for the recorder to write it all."""
-        deadline = time.monotonic() + timeout
+        """Log what is queued, complete the open segments; safe to call more than once."""
+        if self._stopping.is_set() and not self._thread.is_alive():
+            return
+        self._stopping.set()
+        self._thread.join(timeout)
         if self._thread.is_alive():
-            self._stopping.set()
-            self._thread.join(timeout)
-        recorder, self._recorder = self._recorder, None
-        if recorder is not None and recorder.stdin is not None:
-            recorder.stdin.close()
+            logger.error("mlnb monitoring: the last rows were not written in %.0f s", timeout)
+            return
+        for writer in (self._predictions, self._rejections):
             try:
-                recorder.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                logger.error("mlnb monitoring: the recorder did not finish in %.0f s", timeout)
+                writer.close()
+            except Exception:
+                logger.exception("mlnb monitoring: a log segment could not be completed")
 
 
-_Queued = tuple[float, list[str], Any, Any] | Rejected
+def write_reference(info: ServiceInfo, settings: MonitorSettings) -> None:
+    """``reference.json``: what this folder's rows are compared with (atomically replaced)."""
+    folder = Path(info.monitor_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    reference = {
+        "bento": info.tag,
+        "run_id": info.run_id,
+        "task": info.task,
+        "classes": info.classes,
+        "features": dict(info.profile or {}),
+        "prediction": info.prediction_profile,
+        "default_threshold": settings.default_threshold,
+        "thresholds": settings.thresholds,
+        "window": settings.window,
+        "log_format": "arrow-ipc-segments/1",
+    }
+    tmp = folder / f".{REFERENCE_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(reference, indent=1, default=str))
+    tmp.replace(folder / REFERENCE_FILE)
 
 
-def _missing_as_none(values: Any) -> Any:
-    """An object matrix with None wherever pandas sees a missing value (NaN, NaT, pd.NA)."""
-    import pandas as pd  # type: ignore[import-untyped]
-
-    missing = pd.isna(values)
-    if not missing.any():
-        return values
-    values = values.copy()
-    values[missing] = None
-    return values
-
-
-def _drain(queued: queue.SimpleQueue[_Queued]) -> list[_Queued]:
-    items: list[_Queued] = []
-    while True:
-        try:
-            items.append(queued.get_nowait())
-        except queue.Empty:
-            return items
-
-
-def pack(items: list[_Queued]) -> Batch:
-    """One batch: the answered rows of each list of column names stacked in one matrix."""
-    batch = Batch()
-    groups: dict[int, list[tuple[float, list[str], Any, Any]]] = {}
-    for item in items:
-        if isinstance(item, Rejected):
-            batch.rejected.append(item)
-        else:  # requests share one list of names unless the schema changed
-            groups.setdefault(id(item[1]), []).append(item)
-    for group in groups.values():
-        values = [values for _, _, values, _ in group]
-        batch.answered.append(
-            Answered(
-                names=group[0][1],
-                values=np.concatenate(values) if len(values) > 1 else values[0],
-                times=[at for at, _, _, _ in group],
-                rows=[len(v) for v in values],
-                predictions=[p for _, _, _, predictions in group for p in predictions or []],
-            )
-        )
-    return batch
-
-
-def _start_recorder() -> subprocess.Popen[bytes]:
-    """``python -m mlnb.monitoring.recorder`` with this worker's environment and mlnb."""
-    import mlnb
-
-    source = str(Path(mlnb.__file__).resolve().parent.parent)
-    path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p)
-    # BentoML sends a stopping worker's children its stop signal too. The recorder must outlive
-    # the worker (it ends when the worker closes the pipe), so it starts with those signals
-    # blocked (a mask survives exec) and ignores them once it can; see recorder.main.
-    mask = _block_signals(STOP_SIGNALS)
-    try:
-        recorder = subprocess.Popen(
-            [sys.executable, "-m", "mlnb.monitoring.recorder"],
-            stdin=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": path},
-            start_new_session=True,  # nor does a terminal's Ctrl-C reach it
-        )
-    finally:
-        _restore_signal_mask(mask)
-    if recorder.stdin is not None:
-        widen_pipe(recorder.stdin.fileno())
-    return recorder
-
-
-def _block_signals(signals: frozenset[signal.Signals]) -> set[int | signal.Signals] | None:
-    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+def _buckets(prediction_reference: dict[str, Any] | None) -> list[float] | None:
+    if not prediction_reference or prediction_reference.get("kind") != "numeric":
         return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-
-
-def _restore_signal_mask(previous: set[int | signal.Signals] | None) -> None:
-    if previous is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    edges = prediction_reference.get("histogram", {}).get("edges") or []
+    return sorted({float(e) for e in edges}) or None

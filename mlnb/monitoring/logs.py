@@ -1,12 +1,15 @@
-"""Reading a service's monitoring folder: its reference file and the JSON lines BentoML wrote.
+"""Reading a service's monitoring folder, one segment at a time.
 
-A generated service writes, under one absolute folder per Bento version::
+A generated service writes, under one folder per Bento version::
 
-    reference.json                       what the service compares live rows with
-    predictions/data/data.<worker>.log*  one JSON object per answered row (bentoml.monitor)
-    rejections/data/data.<worker>.log*   one JSON object per rejected request
+    reference.json          what the service compares live rows with
+    predictions/*.arrow     one row per answered row (Arrow IPC files, see segments.py)
+    rejections/*.arrow      one row per rejected request
 
 Everything needed for a report is in that folder, so it can be copied to another machine.
+Readers get one segment's table at a time (a segment is at most 64 MB), so their memory does
+not grow with the log. A folder written by an older mlnb (JSON lines under
+``predictions/data/data.*.log``) is read in chunks of lines and given the same columns.
 """
 
 from __future__ import annotations
@@ -17,13 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlnb.errors import MlnbError
+import pyarrow as pa
 
-REFERENCE_FILE = "reference.json"
-PREDICTIONS_MONITOR = "predictions"
-REJECTIONS_MONITOR = "rejections"
-# Columns bentoml.monitor adds to every record.
-META_COLUMNS = frozenset({"timestamp", "request_id", "trace_id"})
+from mlnb.errors import MlnbError
+from mlnb.monitoring import segments
+from mlnb.monitoring.records import (
+    PREDICTIONS_LOG,
+    REFERENCE_FILE,
+    REQUEST,
+    TIME,
+)
+
+MAX_REFERENCE_BYTES = 64 * 1024 * 1024
+LEGACY_CHUNK_LINES = 20_000
+MAX_LINE_BYTES = 1024 * 1024  # a longer legacy line is counted unreadable, not parsed
 
 
 class MonitorLogError(MlnbError):
@@ -32,25 +42,109 @@ class MonitorLogError(MlnbError):
 
 
 @dataclass
-class MonitorLogs:
-    """The parsed contents of a monitoring folder."""
+class MonitorFolder:
+    """A monitoring folder: its reference, and its logs as a stream of tables."""
 
-    folder: Path
+    path: Path
     reference: dict[str, Any]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    rejections: list[dict[str, Any]] = field(default_factory=list)
-    unreadable_lines: int = 0
-
-    @property
-    def requests(self) -> int:
-        return len({row.get("mlnb_request", row.get("request_id")) for row in self.rows})
+    unreadable: list[str] = field(default_factory=list)  # what could not be read, and why
+    unreadable_lines: int = 0  # legacy JSON lines that were not JSON objects
 
     @property
     def features(self) -> list[str]:
         return list(self.reference.get("features", {}))
 
+    @property
+    def legacy(self) -> bool:
+        return (self.path / PREDICTIONS_LOG / "data").is_dir() and not segments.segments(
+            self.path / PREDICTIONS_LOG
+        )
 
-def read_monitor_folder(folder: str | Path) -> MonitorLogs:
+    def tables(
+        self, log: str = PREDICTIONS_LOG, columns: list[str] | None = None
+    ) -> Iterator[pa.Table]:
+        """Each segment of ``log`` as one table (only ``columns`` when given), oldest first."""
+        folder = self.path / log
+        found = segments.segments(folder)
+        if not found and (folder / "data").is_dir():
+            yield from self._legacy_tables(folder / "data", columns)
+            return
+        for path in found:
+            try:
+                batches = list(segments.read_segment(path))
+            except (pa.ArrowInvalid, OSError) as exc:
+                self.unreadable.append(f"{path.name}: {exc}")
+                continue
+            if not batches:
+                continue
+            table = pa.Table.from_batches(batches)
+            if columns is not None:
+                table = table.select([c for c in columns if c in table.column_names])
+            yield table
+
+    def _legacy_tables(self, data: Path, columns: list[str] | None) -> Iterator[pa.Table]:
+        for file in sorted(data.glob("data.*.log*")):
+            chunk: list[dict[str, Any]] = []
+            with file.open(encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    record = self._legacy_record(line)
+                    if record is not None:
+                        chunk.append(record)
+                    if len(chunk) >= LEGACY_CHUNK_LINES:
+                        yield legacy_table(chunk, columns)
+                        chunk = []
+            if chunk:
+                yield legacy_table(chunk, columns)
+
+    def _legacy_record(self, line: str) -> dict[str, Any] | None:
+        if not line.strip():
+            return None
+        if len(line) > MAX_LINE_BYTES:
+            self.unreadable_lines += 1
+            return None
+        try:
+            record = json.loads(line, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            self.unreadable_lines += 1
+            return None
+        if not isinstance(record, dict):
+            self.unreadable_lines += 1
+            return None
+        return record
+
+
+_LEGACY_NAMES = {"timestamp": TIME, "mlnb_request": REQUEST}
+
+
+def legacy_table(records: list[dict[str, Any]], columns: list[str] | None = None) -> pa.Table:
+    """JSON-lines records of an older mlnb as a table with today's column names and types."""
+    names = list(dict.fromkeys(name for record in records for name in record))
+    arrays = {}
+    for name in names:
+        target = _LEGACY_NAMES.get(name, name)
+        if target == "request_id" and name == "request_id" and "mlnb_request" in names:
+            continue  # BentoML's own id was never set; mlnb's is the request
+        if columns is not None and target not in columns:
+            continue
+        values = [record.get(name) for record in records]
+        arrays[target] = _legacy_array(target, values)
+    return pa.table(arrays) if arrays else pa.table({TIME: pa.array([], pa.timestamp("us"))})
+
+
+def _legacy_array(name: str, values: list[Any]) -> pa.Array:
+    if name == TIME:
+        text = pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+        try:
+            return text.cast(pa.timestamp("us", tz="UTC"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return pa.nulls(len(values), pa.timestamp("us", tz="UTC"))
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def open_monitor_folder(folder: str | Path) -> MonitorFolder:
     path = Path(folder)
     reference_path = path / REFERENCE_FILE
     if not reference_path.is_file():
@@ -59,44 +153,26 @@ def read_monitor_folder(folder: str | Path) -> MonitorLogs:
             fix="pass the folder a generated service logs to (shown by `mlnb serve`), "
             "or a Bento tag",
         )
+    return MonitorFolder(path, read_reference(reference_path))
+
+
+def read_reference(path: Path) -> dict[str, Any]:
+    """``reference.json``, checked: an object of bounded size and depth."""
+    problem = None
     try:
-        reference = json.loads(reference_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise MonitorLogError(
-            f"cannot read {reference_path}: {exc}",
-            fix="copy the whole monitoring folder again",
-        ) from None
-    logs = MonitorLogs(path, reference)
-    for record, ok in _records(path / PREDICTIONS_MONITOR):
-        if ok:
-            logs.rows.append(record)
+        if path.stat().st_size > MAX_REFERENCE_BYTES:
+            problem = f"it is larger than {MAX_REFERENCE_BYTES // (1024 * 1024)} MB"
         else:
-            logs.unreadable_lines += 1
-    for record, ok in _records(path / REJECTIONS_MONITOR):
-        if ok:
-            logs.rejections.append(record)
-        else:
-            logs.unreadable_lines += 1
-    logs.rows.sort(key=lambda row: str(row.get("timestamp", "")))
-    return logs
-
-
-def _records(monitor_folder: Path) -> Iterator[tuple[dict[str, Any], bool]]:
-    """Each JSON line of a monitor's data files; ``ok`` is False for a line that is not JSON."""
-    data = monitor_folder / "data"
-    if not data.is_dir():
-        return
-    for file in sorted(data.glob("data.*.log*")):
-        with file.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line, parse_constant=_reject_constant)
-                except ValueError:
-                    yield {}, False
-                    continue
-                yield (record, True) if isinstance(record, dict) else ({}, False)
+            reference = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(reference, dict) and isinstance(reference.get("features", {}), dict):
+                return reference
+            problem = "it is not a JSON object with a 'features' object"
+    except (OSError, ValueError, RecursionError) as exc:
+        problem = str(exc) if not isinstance(exc, RecursionError) else "it is nested too deeply"
+    raise MonitorLogError(
+        f"cannot read {path}: {problem}",
+        fix="copy the whole monitoring folder again (the service rewrites the file when it starts)",
+    )
 
 
 def _reject_constant(name: str) -> Any:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlnb.monitoring.logs import REFERENCE_FILE, MonitorLogError
+from mlnb.monitoring.logs import MonitorLogError
+from mlnb.monitoring.records import REFERENCE_FILE
 
 MONITOR_DIR_ENV = "MLNB_MONITOR_DIR"
 

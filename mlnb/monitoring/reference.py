@@ -9,6 +9,7 @@ frequencies for a classifier, deciles and a histogram for a regressor. The profi
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,28 @@ def prediction_labels(predictions: Sequence[Any], classification: bool) -> list[
     """:func:`prediction_label` of each prediction; plain classes and ints pass as they are."""
     if _PLAIN_LABELS.issuperset(map(type, predictions)):
         return list(predictions)
+    key = _label_key(predictions, classification)
+    if key is not None:  # serve code's dicts, all with the label under one key
+        return list(map(operator.itemgetter(key), predictions))
     return [prediction_label(p, classification) for p in predictions]
+
+
+def _label_key(predictions: Sequence[Any], classification: bool) -> str | None:
+    """The key :func:`prediction_label` picks in the first of ``predictions`` when they are
+    all dicts holding a value of the same type under it: the label of every row is then the
+    value under that key (one lookup a row, not a search)."""
+    first = predictions[0] if predictions else None
+    if type(first) is not dict:
+        return None
+    label = prediction_label(first, classification)
+    key = next((k for k, v in first.items() if v is label), None)
+    if key is None:
+        return None
+    try:
+        kinds = set(map(type, map(operator.itemgetter(key), predictions)))
+    except (KeyError, TypeError, IndexError):  # a row without it, or not a dict
+        return None
+    return key if kinds == {type(label)} else None
 
 
 def prediction_label(prediction: Any, classification: bool) -> Any:

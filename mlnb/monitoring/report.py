@@ -10,15 +10,15 @@ from markupsafe import Markup
 
 from mlnb.monitoring.charts import lines_over_time, paired_bars
 from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, numeric_bin_counts
-from mlnb.monitoring.logs import MonitorLogs
-from mlnb.monitoring.summary import MonitorSummary, log_column
+from mlnb.monitoring.logs import MonitorFolder
+from mlnb.monitoring.summary import MonitorSummary
 from mlnb.templating import render
 
 TEMPLATE = "monitor_report.html.j2"
 
 
 def render_report(
-    logs: MonitorLogs, summary: MonitorSummary, templates: str | Path | None = None
+    logs: MonitorFolder, summary: MonitorSummary, templates: str | Path | None = None
 ) -> str:
     reference = logs.reference
     threshold = float(reference.get("default_threshold", DEFAULT_PSI_THRESHOLD))
@@ -31,7 +31,7 @@ def render_report(
         templates,
         summary=summary,
         reference=reference,
-        folder=str(logs.folder),
+        folder=str(logs.path),
         drift_chart=Markup(
             lines_over_time(over_time, threshold=threshold, title="PSI per feature over time")
         )
@@ -39,7 +39,7 @@ def render_report(
         else None,
         prediction_chart=_prediction_chart(summary.predictions),
         feature_charts=[
-            (drift, Markup(_feature_chart(name, spec, logs.rows[-summary.window_rows :])))
+            (drift, Markup(_feature_chart(name, spec, summary.window_values.get(name))))
             for name, spec in reference.get("features", {}).items()
             for drift in summary.drift
             if drift.feature == name
@@ -47,25 +47,33 @@ def render_report(
     )
 
 
-def _feature_chart(name: str, spec: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    values = [row.get(log_column(name)) for row in rows]
+def _feature_chart(name: str, spec: dict[str, Any], values: np.ndarray | None) -> str:
+    """Training against the drift window's values: categories, or the training histogram."""
+    live = np.zeros(0) if values is None else values
     if spec.get("kind") == "categorical":
         training = {str(k): float(v) for k, v in spec.get("frequencies", {}).items()}
-        live = [str(v) for v in values if v is not None]
-        labels = list(dict.fromkeys([*training, *live]))
-        live_fraction = [live.count(label) / max(len(live), 1) for label in labels]
+        texts = [str(v) for v in live.tolist() if v is not None]
+        counts = {label: texts.count(label) for label in dict.fromkeys(texts)}
+        labels = list(dict.fromkeys([*training, *counts]))
+        total = max(len(texts), 1)
         return paired_bars(
-            labels, [training.get(x, 0.0) for x in labels], live_fraction, title=name
+            labels,
+            [training.get(x, 0.0) for x in labels],
+            [counts.get(x, 0) / total for x in labels],
+            title=name,
         )
-    histogram = spec["histogram"]
-    edges, counts = histogram["edges"], histogram["counts"]
-    numbers = [float(v) for v in values if isinstance(v, (int, float))]
-    live_counts = numeric_bin_counts(edges, np.asarray(numbers, dtype=float))
-    total_train = sum(counts) or 1
+    histogram = spec.get("histogram") or {}
+    edges, counts_ = histogram.get("edges") or [], histogram.get("counts") or []
+    numbers = live.astype(float) if live.dtype.kind in "fiu" else np.zeros(0)
+    numbers = numbers[np.isfinite(numbers)]
+    if len(edges) < 2:
+        return paired_bars([], [], [], title=name)
+    live_counts = numeric_bin_counts(edges, numbers)
+    total_train = sum(counts_) or 1
     labels = [f"{edges[i]:.3g}" for i in range(len(edges) - 1)]  # each bin by its left edge
     return paired_bars(
         labels,
-        [c / total_train for c in counts],
+        [c / total_train for c in counts_],
         [c / max(len(numbers), 1) for c in live_counts.tolist()],
         title=name,
     )

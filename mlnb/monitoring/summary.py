@@ -1,33 +1,44 @@
-"""What a monitoring folder says: traffic, rejections, predictions and drift, now and over time."""
+"""What a monitoring folder says: traffic, rejections, predictions and drift, now and over time.
+
+The logs are read one segment at a time and only counts are kept: rows, requests, predicted
+classes (or prediction bins), rejection reasons, each feature's counts over its training bins
+per period of time, and the newest ``window`` rows (the drift window, as the service scores
+it). Memory stays bounded by one segment plus the window, whatever the size of the log.
+"""
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from mlnb.monitoring.alerts import DEFAULT_WINDOW
 from mlnb.monitoring.drift import (
     DEFAULT_PSI_THRESHOLD,
     MIN_ROWS,
+    FeatureBins,
     FeatureDrift,
-    drift_report,
+    feature_bins,
     numeric_bin_counts,
+    score,
 )
-from mlnb.monitoring.logs import MonitorLogs
-
-DEFAULT_WINDOW = 1000
-PREDICTION_COLUMN = "prediction"
-REQUEST_COLUMN = "mlnb_request"  # mlnb's own request id: BentoML's is not set in middleware
-RESERVED_COLUMNS = frozenset(
-    {"timestamp", "request_id", "trace_id", PREDICTION_COLUMN, REQUEST_COLUMN}
+from mlnb.monitoring.logs import MonitorFolder
+from mlnb.monitoring.records import (
+    PREDICTION,
+    REJECTIONS_LOG,
+    REQUEST,
+    TIME,
+    drift_profile,
+    log_column,
 )
 
-
-def log_column(feature: str) -> str:
-    """The column a feature is logged under (prefixed only where it would clash)."""
-    return f"feature:{feature}" if feature in RESERVED_COLUMNS else feature
+PERIODS = 12
 
 
 @dataclass
@@ -42,6 +53,10 @@ class MonitorSummary:
     predictions: dict[str, Any]
     drift_over_time: list[dict[str, Any]] = field(default_factory=list)
     unreadable_lines: int = 0
+    unreadable_segments: list[str] = field(default_factory=list)
+    first: str | None = None  # time of the oldest and newest logged row (ISO 8601)
+    last: str | None = None
+    window_values: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def rejection_rate(self) -> float:
@@ -60,102 +75,262 @@ class MonitorSummary:
             "rejected_requests": self.rejected_requests,
             "rejection_rate": round(self.rejection_rate, 6),
             "rejection_reasons": self.rejection_reasons,
+            "first": self.first,
+            "last": self.last,
             "window_rows": self.window_rows,
             "drifted_features": self.drifted_features,
             "features": {d.feature: d.to_json() for d in self.drift},
             "predictions": self.predictions,
             "drift_over_time": self.drift_over_time,
             "unreadable_lines": self.unreadable_lines,
+            "unreadable_segments": self.unreadable_segments,
         }
 
 
-def summarise(logs: MonitorLogs, periods: int = 12) -> MonitorSummary:
+def summarise(logs: MonitorFolder, periods: int = PERIODS) -> MonitorSummary:
     reference = logs.reference
-    profile: dict[str, Any] = reference.get("features", {})
+    profile = drift_profile(reference.get("features", {}))
     window = int(reference.get("window", DEFAULT_WINDOW))
-    thresholds = reference.get("thresholds", {})
+    thresholds = {str(k): float(v) for k, v in (reference.get("thresholds") or {}).items()}
     default_threshold = float(reference.get("default_threshold", DEFAULT_PSI_THRESHOLD))
-    recent = logs.rows[-window:]
-    drift = drift_report(
-        profile, _columns(recent, profile), thresholds, default_threshold=default_threshold
-    )
-    reasons = Counter(str(r.get("reason", "unknown")) for r in logs.rejections)
+    bins = {name: b for name, b in ((n, feature_bins(n, s)) for n, s in profile.items()) if b}
+    columns = [TIME, REQUEST, PREDICTION, *(log_column(name) for name in bins)]
+
+    span = _time_span(logs)
+    traffic = _Traffic(reference.get("prediction"))
+    recent = _NewestRows(window)
+    over_time = _Periods(span, periods, bins)
+    for table in logs.tables(columns=columns):
+        traffic.add(table)
+        recent.add(table)
+        over_time.add(table)
+    window_table = recent.table()
+    window_values = {name: _values(window_table, log_column(name)) for name in bins}
+    drift = [
+        score(b, b.count(window_values[name]), thresholds.get(name, default_threshold))
+        for name, b in bins.items()
+    ]
+    reasons = _rejection_reasons(logs)
     return MonitorSummary(
         bento=str(reference.get("bento", "")),
-        rows_logged=len(logs.rows),
-        requests=logs.requests,
-        rejected_requests=len(logs.rejections),
+        rows_logged=traffic.rows,
+        requests=traffic.requests,
+        rejected_requests=sum(reasons.values()),
         rejection_reasons=dict(reasons.most_common()),
         drift=drift,
-        window_rows=len(recent),
-        predictions=prediction_distribution(reference.get("prediction"), logs.rows),
-        drift_over_time=drift_over_time(logs, periods, thresholds, default_threshold),
+        window_rows=window_table.num_rows,
+        predictions=traffic.distribution(),
+        drift_over_time=over_time.points(thresholds, default_threshold),
         unreadable_lines=logs.unreadable_lines,
+        unreadable_segments=list(logs.unreadable),
+        first=_iso(span[0]) if span else None,
+        last=_iso(span[1]) if span else None,
+        window_values=window_values,
     )
 
 
-def _columns(rows: list[dict[str, Any]], profile: dict[str, Any]) -> dict[str, list[Any]]:
-    return {name: [row.get(log_column(name)) for row in rows] for name in profile}
+def _time_span(logs: MonitorFolder) -> tuple[int, int] | None:
+    """The oldest and newest row's time (µs since the epoch): a pass over the time column."""
+    low: int | None = None
+    high: int | None = None
+    for table in logs.tables(columns=[TIME]):
+        times = _micros(table)
+        if not len(times):
+            continue
+        low = int(times.min()) if low is None else min(low, int(times.min()))
+        high = int(times.max()) if high is None else max(high, int(times.max()))
+    return None if low is None or high is None else (low, high)
 
 
-def drift_over_time(
-    logs: MonitorLogs,
-    periods: int,
-    thresholds: dict[str, float],
-    default_threshold: float,
-) -> list[dict[str, Any]]:
-    """PSI per feature over consecutive slices of the logged rows, oldest first."""
-    rows = logs.rows
-    if len(rows) < MIN_ROWS:
-        return []
-    size = max(MIN_ROWS, -(-len(rows) // periods))
-    profile = logs.reference.get("features", {})
-    points = []
-    for start in range(0, len(rows), size):
-        chunk = rows[start : start + size]
-        if len(chunk) < MIN_ROWS:
-            break
-        scores = drift_report(
-            profile, _columns(chunk, profile), thresholds, default_threshold=default_threshold
-        )
-        points.append(
-            {
-                "start": chunk[0].get("timestamp"),
-                "end": chunk[-1].get("timestamp"),
-                "rows": len(chunk),
-                "psi": {d.feature: d.psi for d in scores},
+class _Traffic:
+    """Rows, requests and the distribution of predictions."""
+
+    def __init__(self, prediction_reference: Mapping[str, Any] | None) -> None:
+        self.reference = prediction_reference
+        self.rows = 0
+        self.requests = 0
+        self._last_request: Any = None
+        self._labels: Counter[str] = Counter()
+        self._values: list[np.ndarray] = []
+        edges = ((prediction_reference or {}).get("histogram") or {}).get("edges") or []
+        self._edges = edges
+        self._value_counts = np.zeros(max(len(edges) - 1, 0), dtype=np.int64)
+        self._numbers = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if REQUEST in table.column_names and table.num_rows:
+            ids = table[REQUEST]
+            distinct = pc.count_distinct(ids).as_py()
+            # a request's rows are logged together; a legacy chunk may split one
+            if self._last_request is not None and ids[0].as_py() == self._last_request:
+                distinct -= 1
+            self.requests += distinct
+            self._last_request = ids[-1].as_py()
+        if PREDICTION not in table.column_names:
+            return
+        column = table[PREDICTION]
+        if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+            if self.reference and self.reference.get("kind") == "categorical":
+                column = column.cast(pa.string())
+            else:
+                values = column.to_numpy(zero_copy_only=False).astype(float)
+                values = values[np.isfinite(values)]
+                self._numbers += len(values)
+                if len(self._edges) > 1:
+                    self._value_counts += numeric_bin_counts(self._edges, values)
+                return
+        for item in pc.value_counts(column.cast(pa.string())).to_pylist():
+            if item["values"] is not None:
+                self._labels[item["values"]] += int(item["counts"])
+
+    def distribution(self) -> dict[str, Any]:
+        """Training against live predictions, as fractions over the same categories or bins."""
+        reference = self.reference
+        if not reference:
+            live_rows = sum(self._labels.values()) or self._numbers
+            return {"kind": "unknown", "live_rows": live_rows}
+        if reference.get("kind") == "categorical":
+            training = {str(k): float(v) for k, v in reference.get("frequencies", {}).items()}
+            total = sum(self._labels.values())
+            labels = list(dict.fromkeys([*training, *self._labels]))
+            return {
+                "kind": "categorical",
+                "labels": labels,
+                "training": [training.get(label, 0.0) for label in labels],
+                "live": [self._labels.get(label, 0) / total if total else 0.0 for label in labels],
+                "live_rows": total,
             }
-        )
-    return points
-
-
-def prediction_distribution(
-    reference: dict[str, Any] | None, rows: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Training against live predictions, as fractions over the same categories or bins."""
-    live = [row.get(PREDICTION_COLUMN) for row in rows if row.get(PREDICTION_COLUMN) is not None]
-    if not reference:
-        return {"kind": "unknown", "live_rows": len(live)}
-    if reference.get("kind") == "categorical":
-        training = {str(k): float(v) for k, v in reference.get("frequencies", {}).items()}
-        counts = Counter(str(v) for v in live)
-        labels = list(dict.fromkeys([*training, *counts]))
+        counts = np.asarray((reference.get("histogram") or {}).get("counts", []), dtype=float)
         return {
-            "kind": "categorical",
-            "labels": labels,
-            "training": [training.get(label, 0.0) for label in labels],
-            "live": [counts.get(label, 0) / len(live) if live else 0.0 for label in labels],
-            "live_rows": len(live),
+            "kind": "numeric",
+            "edges": self._edges,
+            "training": (counts / max(counts.sum(), 1)).round(6).tolist(),
+            "live": (self._value_counts / max(self._numbers, 1)).round(6).tolist(),
+            "live_rows": self._numbers,
         }
-    histogram = reference.get("histogram", {})
-    edges = histogram.get("edges", [])
-    values = np.asarray([float(v) for v in live if isinstance(v, (int, float))], dtype=float)
-    train_counts = np.asarray(histogram.get("counts", []), dtype=float)
-    live_counts = numeric_bin_counts(edges, values) if len(edges) > 1 else np.zeros(0)
-    return {
-        "kind": "numeric",
-        "edges": edges,
-        "training": (train_counts / max(train_counts.sum(), 1)).round(6).tolist(),
-        "live": (live_counts / max(len(values), 1)).round(6).tolist(),
-        "live_rows": len(values),
-    }
+
+
+class _NewestRows:
+    """The newest ``size`` rows seen so far, by time."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._kept: pa.Table | None = None
+
+    def add(self, table: pa.Table) -> None:
+        if not table.num_rows or self.size <= 0:
+            return
+        if self._kept is not None:
+            table = pa.concat_tables([self._kept, table], promote_options="permissive")
+        if table.num_rows > self.size:
+            newest = pc.select_k_unstable(table, self.size, [(TIME, "descending")])
+            table = table.take(newest)
+        self._kept = table.combine_chunks()
+
+    def table(self) -> pa.Table:
+        if self._kept is None:
+            return pa.table({TIME: pa.array([], pa.timestamp("us", tz="UTC"))})
+        order = pc.sort_indices(self._kept, [(TIME, "ascending")])
+        return self._kept.take(order)
+
+
+class _Periods:
+    """Each feature's bin counts per period of the logged time span."""
+
+    def __init__(
+        self, span: tuple[int, int] | None, periods: int, bins: Mapping[str, FeatureBins]
+    ) -> None:
+        self.span = span
+        self.periods = max(1, periods)
+        self.bins = bins
+        self.rows = np.zeros(self.periods, dtype=np.int64)
+        self.counts: dict[tuple[int, str], np.ndarray] = {}
+
+    def _period(self, micros: np.ndarray) -> np.ndarray:
+        assert self.span is not None
+        low, high = self.span
+        width = max(high - low, 1) / self.periods
+        return np.clip(((micros - low) / width).astype(np.int64), 0, self.periods - 1)
+
+    def add(self, table: pa.Table) -> None:
+        if self.span is None or not table.num_rows:
+            return
+        period = self._period(_micros(table, missing=self.span[0]))
+        present = np.unique(period)
+        values = {name: _values(table, log_column(name)) for name in self.bins}
+        for number in present.tolist():
+            mask = period == number
+            self.rows[number] += int(mask.sum())
+            for name, feature in self.bins.items():
+                counts = feature.count(values[name][mask])
+                key = (number, name)
+                self.counts[key] = counts + self.counts[key] if key in self.counts else counts
+
+    def points(
+        self, thresholds: Mapping[str, float], default_threshold: float
+    ) -> list[dict[str, Any]]:
+        """PSI per feature for every period with enough rows, oldest first."""
+        if self.span is None:
+            return []
+        low, high = self.span
+        width = max(high - low, 1) / self.periods
+        points = []
+        for number in range(self.periods):
+            if self.rows[number] < MIN_ROWS:
+                continue
+            psi = {}
+            for name, feature in self.bins.items():
+                counts = self.counts.get((number, name))
+                if counts is None:
+                    continue
+                threshold = thresholds.get(name, default_threshold)
+                psi[name] = score(feature, counts, threshold).psi
+            points.append(
+                {
+                    "start": _iso(round(low + number * width)),
+                    "end": _iso(round(low + (number + 1) * width)),
+                    "rows": int(self.rows[number]),
+                    "psi": psi,
+                }
+            )
+        return points
+
+
+def _rejection_reasons(logs: MonitorFolder) -> Counter[str]:
+    reasons: Counter[str] = Counter()
+    for table in logs.tables(REJECTIONS_LOG, columns=["reason"]):
+        if "reason" not in table.column_names:
+            reasons["unknown"] += table.num_rows
+            continue
+        for item in pc.value_counts(table["reason"].cast(pa.string())).to_pylist():
+            reasons[item["values"] if item["values"] is not None else "unknown"] += int(
+                item["counts"]
+            )
+    return reasons
+
+
+def _micros(table: pa.Table, missing: int | None = None) -> np.ndarray:
+    """Each row's time in µs since the epoch; rows without one dropped, or given ``missing``."""
+    if TIME not in table.column_names:
+        return np.full(table.num_rows, missing or 0, dtype=np.int64) if missing else np.zeros(0)
+    column = table[TIME].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    column = pc.drop_null(column) if missing is None else pc.fill_null(column, missing)
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _values(table: pa.Table, column: str) -> np.ndarray:
+    """A column as numpy: numbers as floats (null as NaN), anything else as objects."""
+    if column not in table.column_names:
+        return np.full(table.num_rows, None, dtype=object)
+    data = table[column]
+    if pa.types.is_floating(data.type) or pa.types.is_integer(data.type):
+        return data.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_boolean(data.type):
+        return np.asarray(data.to_pylist(), dtype=object)
+    return data.cast(pa.string()).to_numpy(zero_copy_only=False)
+
+
+def _iso(micros: int) -> str:
+    moment = datetime.datetime.fromtimestamp(micros / 1e6, datetime.timezone.utc)
+    return moment.isoformat()

@@ -1,0 +1,104 @@
+"""The ``mlnb_*`` Prometheus metrics of a serving worker, counted a batch at a time.
+
+BentoML runs ``prometheus_client`` in multiprocess mode (``$PROMETHEUS_MULTIPROC_DIR``, set
+before the worker starts), so these series show on BentoML's ``/metrics`` beside its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+class ServiceMetrics:
+    """Rows, predictions, rejections and drift of one worker."""
+
+    def __init__(self, classification: bool, buckets: Sequence[float] | None) -> None:
+        import prometheus_client as metrics
+
+        self.rejected = metrics.Counter(
+            name="mlnb_rejected_requests",
+            documentation="Requests answered with a 4xx, by reason",
+            labelnames=["reason"],
+        )
+        self.rows = metrics.Counter(
+            name="mlnb_rows", documentation="Rows answered and logged", labelnames=[]
+        )
+        self.classes = (
+            metrics.Counter(
+                name="mlnb_predictions",
+                documentation="Predictions by class",
+                labelnames=["label"],
+            )
+            if classification
+            else None
+        )
+        self.values = (
+            None
+            if classification
+            else metrics.Histogram(
+                name="mlnb_prediction_value",
+                documentation="Predicted values",
+                labelnames=[],
+                **({"buckets": list(buckets)} if buckets else {}),
+            )
+        )
+        gauge: dict[str, Any] = {"labelnames": ["feature"], "multiprocess_mode": "livemax"}
+        self.psi = metrics.Gauge(
+            name="mlnb_feature_drift_psi",
+            documentation="PSI of the recent window against the training data",
+            **gauge,
+        )
+        self.ks = metrics.Gauge(
+            name="mlnb_feature_drift_ks",
+            documentation="Kolmogorov-Smirnov statistic of the recent window (numerical features)",
+            **gauge,
+        )
+        self.drifted = metrics.Gauge(
+            name="mlnb_feature_drifted",
+            documentation="1 when the feature's PSI is above its threshold",
+            **gauge,
+        )
+
+    def count_rows(self, rows: int) -> None:
+        self.rows.inc(rows)
+
+    def count_labels(self, labels: dict[str, int]) -> None:
+        if self.classes is not None:
+            for label, count in labels.items():
+                self.classes.labels(label=label).inc(count)
+
+    def observe_values(self, values: npt.NDArray[np.float64]) -> None:
+        if self.values is not None:
+            observe_many(self.values, values[np.isfinite(values)])
+
+    def count_rejections(self, reasons: dict[str, int]) -> None:
+        for reason, count in reasons.items():
+            self.rejected.labels(reason=reason).inc(count)
+
+
+def observe_many(histogram: Any, values: npt.NDArray[np.float64]) -> None:
+    """``histogram.observe(v)`` for every value, with one increment per bucket.
+
+    prometheus_client has no bulk observe and one call costs about a microsecond; its
+    Histogram keeps a count per bucket (``_buckets``, each value counted in the first bucket
+    whose upper bound holds it) and a ``_sum``, which are incremented here the same way.
+    A Histogram without those internals gets one ``observe`` per value.
+    """
+    if not len(values):
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    places = np.searchsorted(np.asarray(bounds, dtype=float), values, side="left")
+    for index, count in enumerate(np.bincount(places, minlength=len(bounds)).tolist()):
+        if count and index < len(buckets):
+            buckets[index].inc(count)
+    total.inc(float(values.sum()))
