@@ -11,8 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import pandas as pd
+import pyarrow.dataset as ds
 import pytest
 from sklearn.datasets import load_breast_cancer
+
+from mlnb.monitoring import segments
 
 from .build_support import free_port, post, project, start_server, wait_ready
 
@@ -42,6 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     env = {
         "MLNB_MONITOR_DIR": str(folder),
         "MLNB_DRIFT_INTERVAL": "0.2",
+        "MLNB_LOG_ROTATE_SECONDS": "1",  # complete segments appear within a second or two
         "MLNB_ALERT_WEBHOOK": f"http://127.0.0.1:{hook.server_address[1]}/alerts",
     }
     server = start_server(bento, env)
@@ -167,6 +172,7 @@ def test_one_shifted_feature_is_flagged_alone(served: dict, tmp_path: Path) -> N
 def test_rejections_are_counted_and_logged_and_the_service_keeps_serving(served: dict) -> None:
     status, answer = post(served["url"] + "/predict", {"rows": [{"mean radius": 1.0}]})
     assert status == 422 and answer["error"] == "missing-field"
+    missing = answer["field"]
     status, _ = post(served["url"] + "/predict", b"{not json")
     assert 400 <= status < 500
     key = 'mlnb_rejected_requests_total{reason="missing-field"}'
@@ -177,24 +183,30 @@ def test_rejections_are_counted_and_logged_and_the_service_keeps_serving(served:
     assert summary["rejection_reasons"] == {"missing-field": 1, "bad-json": 1}
     send(served, requests_of(4, seed=3))
     wait_for(lambda: logged_all(served))
-    lines = (served["folder"] / "predictions" / "data").glob("data.*.log*")
-    for line in (ln for f in lines for ln in f.read_text().splitlines()):
-        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the log"))
+    wait_for(lambda: complete_rows(served["folder"] / "rejections") == 2)
+    rejected = pd.read_feather(complete_segments(served["folder"] / "rejections")[0])
+    assert set(rejected["reason"]) == {"missing-field", "bad-json"}
+    assert rejected.loc[rejected["reason"] == "missing-field", "field"].item() == missing
 
 
-def recorders_writing_to(folder: Path) -> list[int]:
-    """Recorder processes (one per serving worker) whose monitoring folder is ``folder``."""
-    import psutil
+def complete_segments(folder: Path) -> list[Path]:
+    return [p for p in segments.segments(folder) if not segments.is_partial(p)]
 
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        try:
-            recorder = "mlnb.monitoring.recorder" in (process.info["cmdline"] or [])
-            if recorder and process.environ().get("MLNB_MONITOR_DIR") == str(folder):
-                found.append(process.pid)
-        except psutil.Error:
-            continue
-    return found
+
+def complete_rows(folder: Path) -> int:
+    """Rows in the log's complete segments: what pandas, DuckDB or polars would read."""
+    if not complete_segments(folder):
+        return 0
+    return ds.dataset(folder, format="arrow").count_rows()
+
+
+def test_the_log_folder_reads_as_a_table_with_pandas(served: dict) -> None:
+    wait_for(lambda: complete_rows(served["folder"] / "predictions") == served["answered"][0])
+    table = ds.dataset(served["folder"] / "predictions", format="arrow").to_table().to_pandas()
+    data = load_breast_cancer(as_frame=True).data
+    assert list(table.columns) == ["time", "request_id", *data.columns, "prediction"]
+    assert set(table["prediction"]) <= {"benign", "malignant"}
+    assert table["mean area"].between(data["mean area"].min() * 0.5, data["mean area"].max()).all()
 
 
 def test_rows_answered_just_before_the_server_stops_are_all_logged(tmp_path: Path) -> None:
@@ -203,13 +215,11 @@ def test_rows_answered_just_before_the_server_stops_are_all_logged(tmp_path: Pat
     server = start_server(bento, {"MLNB_MONITOR_DIR": str(folder)})
     try:
         wait_ready(server)
-        assert len(recorders_writing_to(folder)) == 1  # the worker's recorder process
         stopping = {"url": server.url, "answered": [0]}
         send(stopping, requests_of(800, seed=4))
     finally:
         server.stop()  # SIGTERM right after the last answer: the worker has rows queued
     assert server.process.returncode == 0
-    assert not recorders_writing_to(folder)  # the worker waited for it: gone, not orphaned
-    logs = (folder / "predictions" / "data").glob("data.*.log*")
-    logged = sum(len(f.read_text().splitlines()) for f in logs)
-    assert logged == stopping["answered"][0] == 800
+    found = segments.segments(folder / "predictions")
+    assert found and not [p for p in found if segments.is_partial(p)]  # all completed
+    assert complete_rows(folder / "predictions") == stopping["answered"][0] == 800

@@ -128,6 +128,8 @@ class LiveMonitor:
         while not stopping:
             stopping = self._stopping.wait(FLUSH_SECONDS)
             self._safely(self.flush)
+            for writer in (self._predictions, self._rejections):
+                self._safely(writer.rotate_if_due)
             if stopping or time.monotonic() >= next_refresh:
                 self._safely(self.refresh)
                 next_refresh = time.monotonic() + self.settings.interval

@@ -32,6 +32,7 @@ from mlnb.monitoring.records import (
 )
 
 MAX_REFERENCE_BYTES = 64 * 1024 * 1024
+CHUNK_ROWS = 65_536  # rows a reader holds at once (whole batches: a little more)
 LEGACY_CHUNK_LINES = 20_000
 MAX_LINE_BYTES = 1024 * 1024  # a longer legacy line is counted unreadable, not parsed
 
@@ -63,24 +64,30 @@ class MonitorFolder:
     def tables(
         self, log: str = PREDICTIONS_LOG, columns: list[str] | None = None
     ) -> Iterator[pa.Table]:
-        """Each segment of ``log`` as one table (only ``columns`` when given), oldest first."""
+        """The rows of ``log`` as tables of about ``CHUNK_ROWS`` rows (only ``columns`` when
+        given), oldest segment first; a segment's rows are never split across two tables
+        within one of its batches."""
         folder = self.path / log
         found = segments.segments(folder)
         if not found and (folder / "data").is_dir():
             yield from self._legacy_tables(folder / "data", columns)
             return
         for path in found:
+            chunk: list[pa.RecordBatch] = []
+            rows = 0
             try:
-                batches = list(segments.read_segment(path))
+                for batch in segments.read_segment(path):
+                    if columns is not None:
+                        batch = batch.select([c for c in columns if c in batch.schema.names])
+                    chunk.append(batch)
+                    rows += batch.num_rows
+                    if rows >= CHUNK_ROWS:
+                        yield pa.Table.from_batches(chunk)
+                        chunk, rows = [], 0
             except (pa.ArrowInvalid, OSError) as exc:
                 self.unreadable.append(f"{path.name}: {exc}")
-                continue
-            if not batches:
-                continue
-            table = pa.Table.from_batches(batches)
-            if columns is not None:
-                table = table.select([c for c in columns if c in table.column_names])
-            yield table
+            if chunk:
+                yield pa.Table.from_batches(chunk)
 
     def _legacy_tables(self, data: Path, columns: list[str] | None) -> Iterator[pa.Table]:
         for file in sorted(data.glob("data.*.log*")):

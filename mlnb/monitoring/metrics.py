@@ -12,24 +12,35 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+_CREATED: dict[str, Any] = {}  # a metric is registered once per process
+
+
+def _metric(kind: str, name: str, **options: Any) -> Any:
+    """The process's metric of that name, created the first time it is asked for."""
+    if name not in _CREATED:
+        import prometheus_client
+
+        _CREATED[name] = getattr(prometheus_client, kind)(name=name, **options)
+    return _CREATED[name]
+
 
 class ServiceMetrics:
     """Rows, predictions, rejections and drift of one worker."""
 
     def __init__(self, classification: bool, buckets: Sequence[float] | None) -> None:
-        import prometheus_client as metrics
-
-        self.rejected = metrics.Counter(
-            name="mlnb_rejected_requests",
+        self.rejected = _metric(
+            "Counter",
+            "mlnb_rejected_requests",
             documentation="Requests answered with a 4xx, by reason",
             labelnames=["reason"],
         )
-        self.rows = metrics.Counter(
-            name="mlnb_rows", documentation="Rows answered and logged", labelnames=[]
+        self.rows = _metric(
+            "Counter", "mlnb_rows", documentation="Rows answered and logged", labelnames=[]
         )
         self.classes = (
-            metrics.Counter(
-                name="mlnb_predictions",
+            _metric(
+                "Counter",
+                "mlnb_predictions",
                 documentation="Predictions by class",
                 labelnames=["label"],
             )
@@ -39,26 +50,30 @@ class ServiceMetrics:
         self.values = (
             None
             if classification
-            else metrics.Histogram(
-                name="mlnb_prediction_value",
+            else _metric(
+                "Histogram",
+                "mlnb_prediction_value",
                 documentation="Predicted values",
                 labelnames=[],
                 **({"buckets": list(buckets)} if buckets else {}),
             )
         )
         gauge: dict[str, Any] = {"labelnames": ["feature"], "multiprocess_mode": "livemax"}
-        self.psi = metrics.Gauge(
-            name="mlnb_feature_drift_psi",
+        self.psi = _metric(
+            "Gauge",
+            "mlnb_feature_drift_psi",
             documentation="PSI of the recent window against the training data",
             **gauge,
         )
-        self.ks = metrics.Gauge(
-            name="mlnb_feature_drift_ks",
+        self.ks = _metric(
+            "Gauge",
+            "mlnb_feature_drift_ks",
             documentation="Kolmogorov-Smirnov statistic of the recent window (numerical features)",
             **gauge,
         )
-        self.drifted = metrics.Gauge(
-            name="mlnb_feature_drifted",
+        self.drifted = _metric(
+            "Gauge",
+            "mlnb_feature_drifted",
             documentation="1 when the feature's PSI is above its threshold",
             **gauge,
         )

@@ -74,15 +74,21 @@ class SegmentWriter:
     def write(self, batch: pa.RecordBatch, now: float | None = None) -> None:
         """Append one batch; the segment is completed first when it is old or large enough."""
         now = time.time() if now is None else now
-        if self._writer is not None and (
-            now - self._started >= self.rotate_seconds or self._file.tell() >= self.rotate_bytes
-        ):
-            self.close()
+        self.rotate_if_due(now)
         if self._writer is None:
             self._open(now)
         assert self._writer is not None
         self._writer.write_batch(batch)
         self._file.flush()  # whole batches reach the file: a reader of the partial sees them
+
+    def rotate_if_due(self, now: float | None = None) -> None:
+        """Complete the open segment once it is ``rotate_seconds`` old or ``rotate_bytes``
+        large, also when nothing new came in: a quiet service's rows become readable too."""
+        if self._writer is None:
+            return
+        now = time.time() if now is None else now
+        if now - self._started >= self.rotate_seconds or self._file.tell() >= self.rotate_bytes:
+            self.close()
 
     def close(self) -> None:
         """Complete the open segment (footer, then the rename that makes it visible)."""

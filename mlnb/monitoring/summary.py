@@ -97,6 +97,8 @@ def summarise(logs: MonitorFolder, periods: int = PERIODS) -> MonitorSummary:
     columns = [TIME, REQUEST, PREDICTION, *(log_column(name) for name in bins)]
 
     span = _time_span(logs)
+    logs.unreadable.clear()  # what could not be read is counted by the next, whole pass
+    logs.unreadable_lines = 0
     traffic = _Traffic(reference.get("prediction"))
     recent = _NewestRows(window)
     over_time = _Periods(span, periods, bins)
