@@ -149,7 +149,10 @@ class LiveMonitor:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            (answered if isinstance(item, Answered) else rejected).append(item)
+            if isinstance(item, Answered):
+                answered.append(item)
+            else:
+                rejected.append(item)
         try:
             if answered:
                 self._log_answers(answered)

@@ -221,7 +221,7 @@ def _numpy(values: Any) -> np.ndarray:
         return values
     array: pa.Array = values
     if pa.types.is_floating(array.type) or pa.types.is_integer(array.type):
-        return array.to_numpy(zero_copy_only=False).astype(float)
+        return np.asarray(array.to_numpy(zero_copy_only=False), dtype=float)
     return np.asarray(array.to_pylist(), dtype=object)
 
 

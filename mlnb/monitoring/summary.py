@@ -327,10 +327,10 @@ def _values(table: pa.Table, column: str) -> np.ndarray:
         return np.full(table.num_rows, None, dtype=object)
     data = table[column]
     if pa.types.is_floating(data.type) or pa.types.is_integer(data.type):
-        return data.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return np.asarray(data.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
     if pa.types.is_boolean(data.type):
         return np.asarray(data.to_pylist(), dtype=object)
-    return data.cast(pa.string()).to_numpy(zero_copy_only=False)
+    return np.asarray(data.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _iso(micros: int) -> str:
