@@ -4,9 +4,17 @@ The training data is the DataFrame (or 2-D array) among the train stage's inputs
 model was fitted on: the one whose columns equal ``model.feature_names_in_`` when the model
 has it, else one whose width is ``model.n_features_in_``; the most rows wins a tie. A
 held-out frame is another input with the same columns (``X_test`` rather than ``X_train``).
-The profile gives each column's dtype and kind, and for numbers deciles, a histogram, mean,
-standard deviation and the fraction missing; for categories their frequencies. Monitoring
-compares live requests against it.
+The profile gives each column's dtype and kind, and for numbers deciles, a histogram (for the
+report's charts), fine quantile bins (what drift is scored on), mean, standard deviation and
+the fraction missing; for categories their frequencies. Monitoring compares live requests
+against it.
+
+The fine bins of a numeric column: ``edges`` are the distinct values among its percentiles
+(0%, 1%, ..., 100%, each a value of the column, so at most 101; ties collapse repeated ones),
+``counts[i]`` is the rows ``v`` with ``edges[i] <= v < edges[i + 1]`` (the last count the rows
+equal to the maximum; ``np.searchsorted(edges, v, side="right") - 1`` is the bin of a value
+``v`` in the column's range), and ``equal[i]`` the rows equal to ``edges[i]``. Counted, not
+assumed: ties make them uneven.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 
 SAMPLE_ROWS = 1000
 HISTOGRAM_BINS = 10
+QUANTILE_BINS = 100  # percentiles: KS over them is within ~1% of KS over the raw values
 MAX_CATEGORIES = 100
 _HOLDOUT_HINTS = ("test", "holdout", "valid", "val", "eval")
 
@@ -90,6 +99,7 @@ def profile(frame: Any) -> dict[str, Any]:
 
 
 def column_profile(series: Any) -> dict[str, Any]:
+    """The profile of one column (a pandas Series), as the module docstring describes."""
     import numpy as np
     import pandas as pd
 
@@ -116,6 +126,7 @@ def column_profile(series: Any) -> dict[str, Any]:
             "kind": "numeric",
             "quantiles": [],
             "histogram": {"edges": [], "counts": []},
+            "bins": {"edges": [], "counts": [], "equal": []},
             "mean": None,
             "std": None,
             "nan_fraction": nan_fraction,
@@ -126,7 +137,25 @@ def column_profile(series: Any) -> dict[str, Any]:
         "kind": "numeric",
         "quantiles": [float(q) for q in np.quantile(values, np.linspace(0.0, 1.0, 11))],
         "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        "bins": quantile_bins(np.sort(values)),
         "mean": float(values.mean()),
         "std": float(values.std()),
         "nan_fraction": nan_fraction,
+    }
+
+
+def quantile_bins(ordered: Any, bins: int = QUANTILE_BINS) -> dict[str, list[Any]]:
+    """The fine bins of sorted finite values: distinct percentiles, the rows from each up to
+    the next, and the rows equal to each."""
+    import numpy as np
+
+    picks = np.arange(bins + 1) * (len(ordered) - 1) // bins  # the lower of two neighbours
+    edges = np.unique(ordered[picks])  # each a value of the column, min and max included
+    starts = np.searchsorted(ordered, edges, side="left")
+    equal = np.searchsorted(ordered, edges, side="right") - starts
+    counts = np.diff(np.append(starts, len(ordered)))
+    return {
+        "edges": [float(e) for e in edges],
+        "counts": [int(c) for c in counts],
+        "equal": [int(c) for c in equal],
     }
