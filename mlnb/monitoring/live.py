@@ -94,8 +94,9 @@ class LiveMonitor:
 
     def answer(self, frame: Any, answer: dict[str, Any]) -> None:
         """Queue a validated request (a pandas DataFrame) and the answer it got."""
-        self._queue.put(Answered(time.time(), frame, answer.get("predictions") or ()))
-        self._queued_rows += len(frame)
+        rows = len(frame)
+        self._queue.put(Answered(time.time(), frame, answer.get("predictions") or (), rows))
+        self._queued_rows += rows
         if self._queued_rows - self._logged_rows > MAX_BACKLOG_ROWS:
             self._wait_for_logs()
 
@@ -159,7 +160,7 @@ class LiveMonitor:
             if rejected:
                 self._log_rejections(rejected)
         finally:
-            self._logged_rows += sum(len(a.frame) for a in answered)
+            self._logged_rows += sum(a.rows for a in answered)
 
     def _log_answers(self, answered: Sequence[Answered]) -> None:
         logged = self.records.build(answered)

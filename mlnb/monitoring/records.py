@@ -88,6 +88,7 @@ class Answered:
     at: float  # time.time() when it was answered
     frame: Any  # the validated request, a pandas DataFrame with the training columns
     predictions: Sequence[Any]
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class PredictionRecords:
         self._worker = str(worker)
 
     def build(self, answered: Sequence[Answered]) -> LoggedBatch:
-        sizes = np.fromiter((len(a.frame) for a in answered), dtype=np.int64, count=len(answered))
+        sizes = np.fromiter((a.rows for a in answered), dtype=np.int64, count=len(answered))
         rows = int(sizes.sum())
         each = np.repeat(np.arange(len(answered)), sizes)
         micros = np.fromiter((round(a.at * 1e6) for a in answered), dtype=np.int64)
@@ -159,10 +160,9 @@ class PredictionRecords:
         arrays = [
             pa.array(micros[each], type=self.schema.field(TIME).type),
             pc.take(ids, pa.array(each)),
-            *(pa.array(features[n], type=t) if isinstance(features[n], np.ndarray)
-              else features[n] for n, t in zip(self.names, self.types, strict=True)),
+            *(_arrow(features[n], t) for n, t in zip(self.names, self.types, strict=True)),
             prediction,
-        ]  # fmt: skip
+        ]
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         counts: dict[str, int] = {}
         values = np.zeros(0)
@@ -179,21 +179,31 @@ class PredictionRecords:
         type for what numpy does not hold as it is."""
         frames = [a.frame for a in answered]
         if self.uniform_float:
+            # one row per feature, each contiguous: Arrow takes them without a copy
+            matrix = np.empty((len(self.names), rows), dtype=np.float64)
             try:
-                matrix = np.concatenate(
-                    [f.to_numpy(dtype=np.float64, na_value=np.nan).T for f in frames], axis=1
-                )
+                parts = [f.to_numpy(dtype=np.float64, na_value=np.nan).T for f in frames]
+                np.concatenate(parts, axis=1, out=matrix)
             except (TypeError, ValueError):  # a frame that is not all numbers after all
                 pass
             else:
-                if matrix.shape == (len(self.names), rows):
-                    return {name: matrix[i] for i, name in enumerate(self.names)}
+                return {name: matrix[i] for i, name in enumerate(self.names)}
         pandas = sys.modules["pandas"]  # the frames are pandas': it is loaded
         whole = frames[0] if len(frames) == 1 else pandas.concat(frames, ignore_index=True)
         return {
             name: _column(whole[name], kind) if name in whole.columns else pa.nulls(rows, kind)
             for name, kind in zip(self.names, self.types, strict=True)
         }
+
+
+def _arrow(values: Any, kind: pa.DataType) -> pa.Array:
+    """A feature's values as the log's Arrow array: a contiguous float64 column without a
+    copy (``pa.array`` with an explicit type would copy and check every value)."""
+    if not isinstance(values, np.ndarray):
+        return values
+    if values.dtype == np.float64 and kind == pa.float64():
+        return pa.array(values)
+    return pa.array(values, type=kind)
 
 
 def _column(series: Any, kind: pa.DataType) -> pa.Array:
@@ -226,10 +236,17 @@ def _numpy(values: Any) -> np.ndarray:
 
 
 def _prediction_array(labels: list[Any], classification: bool) -> pa.Array:
+    """Classes as text, values as floats (None where the serve code gave no number)."""
     if classification:
-        if all(type(v) is str for v in labels):
+        try:  # pyarrow checks the types: every label text, the common case
             return pa.array(labels, type=pa.string())
-        return pa.array([None if v is None else str(v) for v in labels], type=pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return pa.array([None if v is None else str(v) for v in labels], type=pa.string())
+    try:
+        if not any(type(v) is bool for v in labels):
+            return pa.array(labels, type=pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
     numbers = [
         float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
         for v in labels

@@ -21,27 +21,24 @@ def prediction_labels(predictions: Sequence[Any], classification: bool) -> list[
     if _PLAIN_LABELS.issuperset(map(type, predictions)):
         return list(predictions)
     key = _label_key(predictions, classification)
-    if key is not None:  # serve code's dicts, all with the label under one key
-        return list(map(operator.itemgetter(key), predictions))
+    if key is not None:  # serve code's dicts, each with the label under one key
+        try:
+            return list(map(operator.itemgetter(key), predictions))
+        except (KeyError, TypeError, IndexError):  # a row without it, or not a dict
+            pass
     return [prediction_label(p, classification) for p in predictions]
 
 
 def _label_key(predictions: Sequence[Any], classification: bool) -> str | None:
-    """The key :func:`prediction_label` picks in the first of ``predictions`` when they are
-    all dicts holding a value of the same type under it: the label of every row is then the
-    value under that key (one lookup a row, not a search)."""
+    """The key :func:`prediction_label` picks in the first of ``predictions`` when that is a
+    dict: every row's label is then the value under that key (one lookup a row, not a
+    search; a row without it makes the caller search each row)."""
     first = predictions[0] if predictions else None
     if type(first) is not dict:
         return None
     label = prediction_label(first, classification)
     key = next((k for k, v in first.items() if v is label), None)
-    if key is None:
-        return None
-    try:
-        kinds = set(map(type, map(operator.itemgetter(key), predictions)))
-    except (KeyError, TypeError, IndexError):  # a row without it, or not a dict
-        return None
-    return key if kinds == {type(label)} else None
+    return key
 
 
 def prediction_label(prediction: Any, classification: bool) -> Any:
