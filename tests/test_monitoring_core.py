@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mlnb.monitoring.drift import feature_drift, psi
-from mlnb.monitoring.logs import read_monitor_folder
+from mlnb.monitoring.logs import open_monitor_folder
 from mlnb.monitoring.reference import prediction_profile
 from mlnb.monitoring.summary import summarise
 from mlnb.run.profile import column_profile
@@ -110,12 +110,12 @@ def drifted_folder(tmp_path: Path) -> Path:
 
 
 def test_summary_flags_only_the_shifted_feature(drifted_folder: Path) -> None:
-    summary = summarise(read_monitor_folder(drifted_folder))
+    summary = summarise(open_monitor_folder(drifted_folder))
     assert summary.rows_logged == 1200
     assert summary.requests == 300
     assert summary.rejected_requests == 1
     assert summary.drifted_features == ["b"]
-    assert len(summary.drift_over_time) >= 6
+    assert len(summary.drift_over_time) >= 4  # 1,200 rows: periods of ~250
     first, last = summary.drift_over_time[0], summary.drift_over_time[-1]
     assert first["psi"]["b"] < 0.2 < last["psi"]["b"]
 
@@ -145,8 +145,8 @@ def test_monitor_names_what_is_wrong(tmp_path: Path) -> None:
 def test_bare_nan_lines_are_counted_not_trusted(drifted_folder: Path) -> None:
     data = drifted_folder / "predictions" / "data" / "data.0.log"
     data.write_text(data.read_text() + '{"a": NaN, "b": 1.0}\n')
-    logs = read_monitor_folder(drifted_folder)
-    assert logs.unreadable_lines == 1 and len(logs.rows) == 1200
+    summary = summarise(open_monitor_folder(drifted_folder))
+    assert summary.unreadable_lines == 1 and summary.rows_logged == 1200
 
 
 def test_prediction_profile_is_class_frequencies_or_a_histogram() -> None:
@@ -157,32 +157,3 @@ def test_prediction_profile_is_class_frequencies_or_a_histogram() -> None:
     assert values is not None and values["kind"] == "numeric"
     assert sum(values["histogram"]["counts"]) == 3 and values["nan_fraction"] == 0.25
     assert prediction_profile([None, None], classification=True) is None
-
-
-def test_a_worker_batch_reaches_the_recorder_whole_through_a_pipe() -> None:
-    import os
-
-    from mlnb.monitoring.live import pack
-    from mlnb.monitoring.wire import Rejected, read_message, write_message
-
-    names, renamed = ["a", "b"], ["a", "c"]
-    items = [
-        (1.0, names, np.array([[1.0, 2.0]]), ["x"]),
-        (2.0, names, np.array([[3.0, 4.0], [5.0, 6.0]]), ["y", "z"]),
-        Rejected("missing-field", 422, "b", 0),
-        (3.0, renamed, np.array([[7.0, 8.0]]), ["w"]),  # the schema changed: a second group
-    ]
-    read_end, write_end = os.pipe()
-    try:
-        write_message(write_end, pack(items))
-        os.close(write_end)
-        batch = read_message(read_end)
-        assert read_message(read_end) is None  # the worker closed its end
-    finally:
-        os.close(read_end)
-    first, second = batch.answered
-    assert first.names == names and first.values.tolist() == [[1, 2], [3, 4], [5, 6]]
-    assert first.times == [1.0, 2.0] and first.rows == [1, 2]
-    assert first.predictions == ["x", "y", "z"]
-    assert second.names == renamed and second.predictions == ["w"]
-    assert batch.rejected == [Rejected("missing-field", 422, "b", 0)]

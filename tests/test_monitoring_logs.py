@@ -310,4 +310,5 @@ def test_mlnb_monitor_memory_does_not_grow_with_the_log(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert summary["rows_logged"] == 22 * rows
     peak_mb = int(result.stderr.strip().splitlines()[-1]) / 1024
+    print(f"mlnb monitor: {size / 1e6:.0f} MB log, peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 300, f"mlnb monitor peaked at {peak_mb:.0f} MB"

@@ -141,10 +141,12 @@ def legacy_table(records: list[dict[str, Any]], columns: list[str] | None = None
 def _legacy_array(name: str, values: list[Any]) -> pa.Array:
     if name == TIME:
         text = pa.array([v if isinstance(v, str) else None for v in values], pa.string())
-        try:
-            return text.cast(pa.timestamp("us", tz="UTC"))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return pa.nulls(len(values), pa.timestamp("us", tz="UTC"))
+        for kind in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):  # offset, or none: UTC
+            try:
+                return text.cast(kind).cast(pa.timestamp("us", tz="UTC"))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        return pa.nulls(len(values), pa.timestamp("us", tz="UTC"))
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):

@@ -133,27 +133,31 @@ def is_partial(path: Path) -> bool:
 def read_segment(path: Path, *, partial: bool | None = None) -> Iterator[pa.RecordBatch]:
     """The record batches of a segment. A partial one (by its name, unless ``partial`` says)
     yields its whole batches and stops at a torn tail; a complete one that cannot be read
-    raises ``pa.ArrowInvalid``."""
-    with pa.OSFile(str(path), "rb") as source:
-        if not (is_partial(path) if partial is None else partial):
-            reader = ipc.open_file(source)
-            for index in range(reader.num_record_batches):
-                yield reader.get_batch(index)
-            return
-        if source.read(len(FILE_MAGIC)) != FILE_MAGIC:
-            return
+    raises ``pa.ArrowInvalid``.
+
+    The file is memory-mapped: batches are views of it, and only the columns a reader
+    touches are read from disk.
+    """
+    source = pa.memory_map(str(path), "r")
+    if not (is_partial(path) if partial is None else partial):
+        reader = ipc.open_file(source)
+        for index in range(reader.num_record_batches):
+            yield reader.get_batch(index)
+        return
+    if source.size() < len(FILE_MAGIC) or source.read(len(FILE_MAGIC)) != FILE_MAGIC:
+        return
+    try:
+        stream = ipc.open_stream(source)
+    except (pa.ArrowInvalid, OSError):  # not even the schema is whole yet
+        return
+    while True:
         try:
-            stream = ipc.open_stream(source)
-        except (pa.ArrowInvalid, OSError):  # not even the schema is whole yet
+            batch = stream.read_next_batch()
+        except StopIteration:
             return
-        while True:
-            try:
-                batch = stream.read_next_batch()
-            except StopIteration:
-                return
-            except (pa.ArrowInvalid, OSError):  # the batch being written
-                return
-            yield batch
+        except (pa.ArrowInvalid, OSError):  # the batch being written
+            return
+        yield batch
 
 
 def seal_orphans(folder: Path) -> list[Path]:

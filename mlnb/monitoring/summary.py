@@ -39,6 +39,7 @@ from mlnb.monitoring.records import (
 )
 
 PERIODS = 12
+TIME_SAMPLE = 100_000
 
 
 @dataclass
@@ -96,12 +97,12 @@ def summarise(logs: MonitorFolder, periods: int = PERIODS) -> MonitorSummary:
     bins = {name: b for name, b in ((n, feature_bins(n, s)) for n, s in profile.items()) if b}
     columns = [TIME, REQUEST, PREDICTION, *(log_column(name) for name in bins)]
 
-    span = _time_span(logs)
+    bounds = _period_bounds(logs, periods)
     logs.unreadable.clear()  # what could not be read is counted by the next, whole pass
     logs.unreadable_lines = 0
     traffic = _Traffic(reference.get("prediction"))
     recent = _NewestRows(window)
-    over_time = _Periods(span, periods, bins)
+    over_time = _Periods(bounds, bins)
     for table in logs.tables(columns=columns):
         traffic.add(table)
         recent.add(table)
@@ -125,23 +126,32 @@ def summarise(logs: MonitorFolder, periods: int = PERIODS) -> MonitorSummary:
         drift_over_time=over_time.points(thresholds, default_threshold),
         unreadable_lines=logs.unreadable_lines,
         unreadable_segments=list(logs.unreadable),
-        first=_iso(span[0]) if span else None,
-        last=_iso(span[1]) if span else None,
+        first=_iso(int(bounds[0])) if bounds is not None else None,
+        last=_iso(int(bounds[-1])) if bounds is not None else None,
         window_values=window_values,
     )
 
 
-def _time_span(logs: MonitorFolder) -> tuple[int, int] | None:
-    """The oldest and newest row's time (µs since the epoch): a pass over the time column."""
-    low: int | None = None
-    high: int | None = None
+def _period_bounds(logs: MonitorFolder, periods: int) -> np.ndarray | None:
+    """Times (µs since the epoch) that cut the log into periods of about equal rows, at
+    most ``periods`` of about 1.25 ``MIN_ROWS`` rows or more: a pass over the time column that
+    keeps an even sample of at most ``TIME_SAMPLE`` times."""
+    kept: list[np.ndarray] = []
+    step, held, rows = 1, 0, 0
     for table in logs.tables(columns=[TIME]):
         times = _micros(table)
-        if not len(times):
-            continue
-        low = int(times.min()) if low is None else min(low, int(times.min()))
-        high = int(times.max()) if high is None else max(high, int(times.max()))
-    return None if low is None or high is None else (low, high)
+        rows += len(times)
+        kept.append(times[::step])
+        held += len(kept[-1])
+        if held > 2 * TIME_SAMPLE:  # keep every other one from now on, and of what was kept
+            kept = [np.concatenate(kept)[::2]]
+            held, step = len(kept[0]), step * 2
+    if not rows:
+        return None
+    sample = np.sort(np.concatenate(kept))
+    count = max(1, min(periods, rows * 4 // (5 * MIN_ROWS)))  # slack for ties at the cuts
+    bounds = np.quantile(sample, np.linspace(0.0, 1.0, count + 1), method="lower")
+    return np.asarray(bounds, dtype=np.int64)
 
 
 class _Traffic:
@@ -238,34 +248,28 @@ class _NewestRows:
 
 
 class _Periods:
-    """Each feature's bin counts per period of the logged time span."""
+    """Each feature's bin counts per period between consecutive ``bounds``."""
 
-    def __init__(
-        self, span: tuple[int, int] | None, periods: int, bins: Mapping[str, FeatureBins]
-    ) -> None:
-        self.span = span
-        self.periods = max(1, periods)
+    def __init__(self, bounds: np.ndarray | None, bins: Mapping[str, FeatureBins]) -> None:
+        self.bounds = bounds
+        self.periods = 0 if bounds is None else len(bounds) - 1
         self.bins = bins
         self.rows = np.zeros(self.periods, dtype=np.int64)
         self.counts: dict[tuple[int, str], np.ndarray] = {}
 
-    def _period(self, micros: np.ndarray) -> np.ndarray:
-        assert self.span is not None
-        low, high = self.span
-        width = max(high - low, 1) / self.periods
-        return np.clip(((micros - low) / width).astype(np.int64), 0, self.periods - 1)
-
     def add(self, table: pa.Table) -> None:
-        if self.span is None or not table.num_rows:
+        if self.bounds is None or not table.num_rows:
             return
-        period = self._period(_micros(table, missing=self.span[0]))
+        inner = self.bounds[1:-1]
+        period = np.searchsorted(inner, _micros(table, missing=int(self.bounds[0])), "right")
         present = np.unique(period)
         values = {name: _values(table, log_column(name)) for name in self.bins}
         for number in present.tolist():
             mask = period == number
+            whole = len(present) == 1
             self.rows[number] += int(mask.sum())
             for name, feature in self.bins.items():
-                counts = feature.count(values[name][mask])
+                counts = feature.count(values[name] if whole else values[name][mask])
                 key = (number, name)
                 self.counts[key] = counts + self.counts[key] if key in self.counts else counts
 
@@ -273,10 +277,8 @@ class _Periods:
         self, thresholds: Mapping[str, float], default_threshold: float
     ) -> list[dict[str, Any]]:
         """PSI per feature for every period with enough rows, oldest first."""
-        if self.span is None:
+        if self.bounds is None:
             return []
-        low, high = self.span
-        width = max(high - low, 1) / self.periods
         points = []
         for number in range(self.periods):
             if self.rows[number] < MIN_ROWS:
@@ -284,14 +286,13 @@ class _Periods:
             psi = {}
             for name, feature in self.bins.items():
                 counts = self.counts.get((number, name))
-                if counts is None:
-                    continue
-                threshold = thresholds.get(name, default_threshold)
-                psi[name] = score(feature, counts, threshold).psi
+                if counts is not None:
+                    threshold = thresholds.get(name, default_threshold)
+                    psi[name] = score(feature, counts, threshold).psi
             points.append(
                 {
-                    "start": _iso(round(low + number * width)),
-                    "end": _iso(round(low + (number + 1) * width)),
+                    "start": _iso(int(self.bounds[number])),
+                    "end": _iso(int(self.bounds[number + 1])),
                     "rows": int(self.rows[number]),
                     "psi": psi,
                 }
