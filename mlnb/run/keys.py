@@ -23,7 +23,7 @@ from mlnb.analysis import parse_cell, parsed_cells
 from mlnb.pipeline import Pipeline, Stage
 
 # Bump when what a key covers, or how outputs are stored, changes: old entries then miss.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: training profiles carry quantile bins (drift from counts)
 _MAX_PATH_LITERAL = 1024
 _MAX_PACKAGE_FILES = 500
 
