@@ -6,9 +6,10 @@
    prediction per row before anything is built.
 3. Choose ONNX or native (:mod:`.format`): a conversion (:mod:`.onnx_convert`) is kept only
    if it agrees with the original through the serve code (:mod:`.agreement`).
-4. Render the service and bentofile (:mod:`.context`, :mod:`.render`) into a build folder in
-   the store (:mod:`.folder`), store the model and build the Bento (:mod:`.bento`) under a
-   content-derived version (:mod:`.version`), and record the build in the run.
+4. Render the service, its serve-code module (the notebook's code and the model load, which
+   only the workers import) and the bentofile (:mod:`.context`, :mod:`.render`) into a build
+   folder in the store (:mod:`.folder`), store the model and build the Bento (:mod:`.bento`)
+   under a content-derived version (:mod:`.version`), and record the build in the run.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mlnb.errors import CellRef, RequestRejected, ServeCodeError
 from mlnb.monitoring.reference import prediction_profile
 from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.serving.answer import Predictor, ServeOutputError
+from mlnb.serving.runtime import SERVE_CODE_MODULE
 from mlnb.serving.schema import DEFAULT_MAX_ROWS, RequestSchema
 from mlnb.store import sha256_file, utc_now
 
@@ -108,6 +110,7 @@ def build(
     model_modules = modelfile.referenced_modules(native) if model_format == "native" else set()
     carried = localmods.local_modules(inputs.pipeline, base_dir, model_modules)
     local_names = localmods.top_names(carried)
+    localmods.check_names(local_names, inputs.pipeline.notebook)
     for top in pins.unresolved_modules(model_modules, frozenset(local_names)):
         progress(
             f"warning: the model refers to module {top!r}, which is neither installed as a "
@@ -142,11 +145,16 @@ def build(
     spec = service_spec(
         inputs, schema, task, native, name, bento_version, model_format, predictions_reference
     )
+    service = render.render(render.SERVICE_TEMPLATE, context, templates)
+    bentofile = render.render(render.BENTOFILE_TEMPLATE, context, templates)
+    if SERVE_CODE_FILE[:-3] in service:  # an older service template does not import it
+        render.check_included(bentofile, [SERVE_CODE_FILE])
     folder.write_build_dir(
         build_dir,
         {
-            "service.py": render.render(render.SERVICE_TEMPLATE, context, templates),
-            "bentofile.yaml": render.render(render.BENTOFILE_TEMPLATE, context, templates),
+            "service.py": service,
+            SERVE_CODE_FILE: render.render(render.SERVE_CODE_TEMPLATE, context, templates),
+            "bentofile.yaml": bentofile,
             "mlnb_service.json": json.dumps(spec, indent=2, allow_nan=False) + "\n",
             REPORT_FILE: _run_report(inputs, progress),
         },
@@ -181,6 +189,7 @@ def build(
 
 
 REPORT_FILE = "report.html"
+SERVE_CODE_FILE = f"{SERVE_CODE_MODULE}.py"  # the notebook's code and the model load
 
 
 def _run_report(inputs: BuildInputs, progress: Progress) -> str:
@@ -193,12 +202,15 @@ def _run_report(inputs: BuildInputs, progress: Progress) -> str:
 
 
 def precheck(notebook: str) -> ServeCode:
-    """The serve code of the notebook as it is now: refused early, before any run."""
+    """The serve code of the notebook as it is now: refused early, before any run (so is a
+    local module the cells import under the name of one of the Bento's own modules)."""
     pipeline = load_pipeline(notebook)
     trains = [*pipeline.stages_of_kind("train"), *pipeline.stages_of_kind("step")]  # Kale steps
     variable = next((s.options.model for s in trains if s.options.model), None) or "model"
     serve = extract_serve_code(pipeline, variable, pipeline.parameter_defaults)
     _scan(pipeline, serve)
+    carried = localmods.local_modules(pipeline, localmods.notebook_folder(pipeline))
+    localmods.check_names(localmods.top_names(carried), pipeline.notebook)
     return serve
 
 
@@ -295,7 +307,7 @@ def _prediction_profile(
 
 
 def _predictor_factory(serve: ServeCode, task: str) -> Callable[[Any], Predictor]:
-    """Run the serve code afresh around a model, as the service module would."""
+    """Run the serve code afresh around a model, as the service's mlnb_serve_code.py does."""
     code = "\n\n".join(
         part
         for part in (

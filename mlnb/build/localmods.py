@@ -4,7 +4,9 @@ A notebook that does ``from features import DayOfWeek`` (``features.py`` next to
 model whose pickle refers to ``features``; the Bento then needs that file to load the model.
 The build copies every local module the cells import (as :func:`mlnb.run.keys.local_refs`
 finds them), and those the model's pickle names, into ``notebook_modules/`` in the Bento,
-which the generated service puts first on ``sys.path``.
+which the generated serve-code module puts first on ``sys.path``. A local module may not take
+the name of one of the Bento's own modules (``service``, ``mlnb_serve_code``): the notebook's
+``import`` would get the Bento's module instead, so the build refuses it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from mlnb.errors import ServeCodeError
 from mlnb.pipeline import Pipeline
 from mlnb.run.keys import local_refs
 
 FOLDER = "notebook_modules"
+# The Bento's own top-level modules: service.py (BentoML imports it as ``service``) and the
+# notebook's code and model load, mlnb_serve_code.py.
+RESERVED = ("service", "mlnb_serve_code")
 
 
 def notebook_folder(pipeline: Pipeline) -> Path:
@@ -45,3 +51,16 @@ def top_names(files: Iterable[str]) -> set[str]:
         first = relative.split("/", 2)[1]
         names.add(first[:-3] if first.endswith(".py") else first)
     return names
+
+
+def check_names(names: Iterable[str], notebook: str) -> None:
+    """Refuse a carried local module named like one of the Bento's own modules."""
+    taken = sorted(set(names) & set(RESERVED))
+    if taken:
+        name = taken[0]
+        raise ServeCodeError(
+            f"the notebook imports a module {name!r} from beside it; a Bento's {name}.py is "
+            "mlnb's own generated module, so the served code would import that one instead",
+            fix=f"rename {name}.py (or the {name}/ folder) beside the notebook and its imports",
+            notebook=notebook,
+        )

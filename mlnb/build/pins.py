@@ -2,10 +2,11 @@
 
 BentoML's own locking resolves against the public index (it fails offline), so the build turns
 it off and writes exact pins itself: the packages the service imports (BentoML, numpy, pandas,
-onnxruntime or scikit-learn and joblib, and whatever the serve code imports) and, for a native
-model, every library its pickle refers to (lightgbm, xgboost, statsmodels, cloudpickle for
-code carried by value, ...), at the versions the run recorded, else the versions installed
-where the build runs. Modules beside the notebook are carried into the Bento, not pinned.
+pyarrow for the monitoring logs, onnxruntime or scikit-learn and joblib, and whatever the serve
+code imports) and, for a native model, every library its pickle refers to (lightgbm, xgboost,
+statsmodels, cloudpickle for code carried by value, ...), at the versions the run recorded,
+else the versions installed where the build runs. Modules beside the notebook are carried into
+the Bento, not pinned.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Iterable, Mapping
 
 from mlnb.errors import ServeCodeError
 
-RUNTIME = ("bentoml", "numpy", "pandas")
+# pyarrow: the worker writes the monitoring logs as Arrow files
+RUNTIME = ("bentoml", "numpy", "pandas", "pyarrow")
 BY_FORMAT = {"onnx": ("onnxruntime",), "native": ("scikit-learn", "joblib")}
 CARRIED = frozenset({"mlnb"})  # a Bento carries mlnb's runtime as source
 

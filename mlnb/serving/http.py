@@ -6,7 +6,9 @@ monitoring hooks. Bad input is a 4xx JSON answer naming the row and field; an ex
 serve code is a 500 JSON answer naming it; the service keeps serving either way.
 
 :class:`PredictMiddleware` answers ``POST /predict`` with the handler as bare ASGI (no
-framework in between) inside ``bentoml serve``.
+framework in between) inside ``bentoml serve``; a :class:`HandlerSlot` lets it be installed
+before the worker has made the handler. This module imports neither numpy nor pandas (the
+validation and the serve code do, in the worker), so BentoML's arbiter can import the service.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # pydantic-core (a BentoML dependency) reads and writes JSON several times faster than json.
 from pydantic_core import from_json, to_json
 
 from mlnb.errors import RequestRejected
-from mlnb.serving.answer import Predictor, ServeOutputError
-from mlnb.serving.schema import RequestSchema
+
+if TYPE_CHECKING:  # numpy and pandas: this module stays importable without them
+    from mlnb.serving.answer import Predictor
+    from mlnb.serving.schema import RequestSchema
 
 log = logging.getLogger("mlnb.serving")
 
@@ -71,6 +75,8 @@ class PredictHandler:
         except RequestRejected as rejection:
             return rejection.status, rejection.to_json()
         except Exception as exc:
+            from mlnb.serving.answer import ServeOutputError
+
             log.exception("mlnb: the serve code failed on a valid request")
             name = "the serve code" if isinstance(exc, ServeOutputError) else type(exc).__name__
             return 500, {
@@ -149,25 +155,68 @@ class PredictApp:
         await _send(send, status, answer)
 
 
+class HandlerSlot:
+    """The handler of a service that makes it per worker, in the service's ``__init__``.
+
+    BentoML builds a worker's ASGI middleware before it creates the service instance, and it
+    imports the service module in its arbiter too (to read the config), where no model should
+    load. A generated service therefore hands :class:`PredictMiddleware` an empty slot and
+    fills it from ``__init__``, once per worker.
+    """
+
+    def __init__(self) -> None:
+        self.handler: PredictHandler | None = None
+
+    def set(self, handler: PredictHandler) -> PredictHandler:
+        """Fill the slot (once per worker); returns the handler."""
+        self.handler = handler
+        return handler
+
+
 class PredictMiddleware:
     """ASGI middleware that answers ``POST /predict`` itself and passes everything else on.
 
     Installed with ``Service.add_asgi_middleware``, it runs inside BentoML's own middleware
-    (metrics, tracing, access log, timeout) but skips its pydantic IO layer, which costs more
-    than the model. The service still declares its ``predict`` API, so the OpenAPI page and
-    BentoML's client describe and call the same route.
+    (metrics, tracing, access log, timeout: the generated service turns the access log and
+    the tracing of ``/predict`` off) but skips its pydantic IO layer, which costs more than the
+    model. The service still declares its ``predict`` API, so the OpenAPI page and BentoML's
+    client describe and call the same route.
+
+    ``handler`` is the :class:`PredictHandler`, or a :class:`HandlerSlot` the service fills in
+    its ``__init__``; until it is filled, ``/predict`` answers 503.
     """
 
-    def __init__(self, app: Any, handler: PredictHandler, path: str = "/predict") -> None:
+    def __init__(
+        self, app: Any, handler: PredictHandler | HandlerSlot, path: str = "/predict"
+    ) -> None:
         self.app = app
         self.path = path
-        self.predict = PredictApp(handler)
+        self.slot = handler if isinstance(handler, HandlerSlot) else None
+        self.predict = None if isinstance(handler, HandlerSlot) else PredictApp(handler)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
-            await self.predict(scope, receive, send)
+            predict = self.predict or self._from_slot()
+            if predict is None:
+                await _send(send, 503, _NOT_READY)
+                return
+            await predict(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def _from_slot(self) -> PredictApp | None:
+        handler = self.slot.handler if self.slot is not None else None
+        if handler is not None:
+            self.predict = PredictApp(handler)
+        return self.predict
+
+
+_NOT_READY = {
+    "error": "not-ready",
+    "message": "the service has not loaded its model yet",
+    "row": None,
+    "field": None,
+}
 
 
 _JSON_TYPE = (b"content-type", b"application/json")

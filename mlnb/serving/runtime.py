@@ -5,6 +5,13 @@ schema, what the service is (Bento tag, run id, task, model format), the default
 folder and the training data's reference profile. :class:`ServiceSpec` reads it once at
 import; :meth:`ServiceSpec.start` runs once per worker, from the service's ``__init__``, and
 :meth:`ServiceSpec.stop` once as the worker stops, from its ``on_shutdown`` hook.
+
+BentoML imports ``service.py`` in its arbiter as well as in each worker, so the module itself
+stays light: this module, the schema and the HTTP layer import neither numpy nor pandas. The
+notebook's code and the model are in ``mlnb_serve_code.py``, which the service's ``__init__``
+imports through :meth:`ServiceSpec.serve_code`, in the worker only. :func:`bentoml_config` is
+the service's BentoML configuration: BentoML's access log and its tracing of ``/predict`` off
+unless ``$MLNB_ACCESS_LOG`` / ``$MLNB_TRACING`` turn them back on.
 """
 
 from __future__ import annotations
@@ -13,36 +20,68 @@ import gc
 import json
 import logging
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from mlnb.errors import RequestRejected
-from mlnb.serving.answer import Fn, Predictor
 from mlnb.serving.http import DEFAULT_MAX_BODY_BYTES, PredictHandler
 from mlnb.serving.info import ServiceInfo
 from mlnb.serving.schema import RequestSchema
 
+if TYPE_CHECKING:
+    from mlnb.serving.answer import Fn
+
 SPEC_FILE = "mlnb_service.json"
+SERVE_CODE_MODULE = "mlnb_serve_code"  # mlnb_serve_code.py: the notebook's code and the model
 MONITOR_DIR_ENV = "MLNB_MONITOR_DIR"  # overrides the build's monitoring folder
 MAX_ROWS_ENV = "MLNB_MAX_ROWS"  # overrides the largest request, in rows
 MAX_BODY_ENV = "MLNB_MAX_BODY_BYTES"  # ... and in bytes
 GC_TUNING_ENV = "MLNB_GC_TUNING"  # "off" keeps Python's default garbage collector settings
+ACCESS_LOG_ENV = "MLNB_ACCESS_LOG"  # "on": BentoML's access log, a line per request
+TRACING_ENV = "MLNB_TRACING"  # "on": BentoML's OpenTelemetry middleware traces /predict too
 
 log = logging.getLogger("mlnb.serving")
 
 
 @dataclass
 class ServiceSpec:
-    """The contents of ``mlnb_service.json``."""
+    """The contents of ``mlnb_service.json``, and the folder it is in (the Bento's)."""
 
     data: dict[str, Any]
+    folder: Path | None = None
 
     @classmethod
     def beside(cls, module_file: str) -> ServiceSpec:
         """The spec next to the generated service module."""
         path = Path(module_file).resolve().with_name(SPEC_FILE)
-        return cls(json.loads(path.read_text()))
+        return cls(json.loads(path.read_text()), path.parent)
+
+    def serve_code(self) -> ModuleType:
+        """``mlnb_serve_code.py`` beside the spec, imported once per process: the notebook's
+        setup cells, parameters and serve code, and the model under the notebook's name."""
+        if self.folder is None:
+            raise RuntimeError("a ServiceSpec made without ServiceSpec.beside has no folder")
+        path = self.folder / f"{SERVE_CODE_MODULE}.py"
+        known = sys.modules.get(SERVE_CODE_MODULE)
+        if known is not None and Path(str(getattr(known, "__file__", ""))) == path:
+            return known
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(SERVE_CODE_MODULE, path)
+        if spec is None or spec.loader is None:  # pragma: no cover - a .py path always loads
+            raise ImportError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[SERVE_CODE_MODULE] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[SERVE_CODE_MODULE]
+            raise
+        return module
 
     @property
     def schema(self) -> RequestSchema:
@@ -92,6 +131,8 @@ class ServiceSpec:
         postprocess: Fn | None = None,
         hooks: Any = None,
     ) -> PredictHandler:
+        from mlnb.serving.answer import Predictor  # numpy and pandas: in the worker
+
         predictor = Predictor(
             model, self.task, predict=predict, preprocess=preprocess, postprocess=postprocess
         )
@@ -131,6 +172,30 @@ class ServiceSpec:
             shutdown()
         except Exception:
             log.exception("mlnb: the monitoring hooks failed to stop")
+
+
+def bentoml_config(
+    *, timeout: float, path: str = "/predict", environ: Mapping[str, str] = os.environ
+) -> dict[str, Any]:
+    """The ``@bentoml.service`` configuration of a generated service.
+
+    BentoML's per-request extras that a 1-row request pays more for than for the model are
+    off unless asked for: its access log (``$MLNB_ACCESS_LOG=on`` turns it back on) and its
+    OpenTelemetry middleware on ``path``, which records nothing unless BentoML's tracing is
+    configured (``$MLNB_TRACING=on``). Metrics stay on (``/metrics``). BentoML requires a
+    request timeout (``traffic.timeout`` above zero), so that one stays, at ``timeout``
+    seconds. A BentoML configuration file (``$BENTOML_CONFIG``) still overrides all of these.
+    """
+    config: dict[str, Any] = {"traffic": {"timeout": timeout}}
+    if not _on(environ.get(ACCESS_LOG_ENV)):
+        config["logging"] = {"access": {"enabled": False}}
+    if not _on(environ.get(TRACING_ENV)):
+        config["tracing"] = {"excluded_urls": [path]}
+    return config
+
+
+def _on(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("on", "1", "true", "yes")
 
 
 def tune_gc() -> None:
