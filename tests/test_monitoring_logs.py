@@ -91,6 +91,15 @@ def test_answered_rows_read_back_exactly_with_pyarrow_and_pandas(tmp_path: Path)
     assert str(logged["time"].dtype) == "datetime64[us, UTC]"
     one = pd.read_feather(complete_segments(folder)[0])  # pandas reads a segment directly
     assert list(one.columns) == ["time", "request_id", "a", "b", "prediction"]
+    import duckdb
+    import polars
+
+    dataset = ds.dataset(folder, format="arrow")  # noqa: F841 - DuckDB finds it by name
+    counted = duckdb.sql("SELECT count(*), sum(a) FROM dataset").fetchone()
+    assert counted is not None and counted[0] == len(expected)
+    assert counted[1] == pytest.approx(expected["a"].sum())
+    scanned = polars.scan_ipc(str(folder / "*.arrow")).select(polars.col("b").sum()).collect()
+    assert scanned.item() == pytest.approx(expected["b"].sum())
 
 
 def test_columns_of_every_kind_keep_their_types(tmp_path: Path) -> None:
