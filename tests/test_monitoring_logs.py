@@ -95,8 +95,8 @@ def test_answered_rows_read_back_exactly_with_pyarrow_and_pandas(tmp_path: Path)
     import polars
 
     dataset = ds.dataset(folder, format="arrow")  # noqa: F841 - DuckDB finds it by name
-    counted = duckdb.sql("SELECT count(*), sum(a) FROM dataset").fetchone()
-    assert counted is not None and counted[0] == len(expected)
+    (counted,) = duckdb.sql("SELECT count(*), sum(a) FROM dataset").fetchall()
+    assert counted[0] == len(expected)
     assert counted[1] == pytest.approx(expected["a"].sum())
     scanned = polars.scan_ipc(str(folder / "*.arrow")).select(polars.col("b").sum()).collect()
     assert scanned.item() == pytest.approx(expected["b"].sum())
