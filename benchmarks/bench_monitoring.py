@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from bench_serve import cpu_seconds, free_port  # this folder is on sys.path as a script
+from serve_servers import cpu_seconds, free_port  # this folder is on sys.path as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "monitoring.md"
