@@ -78,8 +78,7 @@ class SegmentWriter:
         if self._writer is None:
             self._open(now)
         assert self._writer is not None
-        self._writer.write_batch(batch)
-        self._file.flush()  # whole batches reach the file: a reader of the partial sees them
+        self._writer.write_batch(batch)  # unbuffered: a reader of the partial sees it whole
 
     def rotate_if_due(self, now: float | None = None) -> None:
         """Complete the open segment once it is ``rotate_seconds`` old or ``rotate_bytes``
@@ -105,7 +104,8 @@ class SegmentWriter:
     def _open(self, now: float) -> None:
         name = segment_name(now, self.worker)
         self._partial = self.folder / f".{name}{PARTIAL}"
-        self._file = open(self._partial, "wb")  # noqa: SIM115 - lives until the segment closes
+        # Arrow's own file: writes do not go through a Python file object (and the GIL)
+        self._file = pa.OSFile(str(self._partial), "wb")
         self._writer = ipc.new_file(self._file, self.schema)
         self._started = now
 
