@@ -2,11 +2,17 @@
 
 Both steps are idempotent on a content-derived version: a model or Bento whose tag exists
 already is reused, not rebuilt (BentoML would refuse to overwrite it).
+
+Whether a Bento is in the store is first looked up in the store's folder
+(``$BENTOML_HOME/bentos/<name>/<version>/bento.yaml``, ``<name>/latest`` for a name alone):
+``mlnb serve TAG`` then starts ``bentoml serve`` without importing BentoML itself first
+(about a second). Anything that lookup does not find is asked of BentoML.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,6 +68,8 @@ def store_model(
 
 
 def bento_exists(tag: str) -> bool:
+    if _stored(tag) is not None:
+        return True
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -70,6 +78,26 @@ def bento_exists(tag: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+_TAG_PART = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
+
+
+def _stored(tag: str) -> str | None:
+    """``name:version`` of a Bento found in the store's folder; None to ask BentoML."""
+    name, _, version = tag.partition(":")
+    if not _TAG_PART.fullmatch(name) or (version and not _TAG_PART.fullmatch(version)):
+        return None  # BentoML normalises or refuses such tags: let it
+    home = os.environ.get("BENTOML_HOME") or os.path.join(os.path.expanduser("~"), "bentoml")
+    folder = Path(os.path.expandvars(home)) / "bentos" / name
+    try:
+        if not version or version == "latest":
+            version = (folder / "latest").read_text().strip()
+        if _TAG_PART.fullmatch(version) and (folder / version / "bento.yaml").is_file():
+            return f"{name}:{version}"
+    except OSError:
+        pass
+    return None
 
 
 def build_bento(build_ctx: Path, name: str, version: str) -> bool:
@@ -100,6 +128,9 @@ def bento_path(tag: str) -> Path:
 
 def bento_tag(tag: str) -> str:
     """The full ``name:version`` of a tag that may omit the version (the latest)."""
+    stored = _stored(tag)
+    if stored is not None:
+        return stored
     import bentoml
 
     return str(bentoml.bentos.get(tag).tag)
