@@ -207,3 +207,40 @@ def test_bentomls_extras_are_off_by_default_and_each_comes_back_on_its_own() -> 
         **off,
         "traffic": {"timeout": 5},
     }
+
+
+def test_predict_answers_503_until_the_worker_has_made_its_handler() -> None:
+    import asyncio
+
+    from mlnb.serving.answer import Predictor
+    from mlnb.serving.http import HandlerSlot, PredictHandler, PredictMiddleware
+    from mlnb.serving.schema import RequestSchema
+
+    class Model:
+        def predict(self, frame: object) -> list[float]:
+            return [1.5] * len(frame)  # type: ignore[arg-type]
+
+    async def passed_on(scope: dict, receive: object, send: object) -> None:
+        raise AssertionError("POST /predict is the middleware's")
+
+    async def call(middleware: PredictMiddleware) -> tuple[int, dict]:
+        sent: list[dict] = []
+        messages = [{"type": "http.request", "body": b'{"rows": [[2.0]]}', "more_body": False}]
+
+        async def receive() -> dict:
+            return messages.pop(0)
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+        await middleware(scope, receive, send)
+        return sent[0]["status"], json.loads(sent[1]["body"])
+
+    slot = HandlerSlot()
+    middleware = PredictMiddleware(passed_on, handler=slot)  # BentoML makes it at start-up
+    status, answer = asyncio.run(call(middleware))
+    assert (status, answer["error"]) == (503, "not-ready")
+    schema = RequestSchema.from_training_data({"columns": ["x"], "dtypes": {"x": "float64"}})
+    slot.set(PredictHandler(schema, Predictor(Model(), "regression")))  # the service's __init__
+    assert asyncio.run(call(middleware)) == (200, {"predictions": [1.5]})
