@@ -1,6 +1,8 @@
 """What the templates are given: the rendering context, the Bento's labels and its spec file.
 
-``service_context`` is every name ``service.py.j2`` and ``bentofile.yaml.j2`` may use;
+``service_context`` is every name ``service.py.j2``, ``mlnb_serve_code.py.j2`` and
+``bentofile.yaml.j2`` may use (a template of the older layout, which loaded the model in
+``service.py``, finds the same names);
 ``service_spec`` is ``mlnb_service.json``, which the generated service reads at start-up.
 """
 
