@@ -303,10 +303,12 @@ def test_mlnb_monitor_memory_does_not_grow_with_the_log(tmp_path: Path) -> None:
     writer.close()
     size = sum(p.stat().st_size for p in (tmp_path / "logs" / "predictions").iterdir())
     assert size > 500e6
+    # VmHWM is this process's own peak; ru_maxrss would also count the pytest process it
+    # was forked from (Linux keeps the larger of the two across exec).
     code = (
-        "import resource, runpy, sys; sys.argv = ['mlnb', 'monitor', sys.argv[1], '--json'];"
-        "\ntry: runpy.run_module('mlnb', run_name='__main__')\nexcept SystemExit: pass\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+        "import runpy, sys; sys.argv = ['mlnb', 'monitor', sys.argv[1], '--json']\n"
+        "try: runpy.run_module('mlnb', run_name='__main__')\nexcept SystemExit: pass\n"
+        "print(open('/proc/self/status').read(), file=sys.stderr)"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     result = subprocess.run(
@@ -318,6 +320,7 @@ def test_mlnb_monitor_memory_does_not_grow_with_the_log(tmp_path: Path) -> None:
     )
     summary = json.loads(result.stdout)
     assert summary["rows_logged"] == 22 * rows
-    peak_mb = int(result.stderr.strip().splitlines()[-1]) / 1024
+    (peak,) = [line for line in result.stderr.splitlines() if line.startswith("VmHWM:")]
+    peak_mb = int(peak.split()[1]) / 1024
     print(f"mlnb monitor: {size / 1e6:.0f} MB log, peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 300, f"mlnb monitor peaked at {peak_mb:.0f} MB"

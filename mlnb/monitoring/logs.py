@@ -32,7 +32,7 @@ from mlnb.monitoring.records import (
 )
 
 MAX_REFERENCE_BYTES = 64 * 1024 * 1024
-CHUNK_ROWS = 65_536  # rows a reader holds at once (whole batches: a little more)
+CHUNK_ROWS = 32_768  # rows a reader holds at once (whole batches: a little more)
 LEGACY_CHUNK_LINES = 20_000
 MAX_LINE_BYTES = 1024 * 1024  # a longer legacy line is counted unreadable, not parsed
 
@@ -76,9 +76,7 @@ class MonitorFolder:
             chunk: list[pa.RecordBatch] = []
             rows = 0
             try:
-                for batch in segments.read_segment(path):
-                    if columns is not None:
-                        batch = batch.select([c for c in columns if c in batch.schema.names])
+                for batch in segments.read_segment(path, columns=columns):
                     chunk.append(batch)
                     rows += batch.num_rows
                     if rows >= CHUNK_ROWS:

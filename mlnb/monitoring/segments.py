@@ -34,7 +34,8 @@ import pyarrow.ipc as ipc
 SUFFIX = ".arrow"
 PARTIAL = ".partial"
 ROTATE_SECONDS = 60.0
-ROTATE_BYTES = 64 * 1024 * 1024  # a reader holds at most one segment in memory
+ROTATE_BYTES = 64 * 1024 * 1024
+MAX_BATCH_ROWS = 32_768  # rows per record batch written (about 8 MB of 30 float features)
 FILE_MAGIC = b"ARROW1\x00\x00"  # an IPC file starts with it; the stream format follows
 _NAME = re.compile(r"^\.?(?P<start>\d{8}T\d{12})-(?P<worker>\d+)\.arrow(?:\.partial)?$")
 
@@ -78,7 +79,9 @@ class SegmentWriter:
         if self._writer is None:
             self._open(now)
         assert self._writer is not None
-        self._writer.write_batch(batch)  # unbuffered: a reader of the partial sees it whole
+        for start in range(0, batch.num_rows, MAX_BATCH_ROWS):  # a reader holds one at a time
+            # unbuffered: a reader of the partial segment sees each batch whole
+            self._writer.write_batch(batch.slice(start, MAX_BATCH_ROWS))
 
     def rotate_if_due(self, now: float | None = None) -> None:
         """Complete the open segment once it is ``rotate_seconds`` old or ``rotate_bytes``
@@ -130,34 +133,48 @@ def is_partial(path: Path) -> bool:
     return path.name.endswith(PARTIAL)
 
 
-def read_segment(path: Path, *, partial: bool | None = None) -> Iterator[pa.RecordBatch]:
-    """The record batches of a segment. A partial one (by its name, unless ``partial`` says)
-    yields its whole batches and stops at a torn tail; a complete one that cannot be read
-    raises ``pa.ArrowInvalid``.
+def read_segment(
+    path: Path, *, partial: bool | None = None, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The record batches of a segment (only ``columns``, when given, read from disk). A
+    partial one (by its name, unless ``partial`` says) yields its whole batches and stops at
+    a torn tail; a complete one that cannot be read raises ``pa.ArrowInvalid``.
 
-    The file is memory-mapped: batches are views of it, and only the columns a reader
-    touches are read from disk.
+    Batches are read into memory, not mapped: a reader's memory is what it holds, whatever
+    the page cache does with the file.
     """
-    source = pa.memory_map(str(path), "r")
-    if not (is_partial(path) if partial is None else partial):
-        reader = ipc.open_file(source)
-        for index in range(reader.num_record_batches):
-            yield reader.get_batch(index)
-        return
-    if source.size() < len(FILE_MAGIC) or source.read(len(FILE_MAGIC)) != FILE_MAGIC:
-        return
-    try:
-        stream = ipc.open_stream(source)
-    except (pa.ArrowInvalid, OSError):  # not even the schema is whole yet
-        return
-    while True:
+    with pa.OSFile(str(path), "rb") as source:
+        if not (is_partial(path) if partial is None else partial):
+            reader = ipc.open_file(source)
+            options = _only(reader.schema, columns)
+            if options is not None:
+                reader = ipc.open_file(source, options=options)
+            for index in range(reader.num_record_batches):
+                yield reader.get_batch(index)
+            return
+        if source.size() < len(FILE_MAGIC) or source.read(len(FILE_MAGIC)) != FILE_MAGIC:
+            return
         try:
-            batch = stream.read_next_batch()
-        except StopIteration:
+            stream = ipc.open_stream(source)
+        except (pa.ArrowInvalid, OSError):  # not even the schema is whole yet
             return
-        except (pa.ArrowInvalid, OSError):  # the batch being written
-            return
-        yield batch
+        wanted = None if columns is None else [c for c in columns if c in stream.schema.names]
+        while True:
+            try:
+                batch = stream.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError):  # the batch being written
+                return
+            yield batch if wanted is None else batch.select(wanted)
+
+
+def _only(schema: pa.Schema, columns: list[str] | None) -> ipc.IpcReadOptions | None:
+    """Read options that read only ``columns`` (the others are skipped on disk)."""
+    if columns is None:
+        return None
+    fields = [i for i, name in enumerate(schema.names) if name in set(columns)]
+    return ipc.IpcReadOptions(included_fields=fields)
 
 
 def seal_orphans(folder: Path) -> list[Path]:

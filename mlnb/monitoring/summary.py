@@ -107,6 +107,7 @@ def summarise(logs: MonitorFolder, periods: int = PERIODS) -> MonitorSummary:
         traffic.add(table)
         recent.add(table)
         over_time.add(table)
+        del table  # before the next one is read: one chunk in memory at a time
     window_table = recent.table()
     window_values = {name: _values(window_table, log_column(name)) for name in bins}
     drift = [
@@ -140,6 +141,7 @@ def _period_bounds(logs: MonitorFolder, periods: int) -> np.ndarray | None:
     step, held, rows = 1, 0, 0
     for table in logs.tables(columns=[TIME]):
         times = _micros(table)
+        del table
         rows += len(times)
         kept.append(times[::step])
         held += len(kept[-1])
@@ -319,7 +321,7 @@ def _micros(table: pa.Table, missing: int | None = None) -> np.ndarray:
         return np.full(table.num_rows, missing or 0, dtype=np.int64) if missing else np.zeros(0)
     column = table[TIME].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     column = pc.drop_null(column) if missing is None else pc.fill_null(column, missing)
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.array(column.to_numpy(zero_copy_only=False), dtype=np.int64)  # a copy
 
 
 def _values(table: pa.Table, column: str) -> np.ndarray:
