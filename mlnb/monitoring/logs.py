@@ -7,8 +7,8 @@ A generated service writes, under one folder per Bento version::
     rejections/*.arrow      one row per rejected request
 
 Everything needed for a report is in that folder, so it can be copied to another machine.
-Readers get one segment's table at a time (a segment is at most 64 MB), so their memory does
-not grow with the log. A folder written by an older mlnb (JSON lines under
+Readers get a table of about ``CHUNK_ROWS`` rows at a time (segments hold batches of at most
+32,768 rows), so their memory does not grow with the log. A folder written by an older mlnb (JSON lines under
 ``predictions/data/data.*.log``) is read in chunks of lines and given the same columns.
 """
 
