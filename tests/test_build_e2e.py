@@ -48,7 +48,11 @@ def test_building_the_same_run_again_gives_the_same_tag() -> None:
     built = project().build("breast_cancer.ipynb")
     again = project().mlnb("build", "breast_cancer.ipynb", "--json")
     second = json.loads(again.stdout)
-    assert (second["bento"], second["model"]) == (built["bento"], built["model"])
+    first_log = project().logs["breast_cancer.ipynb"]
+    assert (second["bento"], second["model"]) == (built["bento"], built["model"]), (
+        f"run {built['run_id']} then {second['run_id']}\n"
+        f"first build:\n{first_log}\nsecond build:\n{again.stderr}"
+    )
     assert second["created"] is False
     assert "exists already (same content): reused" in again.stderr
     assert len(run_record(built["run_id"])["builds"]) == 1
