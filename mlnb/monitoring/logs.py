@@ -8,8 +8,9 @@ A generated service writes, under one folder per Bento version::
 
 Everything needed for a report is in that folder, so it can be copied to another machine.
 Readers get a table of about ``CHUNK_ROWS`` rows at a time (segments hold batches of at most
-32,768 rows), so their memory does not grow with the log. A folder written by an older mlnb (JSON lines under
-``predictions/data/data.*.log``) is read in chunks of lines and given the same columns.
+32,768 rows), so their memory does not grow with the log. A folder written by an older mlnb
+(JSON lines under ``predictions/data/data.*.log``) is read in chunks of lines and given the
+same columns.
 """
 
 from __future__ import annotations
