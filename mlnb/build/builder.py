@@ -119,7 +119,7 @@ def build(
     if carried:
         progress(f"local modules carried into the Bento: {', '.join(sorted(local_names))}")
     name = version.bento_name(inputs.pipeline.notebook)
-    model_tag = f"{name}_model:{version.digest(files)}"
+    model_tag = f"{name}_model:{version.model_digest(files, model_format, inputs.model_path)}"
     requirements = pins.requirements(
         model_format, _service_modules(serve, model_format, loader), inputs.packages,
         model_modules=model_modules, local_modules=local_names,

@@ -44,6 +44,35 @@ def digest(files: Mapping[str, bytes | Path]) -> str:
     return h.hexdigest()[:LENGTH]
 
 
+CONVERTERS = ("skl2onnx", "onnx", "onnxmltools", "onnxconverter-common")
+
+
+def model_digest(files: Mapping[str, bytes | Path], model_format: str, native: Path) -> str:
+    """The version of a stored model.
+
+    A native model is named by its files. A converted one is named by what decides the
+    conversion (the trained model's file, the feeding spec and the converters' versions),
+    not by the ONNX bytes: a converter that writes the same graph with other bytes from one
+    process to the next must not make the same run a new model and a new Bento.
+    """
+    if model_format != "onnx":
+        return digest(files)
+    from importlib import metadata
+
+    versions = []
+    for name in CONVERTERS:
+        try:
+            versions.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    identity: dict[str, bytes | Path] = {
+        name: content for name, content in files.items() if name != "model.onnx"
+    }
+    identity["native"] = native
+    identity["converters"] = "\n".join(versions).encode()
+    return digest(identity)
+
+
 def runtime_digest() -> str:
     return digest(dict(runtime_files().items()))
 
