@@ -56,12 +56,6 @@ class MonitorFolder:
     def features(self) -> list[str]:
         return list(self.reference.get("features", {}))
 
-    @property
-    def legacy(self) -> bool:
-        return (self.path / PREDICTIONS_LOG / "data").is_dir() and not segments.segments(
-            self.path / PREDICTIONS_LOG
-        )
-
     def tables(
         self, log: str = PREDICTIONS_LOG, columns: list[str] | None = None
     ) -> Iterator[pa.Table]:
@@ -128,7 +122,7 @@ def legacy_table(records: list[dict[str, Any]], columns: list[str] | None = None
     arrays = {}
     for name in names:
         target = _LEGACY_NAMES.get(name, name)
-        if target == "request_id" and name == "request_id" and "mlnb_request" in names:
+        if name == "request_id" and "mlnb_request" in names:
             continue  # BentoML's own id was never set; mlnb's is the request
         if columns is not None and target not in columns:
             continue

@@ -136,45 +136,43 @@ def is_partial(path: Path) -> bool:
 def read_segment(
     path: Path, *, partial: bool | None = None, columns: list[str] | None = None
 ) -> Iterator[pa.RecordBatch]:
-    """The record batches of a segment (only ``columns``, when given, read from disk). A
-    partial one (by its name, unless ``partial`` says) yields its whole batches and stops at
-    a torn tail; a complete one that cannot be read raises ``pa.ArrowInvalid``.
+    """The record batches of a segment (only ``columns``, when given). A partial one (by its
+    name, unless ``partial`` says) yields its whole batches and stops at a torn tail; a
+    complete one that cannot be read raises ``pa.ArrowInvalid``.
 
     Batches are read into memory, not mapped: a reader's memory is what it holds, whatever
-    the page cache does with the file.
+    the page cache does with the file. Each batch is read whole (Arrow reads a batch's body
+    in one piece, also when asked for some of its fields), hence the small batches.
     """
     with pa.OSFile(str(path), "rb") as source:
         if not (is_partial(path) if partial is None else partial):
             reader = ipc.open_file(source)
-            options = _only(reader.schema, columns)
-            if options is not None:
-                reader = ipc.open_file(source, options=options)
-            for index in range(reader.num_record_batches):
-                yield reader.get_batch(index)
-            return
-        if source.size() < len(FILE_MAGIC) or source.read(len(FILE_MAGIC)) != FILE_MAGIC:
-            return
-        try:
-            stream = ipc.open_stream(source)
-        except (pa.ArrowInvalid, OSError):  # not even the schema is whole yet
-            return
-        wanted = None if columns is None else [c for c in columns if c in stream.schema.names]
-        while True:
+            batches: Iterator[pa.RecordBatch] = (
+                reader.get_batch(i) for i in range(reader.num_record_batches)
+            )
+            schema = reader.schema
+        else:
+            if source.size() < len(FILE_MAGIC) or source.read(len(FILE_MAGIC)) != FILE_MAGIC:
+                return
             try:
-                batch = stream.read_next_batch()
-            except StopIteration:
+                stream = ipc.open_stream(source)
+            except (pa.ArrowInvalid, OSError):  # not even the schema is whole yet
                 return
-            except (pa.ArrowInvalid, OSError):  # the batch being written
-                return
+            batches, schema = _whole_batches(stream), stream.schema
+        wanted = None if columns is None else [c for c in columns if c in schema.names]
+        for batch in batches:
             yield batch if wanted is None else batch.select(wanted)
 
 
-def _only(schema: pa.Schema, columns: list[str] | None) -> ipc.IpcReadOptions | None:
-    """Read options that read only ``columns`` (the others are skipped on disk)."""
-    if columns is None:
-        return None
-    fields = [i for i, name in enumerate(schema.names) if name in set(columns)]
-    return ipc.IpcReadOptions(included_fields=fields)
+def _whole_batches(stream: ipc.RecordBatchStreamReader) -> Iterator[pa.RecordBatch]:
+    """A stream's batches up to the end, or up to a batch still being written."""
+    while True:
+        try:
+            yield stream.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, OSError):  # the batch being written
+            return
 
 
 def seal_orphans(folder: Path) -> list[Path]:

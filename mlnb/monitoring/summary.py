@@ -165,7 +165,6 @@ class _Traffic:
         self.requests = 0
         self._last_request: Any = None
         self._labels: Counter[str] = Counter()
-        self._values: list[np.ndarray] = []
         edges = ((prediction_reference or {}).get("histogram") or {}).get("edges") or []
         self._edges = edges
         self._value_counts = np.zeros(max(len(edges) - 1, 0), dtype=np.int64)
@@ -318,7 +317,8 @@ def _rejection_reasons(logs: MonitorFolder) -> Counter[str]:
 def _micros(table: pa.Table, missing: int | None = None) -> np.ndarray:
     """Each row's time in µs since the epoch; rows without one dropped, or given ``missing``."""
     if TIME not in table.column_names:
-        return np.full(table.num_rows, missing or 0, dtype=np.int64) if missing else np.zeros(0)
+        rows = 0 if missing is None else table.num_rows
+        return np.full(rows, 0 if missing is None else missing, dtype=np.int64)
     column = table[TIME].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     column = pc.drop_null(column) if missing is None else pc.fill_null(column, missing)
     return np.array(column.to_numpy(zero_copy_only=False), dtype=np.int64)  # a copy
