@@ -237,6 +237,18 @@ class StoreError(MlnbError):
     http_status = 500
 
 
+class StoreDiskError(StoreError):
+    """Writing to the store failed for a reason of the disk: full, read-only, no permission."""
+
+    code = "store-disk"
+
+
+class StoredObjectError(StoreError):
+    """A stored object is missing, or its bytes do not match the sha256 it is named by."""
+
+    code = "store-object-damaged"
+
+
 class UnsaveableOutputError(MlnbError):
     """A stage output that a later stage needs cannot be saved (raised inside the kernel)."""
 
@@ -313,3 +325,30 @@ class ModelLoadError(MlnbError):
     """The run's model file cannot be loaded where the build runs (a module is missing)."""
 
     code = "model-load-failed"
+
+
+# --- bounded hostile input (issue 16): JSON and YAML from outside mlnb ---
+
+
+class InputLimitError(MlnbError):
+    """JSON (or YAML) from outside mlnb that is too large, nested too deeply, or not valid.
+
+    ``what`` names the input (``"the request body"``, ``"log line 12 of data.0.log"``),
+    ``reason`` is ``too-large``, ``too-deep`` or ``invalid``, ``limit`` the limit it broke.
+    """
+
+    code = "input-limit"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        what: str,
+        reason: str,
+        limit: int | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.what = what
+        self.reason = reason
+        self.limit = limit
+        super().__init__(message, fix=fix)

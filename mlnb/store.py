@@ -5,7 +5,14 @@ Layout of a store directory (``.mlnb/`` beside the notebook by default)::
     mlnb.db                     SQLite index: runs, the stage cache, file fingerprints
     runs/<run_id>/run.json      the run record, rewritten atomically while the run goes
     runs/<run_id>/notebook.ipynb  the executed notebook
+    cache/<key[:2]>/<key>.json  one stage cache entry
     objects/<sha[:2]>/<sha>     content-addressed files (stage outputs, the model, samples)
+
+The files are the truth and the index is derived from them: an index that is missing, empty
+or damaged (``PRAGMA quick_check`` at open) is set aside and rebuilt from ``run.json`` and
+``cache/`` with a notice. An index row is written in the same transaction as its file, so a
+failed write leaves neither. Objects are named by their sha256 and checked against it before
+they are used (:meth:`Store.check_object`).
 
 Pure core: the standard library only (sqlite3 and json). Every file is written to a temporary
 name and renamed, and SQLite runs in WAL mode with a busy timeout, so several runs, builds
@@ -16,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
+import fcntl
 import hashlib
 import json
 import math
@@ -24,18 +33,28 @@ import re
 import secrets
 import socket
 import sqlite3
+import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from mlnb.errors import RunIdError, RunNotFoundError, StoreError
+from mlnb.errors import (
+    RunIdError,
+    RunNotFoundError,
+    StoreDiskError,
+    StoredObjectError,
+    StoreError,
+)
 
 DB_NAME = "mlnb.db"
 DEFAULT_DIR = ".mlnb"
 RUN_FILE = "run.json"
 NOTEBOOK_FILE = "notebook.ipynb"
-SCHEMA_VERSION = 1
+CACHE_DIR = "cache"
+DAMAGED_DIR = "damaged"  # objects/damaged/: objects set aside because their bytes were wrong
+SCHEMA_VERSION = 2  # 2: cache entries are also files under cache/
+MAX_RECORD_BYTES = 64 << 20  # a run.json or cache entry larger than this is not read
 BUSY_TIMEOUT_S = 60.0
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _SHA_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -117,6 +136,41 @@ def sha256_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
+def read_record(path: Path, limit: int = MAX_RECORD_BYTES) -> Any:
+    """A JSON file mlnb wrote, read with a size limit; ``ValueError`` when it is not JSON."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"it is larger than {limit >> 20} MB")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+
+
+def disk_error(exc: BaseException, where: Path | str, doing: str) -> StoreDiskError | None:
+    """The disk's own reason a write failed (full, read-only, not allowed), or None."""
+    text = str(exc).lower()
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text:
+        return StoreDiskError(
+            f"the disk holding {where} is full ({doing})",
+            fix="free some space on that disk, or pass --store DIR (or set MLNB_STORE) "
+            "on another one; nothing was recorded as done",
+        )
+    if code == errno.EROFS or "readonly" in text or "read-only" in text:
+        return StoreDiskError(
+            f"{where} is on a read-only file system ({doing})",
+            fix="pass --store DIR (or set MLNB_STORE) on a writable disk",
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return StoreDiskError(
+            f"this user may not write to {where} ({doing})",
+            fix="give the user write access to the store directory, or pass --store DIR",
+        )
+    return None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -125,6 +179,14 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def notice(text: str) -> None:
+    """One line to the person at the terminal (stderr), for what the store repaired."""
+    print(f"mlnb: {text}", file=sys.stderr)
+
+
+_T = TypeVar("_T")
 
 
 class Store:
@@ -137,6 +199,12 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def for_notebook(cls, notebook_path: str | Path, store: str | Path | None = None) -> Store:
@@ -163,6 +231,11 @@ class Store:
             raise StoreError(f"{sha256!r} is not a sha256 hex digest", fix="pass 64 hex digits")
         return self.root / "objects" / sha256[:2] / sha256
 
+    def cache_path(self, key: str) -> Path:
+        if not _SHA_PATTERN.match(key):
+            raise StoreError(f"{key!r} is not a cache key", fix="pass 64 hex digits")
+        return self.root / CACHE_DIR / key[:2] / f"{key}.json"
+
     def resolve(self, relative: str) -> Path:
         """The absolute path of a path recorded relative to the store (``objects/..``)."""
         return self.root / relative
@@ -170,32 +243,201 @@ class Store:
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    # --- the SQLite connection ---
+    # --- objects ---
+
+    def object_problem(self, ref: Mapping[str, Any], *, rehash: bool = True) -> str | None:
+        """Why the object a reference names cannot be used, or None when its bytes match.
+
+        ``rehash=False`` trusts the fingerprint index for a file whose size and mtime are
+        unchanged since it was last hashed (cheap, for the plan of a run that loads nothing);
+        otherwise the file is hashed now.
+        """
+        relative, sha = ref.get("path"), ref.get("sha256")
+        if not relative:
+            return None
+        path = self.resolve(str(relative))
+        if not isinstance(sha, str) or not _SHA_PATTERN.match(sha) or path.name != sha:
+            return f"{relative} is not named by its sha256"
+        if not path.is_file():
+            return f"{relative} is missing from the store"
+        try:
+            found = self.fingerprints([str(path)])[str(path)] if not rehash else sha256_file(path)
+        except OSError as exc:
+            return f"{relative} cannot be read ({exc.strerror or exc})"
+        if found != sha:
+            self.set_aside(path)
+            return f"{relative} does not match its sha256 (damaged or changed; set aside)"
+        return None
+
+    def check_object(self, ref: Mapping[str, Any], what: str) -> Path:
+        """The path of a referenced object whose bytes match its name; else a clear error."""
+        problem = self.object_problem(ref)
+        if problem:
+            raise StoredObjectError(
+                f"{what}: {problem}",
+                fix="run the notebook again (mlnb re-runs the stages whose saved results are "
+                "damaged), or see everything at once with `mlnb store verify --repair`",
+            )
+        return self.resolve(str(ref["path"]))
+
+    def set_aside(self, path: Path) -> Path | None:
+        """Move a damaged object to ``objects/damaged/`` (kept to look at, never loaded)."""
+        target = self.root / "objects" / DAMAGED_DIR / f"{path.name}.{secrets.token_hex(3)}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        except OSError:
+            return None
+        return target
+
+    # --- the SQLite index ---
 
     def _connect(self, create: bool) -> sqlite3.Connection | None:
         if self._conn is not None:
             return self._conn
-        if not create and not self.db_path.exists():
+        if not create and not self.db_path.exists() and not self._has_files():
             return None
         try:
-            if create:
-                self.root.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self.root.mkdir(parents=True, exist_ok=True)
+            problem = self.index_problem()
+            if problem:
+                self.rebuild_index(problem)
+            self._conn = self._open()
+        except sqlite3.DatabaseError as exc:
+            raise self._index_error(exc) from None
+        except OSError as exc:
+            raise self._index_error(exc) from None
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            _create_schema(conn)
+            _create_schema(conn, self._export_cache)
             conn.execute("PRAGMA synchronous = NORMAL")
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(
-                f"cannot open the store index {self.db_path} ({exc})",
-                fix="check that the store directory is writable, or pass another --store",
-            ) from None
-        self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def index_problem(self) -> str | None:
+        """Why the index cannot be trusted (missing or empty with records on disk, or
+        damaged), or None."""
+        try:
+            size = self.db_path.stat().st_size
+        except FileNotFoundError:
+            size = None
+        wal = Path(f"{self.db_path}-wal")
+        if not size and not (wal.exists() and wal.stat().st_size):
+            if self._has_files():
+                return "it is missing" if size is None else "it is empty (0 bytes)"
+            return None
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            return f"SQLite cannot open it: {exc}"
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                return f"SQLite's quick_check says: {verdict}"
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0 and self._has_files():
+                return "it holds no tables"
+        except sqlite3.OperationalError as exc:
+            if _is_damage(exc):
+                return f"SQLite says: {exc}"
+            raise
+        except sqlite3.DatabaseError as exc:
+            return f"SQLite says: {exc}"
+        finally:
+            conn.close()
+        return None
+
+    def _has_files(self) -> bool:
+        """Whether the store holds a run record or a cache entry the index could show."""
+        found = (self.root / "runs").glob(f"*/{RUN_FILE}"), (self.root / CACHE_DIR).glob("*/*.json")
+        return any(next(paths, None) is not None for paths in found)
+
+    def rebuild_index(self, problem: str) -> None:
+        """Set the index aside and build a new one from run.json and cache/ (one process at
+        a time; a process that waited finds the work done)."""
+        with _locked(self.root / f".{DB_NAME}.lock"):
+            if self.index_problem() is None:
+                return
+            kept = None
+            if self.db_path.exists() and self.db_path.stat().st_size:
+                kept = self.db_path.with_name(f"{DB_NAME}.damaged-{secrets.token_hex(3)}")
+                os.replace(self.db_path, kept)
+            for suffix in ("-wal", "-shm", ""):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.db_path}{suffix}")
+            tmp = self.root / f".{DB_NAME}.{os.getpid()}.rebuild"
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                _create_schema(conn, lambda conn: None)
+                runs, entries, skipped = _fill_index(conn, self.root)
+                conn.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                conn.close()
+            os.replace(tmp, self.db_path)
+        where = f"; the old file is kept as {kept.name}" if kept else ""
+        unread = f" ({skipped} unreadable files skipped)" if skipped else ""
+        notice(
+            f"the store index {self.db_path} could not be used ({problem}): rebuilt it from "
+            f"{runs} run records and {entries} cache entries{unread}{where}"
+        )
+
+    def _export_cache(self, conn: sqlite3.Connection) -> None:
+        """Schema 1 to 2: write each cache entry that only the index holds to cache/."""
+        for key, notebook, stage, run_id, created, text in conn.execute(
+            "SELECT cache_key, notebook, stage, run_id, created_at, record FROM stage_cache"
+        ):
+            with contextlib.suppress(StoreError, OSError, ValueError):
+                path = self.cache_path(key)
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    entry = _cache_file(key, notebook, stage, run_id, created, json.loads(text))
+                    write_atomic(path, dumps(entry))
+
+    def _index_error(self, exc: BaseException) -> StoreError:
+        problem = disk_error(exc, self.root, "opening the store index")
+        if problem is not None:
+            return problem
+        return StoreError(
+            f"cannot open the store index {self.db_path} ({exc})",
+            fix="check that the store directory exists and is yours, or pass another --store",
+        )
 
     def _db(self) -> sqlite3.Connection:
         conn = self._connect(create=True)
         assert conn is not None
         return conn
+
+    def _write(self, doing: str, action: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run one write; an index found damaged is rebuilt and the write tried once more,
+        and a disk that refuses names its reason."""
+        for attempt in (1, 2):
+            conn = self._db()
+            try:
+                return action(conn)
+            except sqlite3.DatabaseError as exc:
+                if attempt == 1 and _is_damage(exc):
+                    self.close()
+                    self.rebuild_index(f"SQLite says: {exc}")
+                    continue
+                raise disk_error(exc, self.root, doing) or StoreError(
+                    f"cannot record {doing} in {self.db_path} ({exc})",
+                    fix="run `mlnb store verify --repair`, or pass another --store",
+                ) from None
+            except OSError as exc:
+                problem = disk_error(exc, self.root, doing)
+                if problem is None:
+                    raise
+                raise problem from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self._conn is not None:
@@ -208,35 +450,31 @@ class Store:
         """Make the run's directory (the id must be new) and write its first record."""
         run_id = record["run_id"]
         directory = self.run_dir(run_id)
-        directory.parent.mkdir(parents=True, exist_ok=True)
         try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
             directory.mkdir()
         except FileExistsError:
             raise RunIdError(
                 f"a run with id {run_id!r} exists already in {self.root}",
                 fix="pass another --run-id, or none to get a new id",
             ) from None
+        except OSError as exc:
+            raise disk_error(exc, self.root, f"creating run {run_id}") or exc from None
         self.save_run(record)
         return directory
 
     def save_run(self, record: dict[str, Any]) -> None:
-        """Rewrite run.json atomically and update the index."""
+        """Rewrite run.json atomically and update the index, in one transaction: when either
+        fails, neither changes."""
         text = dumps(record, indent=2)
-        write_atomic(self.run_dir(record["run_id"]) / RUN_FILE, text)
-        conn = self._db()
-        with _transaction(conn):
-            conn.execute(
-                "INSERT OR REPLACE INTO runs (run_id, notebook, status, started_at, "
-                "finished_at, record) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record["run_id"],
-                    record["notebook"]["path"],
-                    record["status"],
-                    record["started_at"],
-                    record.get("finished_at"),
-                    text,
-                ),
-            )
+        path = self.run_dir(record["run_id"]) / RUN_FILE
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                _index_run(conn, record, text)
+                write_atomic(path, text)
+
+        self._write(f"run {record['run_id']}", write)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         try:
@@ -246,7 +484,8 @@ class Store:
         record: dict[str, Any] | None = None
         if path is not None:
             try:
-                record = json.loads(path.read_text())
+                found = read_record(path)
+                record = found if isinstance(found, dict) else None
             except (OSError, ValueError):
                 record = None
         if record is None:
@@ -291,17 +530,79 @@ class Store:
 
     def add_build(self, run_id: str, build: dict[str, Any]) -> dict[str, Any]:
         """Append a build to the run's ``builds`` (one writer at a time); return the record."""
-        conn = self._db()
-        with _transaction(conn, immediate=True):
-            record = self.get_run(run_id)
-            record.setdefault("builds", []).append(build)
-            text = dumps(record, indent=2)
-            write_atomic(self.run_dir(run_id) / RUN_FILE, text)
-            conn.execute(
-                "UPDATE runs SET record = ? WHERE run_id = ?",
-                (text, run_id),
+
+        def write(conn: sqlite3.Connection) -> dict[str, Any]:
+            with _transaction(conn, immediate=True):
+                record = self.get_run(run_id)
+                record.setdefault("builds", []).append(build)
+                text = dumps(record, indent=2)
+                conn.execute("UPDATE runs SET record = ? WHERE run_id = ?", (text, run_id))
+                write_atomic(self.run_dir(run_id) / RUN_FILE, text)
+            return record
+
+        return self._write(f"the build of run {run_id}", write)
+
+    # --- the index, row by row (for `mlnb store verify`) ---
+
+    def indexed_runs(self) -> dict[str, str]:
+        """run_id -> the record text the index holds."""
+        conn = self._connect(create=False)
+        rows = [] if conn is None else conn.execute("SELECT run_id, record FROM runs")
+        return {run_id: text for run_id, text in rows}
+
+    def indexed_cache(self) -> dict[str, dict[str, Any]]:
+        """cache key -> the cache/ file's content that the index row stands for."""
+        conn = self._connect(create=False)
+        rows = (
+            []
+            if conn is None
+            else conn.execute(
+                "SELECT cache_key, notebook, stage, run_id, created_at, record FROM stage_cache"
             )
-        return record
+        )
+        found = {}
+        for key, notebook, stage, run_id, created, text in rows:
+            with contextlib.suppress(ValueError):
+                found[key] = _cache_file(key, notebook, stage, run_id, created, json.loads(text))
+        return found
+
+    def index_run(self, record: dict[str, Any]) -> None:
+        """Index a run record as its run.json holds it (the file is not rewritten)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                _index_run(conn, record, dumps(record, indent=2))
+
+        self._write(f"run {record['run_id']}", write)
+
+    def unindex_run(self, run_id: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+        self._write(f"removing run {run_id} from the index", write)
+
+    def index_cache_file(self, data: Mapping[str, Any]) -> None:
+        """Index a cache/ file's entry, or write the file of an index row (both ways)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(
+                    "INSERT OR REPLACE INTO stage_cache (cache_key, notebook, stage, run_id, "
+                    "created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        data["cache_key"],
+                        data["notebook"],
+                        data["stage"],
+                        data["run_id"],
+                        data["created_at"],
+                        dumps(data["entry"]),
+                    ),
+                )
+                path = self.cache_path(data["cache_key"])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, dumps(data))
+
+        self._write(f"the cached result of stage {data['stage']!r}", write)
 
     def _reap_if_stale(self, record: dict[str, Any]) -> dict[str, Any]:
         """A ``running`` run whose process is gone is recorded ``failed``."""
@@ -322,7 +623,7 @@ class Store:
             "ename": "RunAborted",
             "evalue": f"the mlnb run process (pid {pid}) ended without recording a result",
         }
-        with contextlib.suppress(OSError, sqlite3.Error):
+        with contextlib.suppress(OSError, sqlite3.Error, StoreError):
             self.save_run(record)
         return record
 
@@ -352,13 +653,19 @@ class Store:
         return {stage: json.loads(text) for stage, text in rows}
 
     def cache_put(self, key: str, notebook: str, stage: str, entry: dict[str, Any]) -> None:
-        conn = self._db()
-        with _transaction(conn):
-            conn.execute(
-                "INSERT OR REPLACE INTO stage_cache (cache_key, notebook, stage, run_id, "
-                "created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
-                (key, notebook, stage, entry["run_id"], utc_now(), dumps(entry)),
-            )
+        """Record a stage's result: its cache/ file and its index row, together."""
+        self.index_cache_file(_cache_file(key, notebook, stage, entry["run_id"], utc_now(), entry))
+
+    def cache_forget(self, key: str) -> None:
+        """Drop one cache entry (its file and its row)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute("DELETE FROM stage_cache WHERE cache_key = ?", (key,))
+                with contextlib.suppress(FileNotFoundError):
+                    self.cache_path(key).unlink()
+
+        self._write("forgetting a cache entry", write)
 
     # --- file fingerprints ---
 
@@ -415,6 +722,116 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+def _cache_file(
+    key: str, notebook: str, stage: str, run_id: str, created: str, entry: Any
+) -> dict[str, Any]:
+    return {
+        "cache_key": key,
+        "notebook": notebook,
+        "stage": stage,
+        "run_id": run_id,
+        "created_at": created,
+        "entry": entry,
+    }
+
+
+def _index_run(conn: sqlite3.Connection, record: Mapping[str, Any], text: str) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO runs (run_id, notebook, status, started_at, "
+        "finished_at, record) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            record["run_id"],
+            record["notebook"]["path"],
+            record["status"],
+            record["started_at"],
+            record.get("finished_at"),
+            text,
+        ),
+    )
+
+
+def run_record_problem(record: Any, folder: str) -> str | None:
+    """Why a parsed run.json cannot be indexed, or None."""
+    if not isinstance(record, dict):
+        return "it is not a JSON object"
+    if record.get("run_id") != folder:
+        return f"its run_id is {record.get('run_id')!r}, not its folder's name {folder!r}"
+    notebook = record.get("notebook")
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("path"), str):
+        return "it names no notebook path"
+    for field in ("status", "started_at"):
+        if not isinstance(record.get(field), str):
+            return f"its {field!r} is not text"
+    return None
+
+
+def cache_file_problem(data: Any, key: str) -> str | None:
+    """Why a parsed cache/ file cannot be indexed, or None."""
+    if not isinstance(data, dict) or data.get("cache_key") != key:
+        return "it is not a cache entry for its file name"
+    for field in ("notebook", "stage", "run_id", "created_at"):
+        if not isinstance(data.get(field), str):
+            return f"its {field!r} is not text"
+    if not isinstance(data.get("entry"), dict):
+        return "it holds no entry"
+    return None
+
+
+def _fill_index(conn: sqlite3.Connection, root: Path) -> tuple[int, int, int]:
+    """Index every readable run.json and cache/ file; (runs, cache entries, skipped)."""
+    runs = entries = skipped = 0
+    with _transaction(conn):
+        for path in sorted((root / "runs").glob(f"*/{RUN_FILE}")):
+            try:
+                record = read_record(path)
+            except (OSError, ValueError):
+                skipped += 1
+                continue
+            if run_record_problem(record, path.parent.name):
+                skipped += 1
+                continue
+            _index_run(conn, record, dumps(record, indent=2))
+            runs += 1
+        for path in sorted((root / CACHE_DIR).glob("*/*.json")):
+            try:
+                data = read_record(path)
+            except (OSError, ValueError):
+                skipped += 1
+                continue
+            if cache_file_problem(data, path.stem):
+                skipped += 1
+                continue
+            conn.execute(
+                "INSERT OR REPLACE INTO stage_cache (cache_key, notebook, stage, run_id, "
+                "created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    data["cache_key"],
+                    data["notebook"],
+                    data["stage"],
+                    data["run_id"],
+                    data["created_at"],
+                    dumps(data["entry"]),
+                ),
+            )
+            entries += 1
+    return runs, entries, skipped
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def _transaction(conn: sqlite3.Connection, immediate: bool = False) -> Iterator[None]:
     """One explicit transaction on an autocommit connection; nested calls join the outer one."""
@@ -430,7 +847,9 @@ def _transaction(conn: sqlite3.Connection, immediate: bool = False) -> Iterator[
     conn.execute("COMMIT")
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
+def _create_schema(
+    conn: sqlite3.Connection, export_cache: Callable[[sqlite3.Connection], None]
+) -> None:
     """WAL mode and the tables, once per store. Two processes creating one store at the same
     moment can get "database is locked" from the switch to WAL, which SQLite does not wait
     for (no busy handler there): try again for a while."""
@@ -441,11 +860,14 @@ def _create_schema(conn: sqlite3.Connection) -> None:
                 return
             conn.execute("PRAGMA journal_mode = WAL")
             with _transaction(conn, immediate=True):
-                if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version == SCHEMA_VERSION:
                     return
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                if version == 1:
+                    export_cache(conn)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         except sqlite3.OperationalError as exc:

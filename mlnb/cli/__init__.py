@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "check": "check",
     "export": "export",
     "report": "report",
+    "store": "store",
 }
 
 

@@ -3,7 +3,9 @@
 DataFrames and Series go to parquet, numeric arrays to ``.npy``, modules by name, anything
 else through joblib (cloudpickle when it refers to code defined in the notebook itself, which
 a fresh kernel would not have). Every file is written under a temporary name, hashed, then
-renamed to ``objects/<sha[:2]>/<sha>``, so a reader never sees half a file. pandas, numpy,
+renamed to ``objects/<sha[:2]>/<sha>``, so a reader never sees half a file. A value is loaded
+only once its bytes match that name: the plan hashed the file just before the kernel started
+(and passes its size and mtime as ``verified``), else it is hashed here. pandas, numpy,
 joblib and cloudpickle are imported only when a value needs them.
 """
 
@@ -19,7 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from mlnb.errors import UnsaveableOutputError
+from mlnb.errors import StoreDiskError, StoredObjectError, UnsaveableOutputError
+from mlnb.store import disk_error, sha256_file
 
 SERIES_COLUMN = "__mlnb_series__"
 
@@ -43,13 +46,13 @@ def write_object(store_root: Path, write: Callable[[IO[bytes]], None]) -> tuple[
         sha = digest.hexdigest()
         target = objects / sha[:2] / sha
         target.parent.mkdir(exist_ok=True)
-        if target.exists():
-            tmp.unlink()
-        else:
-            os.replace(tmp, target)
-    except BaseException:
+        os.replace(tmp, target)  # also over a damaged copy of the same name
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        problem = disk_error(exc, store_root, "saving a stage's result")
+        if problem is not None:
+            raise problem from None
         raise
     return sha, f"objects/{sha[:2]}/{sha}"
 
@@ -98,6 +101,8 @@ def save_pickled(
     errors: list[str] = []
     try:
         sha, path = write_object(store_root, lambda fh: joblib.dump(value, fh))
+    except StoreDiskError:
+        raise
     except Exception as exc:
         errors.append(f"joblib: {type(exc).__name__}: {exc}")
     else:
@@ -108,6 +113,8 @@ def save_pickled(
 
         sha, path = write_object(store_root, lambda fh: cloudpickle.dump(value, fh))
         return {"sha256": sha, "path": path, "format": "cloudpickle"}
+    except StoreDiskError:
+        raise
     except Exception as exc:
         errors.append(f"cloudpickle: {type(exc).__name__}: {exc}")
     used_by = f" (stage {', '.join(repr(u) for u in users)} uses it)" if users else ""
@@ -119,12 +126,46 @@ def save_pickled(
     )
 
 
-def load_value(ref: dict[str, Any], store_root: Path) -> Any:
-    """The value a reference written by :func:`save_value` stands for."""
+def load_value(ref: dict[str, Any], store_root: Path, name: str = "a value") -> Any:
+    """The value a reference written by :func:`save_value` stands for, once its file is
+    proven to be the one saved."""
     kind = ref["format"]
     if kind == "module":
         return importlib.import_module(ref["module"])
+    path = checked_object(ref, store_root, name)
+    try:
+        return _read(kind, path, ref)
+    except Exception as exc:
+        raise StoredObjectError(
+            f"the saved value of {name!r} ({ref['path']}) matches its sha256 but cannot be "
+            f"read: {type(exc).__name__}: {exc}",
+            fix="run again with --no-cache (the library that wrote it may have changed)",
+        ) from None
+
+
+def checked_object(ref: dict[str, Any], store_root: Path, name: str) -> Path:
+    """The object's path, when the file is the one its sha256 names."""
     path = store_root / ref["path"]
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise StoredObjectError(
+            f"the saved value of {name!r} ({ref['path']}) is missing from the store",
+            fix="run the notebook again: the stage that saves it runs again",
+        ) from None
+    if ref.get("verified") == [stat.st_size, stat.st_mtime_ns]:
+        return path
+    if sha256_file(path) != ref["sha256"]:
+        raise StoredObjectError(
+            f"the saved value of {name!r} ({ref['path']}) does not match its sha256: the "
+            "file was changed or damaged after it was saved",
+            fix="run the notebook again (the plan sets damaged objects aside and re-runs "
+            "their stage), or check the whole store with `mlnb store verify --repair`",
+        )
+    return path
+
+
+def _read(kind: str, path: Path, ref: dict[str, Any]) -> Any:
     if kind == "parquet":
         import pandas as pd
 
@@ -154,6 +195,8 @@ def load_value(ref: dict[str, Any], store_root: Path) -> Any:
 def _try(store_root: Path, write: Callable[[IO[bytes]], None], kind: str) -> dict[str, Any] | None:
     try:
         sha, path = write_object(store_root, write)
+    except StoreDiskError:
+        raise
     except Exception:  # an unusual dtype or column: fall back to pickling
         return None
     return {"sha256": sha, "path": path, "format": kind}

@@ -46,6 +46,7 @@ class RunPlan:
     given: dict[str, Any]
     stages: list[StagePlan]
     no_cache: bool = False
+    warnings: list[str] = field(default_factory=list)  # damaged results found while planning
 
     @property
     def all_cached(self) -> bool:
@@ -117,11 +118,15 @@ def make_plan(
     current = store.fingerprints(reused_files) if reused_files else {}
 
     stages: list[StagePlan] = []
+    warnings: list[str] = []
     for stage in pipeline.stages:
         key = keys[stage.name]
         save = saves[stage.name]
         entry = entries.get(key.key)
-        problem = None if entry is None else _unusable(entry, save, current, store, base_dir)
+        damage = None if entry is None or no_cache else _damage(entry, store)
+        if damage:
+            warnings.append(f"stage {stage.name!r}: {damage}")
+        problem = None if entry is None else damage or _unusable(entry, save, current, base_dir)
         if no_cache:
             stages.append(_run(stage, key, save, "--no-cache"))
         elif entry is not None and problem is None:
@@ -133,12 +138,17 @@ def make_plan(
             reason = explain_change(previous and previous.get("components"), key.components)
             stages.append(_run(stage, key, save, reason))
     _rerun_dependents(stages, keys)
-    for plan in stages:
-        if plan.action == "cached":
-            assert plan.entry is not None
-            plan.reason = f"unchanged since run {plan.entry['run_id']}"
-    _plan_loads(pipeline, stages)
-    return RunPlan(pipeline, notebook, base_dir, parameters, given, stages, no_cache)
+    for reused in stages:
+        if reused.action == "cached":
+            assert reused.entry is not None
+            reused.reason = f"unchanged since run {reused.entry['run_id']}"
+    while True:
+        _plan_loads(pipeline, stages)
+        found = _verify_loads(stages, store)
+        if not found:
+            break
+        warnings += found
+    return RunPlan(pipeline, notebook, base_dir, parameters, given, stages, no_cache, warnings)
 
 
 def _run(stage: Stage, key: StageKey, save: tuple[str, ...], reason: str) -> StagePlan:
@@ -149,7 +159,6 @@ def _unusable(
     entry: Mapping[str, Any],
     save: tuple[str, ...],
     current: Mapping[str, str | None],
-    store: Store,
     base_dir: Path,
 ) -> str | None:
     """Why a cache entry with the right key cannot be reused, or None when it can."""
@@ -157,22 +166,55 @@ def _unusable(
     for name in save:
         if name not in outputs:
             return f"a later stage now uses {name!r}, which the cached result did not save"
-    for name, ref in outputs.items():
-        if ref.get("path") and not store.resolve(ref["path"]).exists():
-            return f"the saved value of {name!r} is missing from the store"
-    training = entry.get("training_data") or {}
-    for what, ref in (
-        ("model", entry.get("model")),
-        ("training sample", training.get("sample")),
-        ("holdout sample", training.get("holdout")),
-    ):
-        if ref and ref.get("path") and not store.resolve(ref["path"]).exists():
-            return f"the saved {what} is missing from the store"
     for item in entry.get("inputs", []):
         if item.get("path") and current.get(item["path"]) != item.get("sha256"):
             path = display_path(item["path"], base_dir)
             return f"{INPUT_CHANGED}{path} changed since run {entry['run_id']}"
     return None
+
+
+def _saved_objects(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(what, reference) of each object a cache entry refers to."""
+    training = entry.get("training_data") or {}
+    found = [(f"the saved value of {n!r}", r) for n, r in (entry.get("outputs") or {}).items()]
+    for what, ref in (
+        ("the saved model", entry.get("model")),
+        ("the saved training sample", training.get("sample")),
+        ("the saved holdout sample", training.get("holdout")),
+    ):
+        if ref:
+            found.append((what, ref))
+    return found
+
+
+def _damage(entry: Mapping[str, Any], store: Store) -> str | None:
+    """What is wrong with an object a cache entry saved (missing, or other bytes than its
+    name), from the fingerprint index: a file unchanged in size and mtime since it was last
+    hashed is not hashed again here."""
+    for what, ref in _saved_objects(entry):
+        problem = store.object_problem(ref, rehash=False)
+        if problem:
+            return f"{what}: {problem}"
+    return None
+
+
+def _verify_loads(stages: list[StagePlan], store: Store) -> list[str]:
+    """Hash each object the kernel is to load, once, just before it starts. A reused stage
+    whose object does not match runs instead (the object is set aside); the kernel gets the
+    size and mtime it was hashed at, so it does not hash it again."""
+    warnings: list[str] = []
+    for plan in stages:
+        for name, ref in list(plan.load.items()):
+            problem = store.object_problem(ref)
+            if problem is None:
+                stat = os.stat(store.resolve(ref["path"]))
+                plan.load[name] = {**ref, "verified": [stat.st_size, stat.st_mtime_ns]}
+                continue
+            warnings.append(f"stage {plan.name!r}: the saved value of {name!r}: {problem}")
+            plan.action, plan.entry, plan.load = "run", None, {}
+            plan.reason = f"the saved value of {name!r} is damaged or missing"
+            break
+    return warnings
 
 
 INPUT_CHANGED = "input changed: "
@@ -208,4 +250,4 @@ def _plan_loads(pipeline: Pipeline, stages: list[StagePlan]) -> None:
         source = by_name[provider]
         if by_name[user].action == "run" and source.action == "cached":
             assert source.entry is not None
-            source.load[name] = source.entry["outputs"][name]
+            source.load.setdefault(name, source.entry["outputs"][name])

@@ -61,6 +61,8 @@ def run_notebook(
     for text in pipeline.notices:
         notice(text)
     plan = make_plan(pipeline, values.values, values.given, the_store, no_cache=no_cache)
+    for text in plan.warnings:
+        notice(f"{text}; running the stage again")
     if plan.stages and all(s.action == "cached" for s in plan.stages):
         return _record_cached(plan, the_store, run_id, progress, started)
     record = _execute(plan, the_store, run_id, progress, started)

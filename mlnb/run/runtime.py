@@ -173,7 +173,7 @@ def load_stage(
     state = _runtime()
     started = time.time()
     for name, ref in refs.items():
-        namespace[name] = load_value(ref, state.store)
+        namespace[name] = load_value(ref, state.store, name)
     state.emit(
         {"event": "loaded", "stage": stage, "names": sorted(refs), "seconds": time.time() - started}
     )
