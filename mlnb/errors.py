@@ -352,3 +352,10 @@ class InputLimitError(MlnbError):
         self.reason = reason
         self.limit = limit
         super().__init__(message, fix=fix)
+
+
+class SideEffectInServeCodeError(MlnbError):
+    """The code a service runs calls a command, the network or a file write (``mlnb build``
+    refuses it unless given ``--allow-side-effects``)."""
+
+    code = "side-effect-in-serve-code"
