@@ -1,36 +1,45 @@
 """``mlnb build``: from a run to a versioned Bento, in the order a reader would check it.
 
 1. Collect the run (:mod:`mlnb.build.inputs`) and the serve code (:mod:`.servecode`); refuse
-   serve code that holds a credential (:mod:`.secrets`), before any run when possible.
+   a notebook whose cells hold a credential (:mod:`.secrets`: the Bento carries them all,
+   in its code or its report) and serve code with side effects (:mod:`.sideeffects`, unless
+   ``allow_side_effects``), before any run when possible.
 2. Run the serve code on held-out rows with the original model: it must answer one
    prediction per row before anything is built.
 3. Choose ONNX or native (:mod:`.format`): a conversion (:mod:`.onnx_convert`) is kept only
    if it agrees with the original through the serve code (:mod:`.agreement`).
 4. Render the service, its serve-code module (the notebook's code and the model load, which
-   only the workers import) and the bentofile (:mod:`.context`, :mod:`.render`) into a build
-   folder in the store (:mod:`.folder`), store the model and build the Bento (:mod:`.bento`)
-   under a content-derived version (:mod:`.version`), and record the build in the run.
+   only the workers import) and the bentofile (:mod:`.context`, :mod:`.render`), scan them
+   for credentials too, write them into a build folder in the store (:mod:`.folder`), store
+   the model and build the Bento (:mod:`.bento`) under a content-derived version
+   (:mod:`.version`), and record the build in the run.
+
+The serve code is executed once around the original model (that one predictor answers the
+serve-code check, the prediction profile and the original's side of the ONNX agreement
+check) and once around each ONNX conversion tried: never more than once per check.
+``bentoml build`` imports service.py, which does not import the serve code.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mlnb.build import bento, folder, localmods, modelfile, pins, render, version
+from mlnb.build import bento, folder, localmods, modelfile, pins, render, secrets, version
 from mlnb.build.context import labels_of, service_context, service_spec
 from mlnb.build.format import choose_format
 from mlnb.build.inputs import BuildInputs, collect
 from mlnb.build.onnx_convert import task_of
-from mlnb.build.secrets import check_no_credentials
 from mlnb.build.servecode import ServeCode, extract_serve_code
+from mlnb.build.sideeffects import check_no_side_effects
 from mlnb.errors import CellRef, RequestRejected, ServeCodeError
 from mlnb.monitoring.reference import prediction_profile
+from mlnb.notebook import read_notebook
 from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.serving.answer import Predictor, ServeOutputError
 from mlnb.serving.runtime import SERVE_CODE_MODULE
@@ -75,17 +84,19 @@ def build(
     store: str | None = None,
     templates: str | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
+    allow_side_effects: bool = False,
     progress: Progress = lambda message: None,
 ) -> BuildResult:
     """Build the run's Bento; see the module docstring for the steps."""
     bento.quiet_bentoml()
     if Path(notebook).is_file():
-        precheck(notebook)
+        precheck(notebook, allow_side_effects=allow_side_effects)
     inputs = collect(notebook, run_id=run_id, store=store, progress=progress)
     progress(f"building run {inputs.run_id} of {inputs.pipeline.notebook}")
     model_variable = str(inputs.model_record.get("variable") or "model")
     serve = extract_serve_code(inputs.pipeline, model_variable, inputs.run.get("parameters", {}))
-    _scan(inputs.pipeline, serve)
+    _scan(inputs.pipeline, serve, inputs.sources)
+    _check_side_effects(inputs.pipeline, serve, inputs.sources, allow_side_effects, progress)
     _describe_serve_code(serve, progress)
 
     base_dir = localmods.notebook_folder(inputs.pipeline)
@@ -99,7 +110,7 @@ def build(
         if loader == "cloudpickle":
             progress("the model holds code defined in the notebook: it is saved by value")
         rows, rows_kind = _agreement_rows(inputs, schema)
-        make_predictor = _predictor_factory(serve, task)
+        make_predictor = _predictor_factory(serve, task, native)
         _check_serve_code(make_predictor, native, rows, serve, inputs)
         predictions_reference = _prediction_profile(make_predictor(native), inputs, schema)
         choice = choose_format(
@@ -149,16 +160,15 @@ def build(
     bentofile = render.render(render.BENTOFILE_TEMPLATE, context, templates)
     if SERVE_CODE_FILE[:-3] in service:  # an older service template does not import it
         render.check_included(bentofile, [SERVE_CODE_FILE])
+    generated = {
+        "service.py": service,
+        SERVE_CODE_FILE: render.render(render.SERVE_CODE_TEMPLATE, context, templates),
+        "bentofile.yaml": bentofile,
+        "mlnb_service.json": json.dumps(spec, indent=2, allow_nan=False) + "\n",
+    }
+    secrets.check_no_credentials(secrets.scan_files(generated), inputs.pipeline.notebook, None)
     folder.write_build_dir(
-        build_dir,
-        {
-            "service.py": service,
-            SERVE_CODE_FILE: render.render(render.SERVE_CODE_TEMPLATE, context, templates),
-            "bentofile.yaml": bentofile,
-            "mlnb_service.json": json.dumps(spec, indent=2, allow_nan=False) + "\n",
-            REPORT_FILE: _run_report(inputs, progress),
-        },
-        carried,
+        build_dir, {**generated, REPORT_FILE: _run_report(inputs, progress)}, carried
     )
     labels = labels_of(inputs, model_format)
     metadata = {
@@ -201,29 +211,50 @@ def _run_report(inputs: BuildInputs, progress: Progress) -> str:
     return html
 
 
-def precheck(notebook: str) -> ServeCode:
-    """The serve code of the notebook as it is now: refused early, before any run (so is a
-    local module the cells import under the name of one of the Bento's own modules)."""
+def precheck(notebook: str, *, allow_side_effects: bool = False) -> ServeCode:
+    """The notebook as it is now: a credential in a cell, serve code with side effects and a
+    local module the cells import under the name of one of the Bento's own modules are
+    refused early, before any run."""
     pipeline = load_pipeline(notebook)
     trains = [*pipeline.stages_of_kind("train"), *pipeline.stages_of_kind("step")]  # Kale steps
     variable = next((s.options.model for s in trains if s.options.model), None) or "model"
     serve = extract_serve_code(pipeline, variable, pipeline.parameter_defaults)
-    _scan(pipeline, serve)
+    sources = {cell.index: cell.source for cell in read_notebook(notebook).code_cells}
+    _scan(pipeline, serve, sources)
+    check_no_side_effects(serve, sources, pipeline.notebook, allowed=allow_side_effects)
     carried = localmods.local_modules(pipeline, localmods.notebook_folder(pipeline))
     localmods.check_names(localmods.top_names(carried), pipeline.notebook)
     return serve
 
 
-def _scan(pipeline: Pipeline, serve: ServeCode) -> None:
-    cells = [
-        (cell, source)
-        for stage in pipeline.stages_of_kind("serve")
-        for cell, source in zip(stage.cells, stage.sources, strict=True)
-    ]
-    setup_cells = sorted({block.cell for block in serve.setup})
-    sources = dict(zip(pipeline.setup_cells, pipeline.setup_sources, strict=True))
-    cells += [(cell, sources[cell]) for cell in setup_cells]
-    check_no_credentials(cells, pipeline.notebook, serve.stage or "setup")
+def _scan(pipeline: Pipeline, serve: ServeCode, sources: Mapping[int, str]) -> None:
+    """Every cell the Bento carries (its report shows them all), and the run's values of the
+    parameters baked into the serve code."""
+    findings = secrets.scan(sorted(sources.items()))
+    cell = pipeline.parameters_cell
+    if cell is not None and serve.parameters:
+        findings += secrets.scan_values(cell, sources.get(cell, ""), serve.parameters)
+    if not findings:
+        return
+    stage_of = {c: stage.name for stage in pipeline.stages for c in stage.cells}
+    first, *others = secrets.merge(findings)
+    shipped = {*serve.cells, *(b.cell for b in serve.setup), cell}
+    if first.cell not in shipped and not first.where:
+        first = replace(first, where="shown in the Bento's report.html")
+    stage = stage_of.get(first.cell) if first.cell is not None else None
+    secrets.check_no_credentials([first, *others], pipeline.notebook, stage)
+
+
+def _check_side_effects(
+    pipeline: Pipeline,
+    serve: ServeCode,
+    sources: Mapping[int, str],
+    allowed: bool,
+    progress: Progress,
+) -> None:
+    effects = check_no_side_effects(serve, dict(sources), pipeline.notebook, allowed=allowed)
+    for effect in effects:  # allowed: said, not silent
+        progress(f"warning (--allow-side-effects): cell {effect.cell}, {effect.describe()}")
 
 
 def _describe_serve_code(serve: ServeCode, progress: Progress) -> None:
@@ -306,8 +337,10 @@ def _prediction_profile(
     return prediction_profile(answer["predictions"], predictor.task == "classification")
 
 
-def _predictor_factory(serve: ServeCode, task: str) -> Callable[[Any], Predictor]:
-    """Run the serve code afresh around a model, as the service's mlnb_serve_code.py does."""
+def _predictor_factory(serve: ServeCode, task: str, native: Any) -> Callable[[Any], Predictor]:
+    """Run the serve code afresh around a model, as the service's mlnb_serve_code.py does:
+    once per model (the predictor around ``native`` is made once, and shared by every check
+    that asks for it)."""
     code = "\n\n".join(
         part
         for part in (
@@ -318,17 +351,23 @@ def _predictor_factory(serve: ServeCode, task: str) -> Callable[[Any], Predictor
         if part
     )
     compiled = compile(code or "pass", "<serve code>", "exec")
+    made: list[Predictor] = []
 
     def make(model: Any) -> Predictor:
+        if model is native and made:
+            return made[0]
         namespace: dict[str, Any] = {"__name__": "mlnb_serve_code", serve.model_variable: model}
         exec(compiled, namespace)
-        return Predictor(
+        predictor = Predictor(
             model,
             task,
             predict=namespace.get("predict") if serve.functions["predict"] else None,
             preprocess=namespace.get("preprocess") if serve.functions["preprocess"] else None,
             postprocess=namespace.get("postprocess") if serve.functions["postprocess"] else None,
         )
+        if model is native:
+            made.append(predictor)
+        return predictor
 
     return make
 

@@ -2,7 +2,8 @@
 
 The run record (model, training schema, parameters, environment), the pipeline as it was when
 the run executed (the source notebook when unchanged, else the user cells kept in the
-executed copy), and the paths of the model, the training sample and the held-out rows.
+executed copy), the source of every cell the Bento carries (its report shows them all), and
+the paths of the model, the training sample and the held-out rows.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlnb.errors import BuildInputError
+from mlnb.errors import BuildInputError, MlnbError
 from mlnb.notebook import NotebookFile, RawCell, read_notebook
 from mlnb.pipeline import Pipeline, pipeline_from_notebook
 from mlnb.store import NOTEBOOK_FILE, Store, sha256_file
@@ -34,6 +35,9 @@ class BuildInputs:
     run: dict[str, Any]
     pipeline: Pipeline
     notebook_changed: bool  # the source notebook differs from the one the run executed
+    # index -> source of each code cell of that notebook (skipped ones too: the report shows
+    # them), for the credential scan
+    sources: Mapping[int, str] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -98,13 +102,13 @@ def collect(
             found = _run_notebook(notebook, the_store, progress)
         run = found
     _check_run(run, notebook)
-    pipeline, changed = _pipeline_of(run, the_store)
+    pipeline, changed, sources = _pipeline_of(run, the_store)
     if changed:
         progress(
             f"note: {notebook} changed since run {run['run_id']}; building that run's code "
             "(run the notebook again to build the current one)"
         )
-    return BuildInputs(the_store, run, pipeline, changed)
+    return BuildInputs(the_store, run, pipeline, changed, sources)
 
 
 def _run_notebook(notebook: str, store: Store, progress: Progress) -> dict[str, Any]:
@@ -163,12 +167,19 @@ def _check_run(run: dict[str, Any], notebook: str) -> None:
         )
 
 
-def _pipeline_of(run: dict[str, Any], store: Store) -> tuple[Pipeline, bool]:
-    """The pipeline the run executed, and whether the source notebook changed since."""
+def _pipeline_of(run: dict[str, Any], store: Store) -> tuple[Pipeline, bool, dict[int, str]]:
+    """The pipeline the run executed, whether the source notebook changed since, and the
+    source of each of its code cells.
+
+    When the notebook changed, the cells come from the run's executed copy; a stage the run
+    took from the cache did not execute there, so its cells come from the executed copy of
+    the run that computed it (same cache key: the same code).
+    """
     source = Path(run["notebook"]["path"])
     expected = run["notebook"].get("sha256")
     if source.is_file() and sha256_file(source) == expected:
-        return pipeline_from_notebook(read_notebook(source)), False
+        notebook = read_notebook(source)
+        return pipeline_from_notebook(notebook), False, _sources(notebook.cells)
     executed = store.run_dir(run["run_id"]) / NOTEBOOK_FILE
     if not executed.is_file():
         raise BuildInputError(
@@ -183,18 +194,59 @@ def _pipeline_of(run: dict[str, Any], store: Store) -> tuple[Pipeline, bool]:
             "from the cache, so its serve code is not recorded",
             fix=f"run the notebook again (mlnb run {source}) and build the new run",
         )
-    recovered = _user_cells(read_notebook(executed), str(source), expected or "")
-    return pipeline_from_notebook(recovered), True
+    executed_notebook = read_notebook(executed)
+    cells = {cell.index: cell for cell in _user_cells(executed_notebook)}
+    for stage in run.get("stages", []):
+        if stage.get("status") == "cached":
+            for cell in _cells_of_cached_stage(stage, run, store, source):
+                cells.setdefault(cell.index, cell)
+    ordered = tuple(cells[index] for index in sorted(cells))
+    kept = tuple(c for c in ordered if not (c.metadata.get(RUN_META) or {}).get("skipped"))
+    recovered = NotebookFile(str(source), kept, expected or "", executed_notebook.kernel_name)
+    return pipeline_from_notebook(recovered), True, _sources(ordered)
 
 
-def _user_cells(executed: NotebookFile, path: str, sha256: str) -> NotebookFile:
-    """The executed notebook's own cells, at their indices in the source notebook."""
+def _cells_of_cached_stage(
+    stage: dict[str, Any], run: dict[str, Any], store: Store, source: Path
+) -> list[RawCell]:
+    """The code cells of a stage the run took from the cache, from the run that computed it."""
+    wanted = set(stage.get("cells") or [])
+    origin = stage.get("from_run")
+    seen = {run["run_id"]}
+    while origin and origin not in seen:  # a cached stage of a cached stage: follow it back
+        seen.add(origin)
+        executed = store.run_dir(origin) / NOTEBOOK_FILE
+        if not executed.is_file():
+            break
+        found = [c for c in _user_cells(read_notebook(executed)) if c.index in wanted]
+        if found:
+            return found
+        try:
+            record = store.get_run(origin)
+        except MlnbError:  # the earlier run's record is gone
+            break
+        same = [s for s in record.get("stages", []) if s.get("name") == stage.get("name")]
+        origin = same[0].get("from_run") if same else None
+    raise BuildInputError(
+        f"{source} changed since run {run['run_id']}, which took stage "
+        f"{stage.get('name')!r} from the cache of run {stage.get('from_run')}, whose executed "
+        "notebook is gone, so that stage's code is not recorded",
+        fix=f"run the notebook again (mlnb run {source}) and build the new run",
+    )
+
+
+def _sources(cells: tuple[RawCell, ...]) -> dict[int, str]:
+    return {cell.index: cell.source for cell in cells if cell.cell_type in ("code", "raw")}
+
+
+def _user_cells(executed: NotebookFile) -> list[RawCell]:
+    """The executed notebook's own cells (skipped ones too), at their indices in the source."""
     cells = []
     for cell in executed.cells:
         meta = cell.metadata.get(RUN_META) or {}
-        if INJECTED_TAG in cell.tags or "cell" not in meta or meta.get("skipped"):
+        if INJECTED_TAG in cell.tags or "cell" not in meta:
             continue
         cells.append(
             RawCell(int(meta["cell"]), cell.cell_type, cell.source, cell.tags, cell.metadata)
         )
-    return NotebookFile(path, tuple(cells), sha256, executed.kernel_name)
+    return cells

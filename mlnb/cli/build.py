@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the most rows one request may hold (default 10000; $MLNB_MAX_ROWS overrides)",
     )
     parser.add_argument(
+        "--allow-side-effects",
+        action="store_true",
+        help="build serve code that runs commands, opens connections or writes files "
+        "(refused by default: the service runs it in every worker, the build in its checks)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print {bento, model, format, ...} as JSON"
     )
 
@@ -42,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         store=args.store,
         templates=args.templates,
         max_rows=args.max_rows or DEFAULT_MAX_ROWS,
+        allow_side_effects=args.allow_side_effects,
         progress=progress,
     )
     if args.json:
