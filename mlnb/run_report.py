@@ -8,9 +8,12 @@ and a header shows the run record (parameters, stages, metrics, lineage). The te
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from markupsafe import Markup
 
 from mlnb.store import NOTEBOOK_FILE, Store
 from mlnb.templating import packaged_templates_dir
@@ -18,6 +21,7 @@ from mlnb.templating import packaged_templates_dir
 TEMPLATE_NAME = "mlnb_report"
 INJECTED_TAG = "mlnb-injected"
 RUN_META = "mlnb_run"
+_NOT_IN_ID = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def group_by_stage(notebook: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +39,7 @@ def group_by_stage(notebook: dict[str, Any], record: dict[str, Any]) -> dict[str
             current = stage.get("name")
             heading = _stage_heading(stage)
             if document.get("nbformat_minor", 0) >= 5:
-                heading["id"] = f"mlnb-stage-{current}"
+                heading["id"] = _cell_id(str(current))
             cells.append(heading)
         cells.append(cell)
     document["cells"] = cells
@@ -43,18 +47,30 @@ def group_by_stage(notebook: dict[str, Any], record: dict[str, Any]) -> dict[str
 
 
 def _stage_heading(stage: dict[str, Any]) -> dict[str, Any]:
+    """A markdown cell of escaped HTML: markdown would pass markup in a name or reason through."""
     seconds = stage.get("seconds")
     timing = f", {seconds:.2f} s" if isinstance(seconds, (int, float)) else ""
     reason = f" ({stage['reason']})" if stage.get("reason") else ""
-    text = (
-        f"## Stage `{stage.get('name')}` · {stage.get('kind')}\n\n"
-        f"**{stage.get('status')}**{timing}{reason}"
+    text = Markup(
+        "<h2>Stage <code>{name}</code> · {kind}</h2>\n\n"
+        "<p><strong>{status}</strong>{timing}{reason}</p>"
+    ).format(
+        name=str(stage.get("name")),
+        kind=str(stage.get("kind")),
+        status=str(stage.get("status")),
+        timing=timing,
+        reason=reason,
     )
     return {
         "cell_type": "markdown",
         "metadata": {"tags": ["mlnb-stage-heading"]},
-        "source": text,
+        "source": str(text),
     }
+
+
+def _cell_id(name: str) -> str:
+    """An nbformat cell id (letters, digits, ``-``, ``_``; at most 64) for a stage's heading."""
+    return ("mlnb-stage-" + _NOT_IN_ID.sub("_", name))[:64]
 
 
 def _nbconvert_template_dirs() -> list[str]:

@@ -3,6 +3,13 @@
 Templates ship in the wheel as ``mlnb/_templates``; in a source checkout they are the top-level
 ``templates/`` folder. A user's folder (``--templates DIR``) is searched first, so a user can
 override one template and keep the rest.
+
+HTML is escaped in one way: templates named ``*.html`` or ``*.html.j2`` are rendered with
+autoescape, so every value is written as text unless it is :class:`markupsafe.Markup`, and the
+few fragments mlnb builds in Python (SVG charts, the notebook panel's widgets) are built with
+markupsafe too, the escaper Jinja uses. The run report is rendered by nbconvert, whose
+environment does not autoescape (notebook outputs are HTML); its template turns autoescape on
+around mlnb's header.
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
-"""Small inline SVG charts for self-contained HTML reports: paired bars and lines over time."""
+"""Small inline SVG charts for self-contained HTML reports: paired bars and lines over time.
+
+A chart is :class:`markupsafe.Markup`, the type a template with autoescape writes as it is:
+every label, name and title in it (feature names, categories, predictions come from the
+training data and the requests) is escaped here, by the escaper the templates use.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from html import escape
+
+from markupsafe import Markup, escape
 
 TRAINING_COLOUR = "#7f8c8d"
 LIVE_COLOUR = "#2e86de"
@@ -19,7 +25,7 @@ def paired_bars(
     width: int = 360,
     height: int = 150,
     title: str = "",
-) -> str:
+) -> Markup:
     """Training against live fractions, one pair of bars per bin or category."""
     n = max(len(labels), 1)
     top = max([*training, *live, 1e-9])
@@ -46,7 +52,7 @@ def paired_bars(
             )
     parts.append(_legend(width, [("training", TRAINING_COLOUR), ("live", LIVE_COLOUR)]))
     parts.append("</svg>")
-    return "".join(parts)
+    return Markup("".join(parts))
 
 
 def lines_over_time(
@@ -56,7 +62,7 @@ def lines_over_time(
     width: int = 720,
     height: int = 220,
     title: str = "",
-) -> str:
+) -> Markup:
     """One line per series over equally spaced periods, with an optional threshold line."""
     length = max((len(v) for v in series.values()), default=0)
     values = [v for s in series.values() for v in s if v is not None]
@@ -78,7 +84,7 @@ def lines_over_time(
         _, y = point(0, threshold)
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" '
-            f'stroke="{ALERT_COLOUR}" stroke-dasharray="4 3"><title>threshold {threshold}'
+            f'stroke="{ALERT_COLOUR}" stroke-dasharray="4 3"><title>threshold {threshold:g}'
             "</title></line>"
         )
     legend = []
@@ -104,7 +110,7 @@ def lines_over_time(
         f'<text x="{left + plot_w}" y="{height - 6}" font-size="9" text-anchor="end">newest</text>'
     )
     parts.append("</svg>")
-    return "".join(parts)
+    return Markup("".join(parts))
 
 
 def _open(width: int, height: int, title: str) -> str:
@@ -123,7 +129,7 @@ def _legend(width: int, entries: list[tuple[str, str]]) -> str:
         x = width - 120 + k * 60
         parts.append(
             f'<rect x="{x}" y="3" width="9" height="9" fill="{colour}"/>'
-            f'<text x="{x + 12}" y="11" font-size="9">{name}</text>'
+            f'<text x="{x + 12}" y="11" font-size="9">{escape(name)}</text>'
         )
     return "".join(parts)
 

@@ -1,4 +1,9 @@
-"""A self-contained HTML report of a monitoring folder: tables and inline SVG charts."""
+"""A self-contained HTML report of a monitoring folder: tables and inline SVG charts.
+
+Every name and value in it comes from the logs and the reference profile, so from the
+requests and the training data: the template (``.html.j2``) is rendered with autoescape, and
+the charts escape their labels themselves (they are the only :class:`Markup` passed in).
+"""
 
 from __future__ import annotations
 
@@ -32,14 +37,14 @@ def render_report(
         summary=summary,
         reference=reference,
         folder=str(logs.path),
-        drift_chart=Markup(
-            lines_over_time(over_time, threshold=threshold, title="PSI per feature over time")
+        drift_chart=lines_over_time(
+            over_time, threshold=threshold, title="PSI per feature over time"
         )
         if summary.drift_over_time
         else None,
         prediction_chart=_prediction_chart(summary.predictions),
         feature_charts=[
-            (drift, Markup(_feature_chart(name, spec, summary.window_values.get(name))))
+            (drift, _feature_chart(name, spec, summary.window_values.get(name)))
             for name, spec in reference.get("features", {}).items()
             for drift in summary.drift
             if drift.feature == name
@@ -47,7 +52,7 @@ def render_report(
     )
 
 
-def _feature_chart(name: str, spec: dict[str, Any], values: np.ndarray | None) -> str:
+def _feature_chart(name: str, spec: dict[str, Any], values: np.ndarray | None) -> Markup:
     """Training against the drift window's values: categories, or the training histogram."""
     live = np.zeros(0) if values is None else values
     if spec.get("kind") == "categorical":
@@ -87,12 +92,10 @@ def _prediction_chart(predictions: dict[str, Any]) -> Markup | None:
         labels = [f"{edges[i]:.3g}" for i in range(len(edges) - 1)]  # each bin by its left edge
     else:
         return None
-    return Markup(
-        paired_bars(
-            labels,
-            predictions["training"],
-            predictions["live"],
-            width=520,
-            title="predictions: training against live",
-        )
+    return paired_bars(
+        labels,
+        predictions["training"],
+        predictions["live"],
+        width=520,
+        title="predictions: training against live",
     )

@@ -1,18 +1,20 @@
 """The ipywidgets view of the panel: a thin layer over :mod:`mlnb.panel.state`.
 
 Run and Build start ``mlnb`` subprocesses; a watcher thread follows the run record in the store
-and updates the progress bar, so the kernel stays free while a run goes on.
+and updates the progress bar, so the kernel stays free while a run goes on. The ``HTML``
+widgets get markup built with :class:`markupsafe.Markup`, which escapes every value it is
+given (names, parameters, metrics, messages); the other widgets show their values as text.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import threading
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
+from markupsafe import Markup
 
 from mlnb.errors import MlnbError
 from mlnb.panel.state import (
@@ -91,7 +93,7 @@ class MlnbPanel:
             self.show_error(str(error))
         runs = self.store.list_runs(self.notebook)
         latest = runs[0] if runs else None
-        self.title.value = f"<b>mlnb</b> · {html.escape(self.notebook.name)}"
+        self.title.value = str(Markup("<b>mlnb</b> · {}").format(self.notebook.name))
         if self.pipeline is not None:
             self.stages.value = _table(
                 ["stage", "kind", "cells", "last status"],
@@ -114,7 +116,7 @@ class MlnbPanel:
 
     def show_error(self, message: str) -> None:
         self.error.value = (
-            f'<pre style="color:#c0392b;white-space:pre-wrap">{html.escape(message)}</pre>'
+            str(Markup('<pre style="color:#c0392b;white-space:pre-wrap">{}</pre>').format(message))
             if message
             else ""
         )
@@ -209,13 +211,14 @@ def _input_widget(f: FormField) -> w.ValueWidget:
     return w.Text(value=str(f.default), disabled=True, **common)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(c)}</td>" for c in r) + "</tr>"
-        for r in rows
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    th = Markup("<th style='text-align:left;padding:2px 8px'>{}</th>")
+    td = Markup("<td style='padding:2px 8px'>{}</td>")
+    head = Markup("").join(th.format(h) for h in header)
+    body = Markup("").join(
+        Markup("<tr>{}</tr>").format(Markup("").join(td.format(c) for c in r)) for r in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return str(Markup("<table><tr>{}</tr>{}</table>").format(head, body))
 
 
 def _build_summary(stdout: str) -> str:
