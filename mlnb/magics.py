@@ -31,7 +31,8 @@ from mlnb.tags import StageMark, parse_magic_line
 LINE_USAGE = """\
 %mlnb [panel] [NOTEBOOK] [-k KERNEL]  a panel: stages, parameters form, Run, Build, history
 %mlnb status [NOTEBOOK]            the pipeline of this notebook, and stages run in this kernel
-%mlnb run [NOTEBOOK] [-p NAME VALUE]... [-k KERNEL]   run the pipeline with `mlnb run`
+%mlnb run [NOTEBOOK] [-p|-r NAME VALUE]... [-y YAML] [-k KERNEL]   run it with `mlnb run`
+                                   (a VALUE may start with '-': -r name -x)
 %mlnb build [NOTEBOOK]             build a BentoML service with `mlnb build` (a new process)
 %%mlnb data|train|serve [--name N] [--model VAR] [--metrics a,b]   mark and run a stage cell"""
 
@@ -143,6 +144,8 @@ class MlnbMagics(Magics):
         notebook_arg = args[0] if args and args[0].endswith(".ipynb") else None
         options = args[1:] if notebook_arg else args
         path = kernel_notebook(self.shell, notebook_arg)
+        if command == "run":
+            options = parameters_as_yaml(options)
         argv = [sys.executable, "-m", "mlnb", command, str(path), *options]
         env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
         completed = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
@@ -150,6 +153,36 @@ class MlnbMagics(Magics):
         if completed.returncode != 0:
             raise UsageError(completed.stderr.strip() or f"mlnb {command} failed")
         print(completed.stderr, end="", file=sys.stderr)
+
+
+_TYPED = ("-p", "--parameter")
+_RAW = ("-r", "--raw-parameter")
+
+
+def parameters_as_yaml(options: list[str]) -> list[str]:
+    """``-p``/``-r NAME VALUE`` as one ``-y`` mapping at the end, so that a VALUE may start
+    with ``-`` (argparse in ``mlnb run`` would read ``-x`` as an option). The two words after
+    ``-p`` or ``-r`` are NAME and VALUE whatever they look like; ``-r`` wins over ``-p`` and
+    both over an earlier ``-y``, as in papermill."""
+    from mlnb.run.params import resolve_type, yaml_arguments
+
+    rest: list[str] = []
+    typed: dict[str, object] = {}
+    raw: dict[str, str] = {}
+    at = 0
+    while at < len(options):
+        word = options[at]
+        if word in _TYPED + _RAW and at + 2 < len(options):
+            name, value = options[at + 1], options[at + 2]
+            if word in _RAW:
+                raw[name] = value
+            else:
+                typed[name] = resolve_type(value)
+            at += 3
+            continue
+        rest.append(word)
+        at += 1
+    return rest + yaml_arguments({**typed, **raw})
 
 
 def _silenced(code: str) -> bool:

@@ -33,6 +33,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="set a parameter to a string, as given",
     )
     parser.add_argument(
+        "-y",
+        "--parameters_yaml",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="set parameters from a YAML (or JSON) mapping of typed values, as papermill's -y; "
+        "for a value that starts with '-', which -p/-r NAME would read as an option: "
+        "-y 'name: \"-x\"'",
+    )
+    parser.add_argument(
+        "-f",
+        "--parameters_file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="set parameters from a YAML file, as papermill's -f (files, then -y, then -p, "
+        "then -r: the later wins)",
+    )
+    parser.add_argument(
         "-k",
         "--kernel",
         metavar="NAME",
@@ -54,16 +73,29 @@ def run(args: argparse.Namespace) -> int:
     if args.grid:
         from mlnb.cli.grid import run_grid
 
+        if args.parameters_yaml or args.parameters_file:
+            from mlnb.errors import MlnbError
+
+            raise MlnbError(
+                "--grid takes fixed values by -p and -r only",
+                fix="put the fixed values into the grid file as one-value lists",
+            )
         return run_grid(args)
+    from mlnb.run.params import given_parameters, runner_pairs
     from mlnb.run.progress import Progress, Quiet
     from mlnb.run.runner import run_notebook
     from mlnb.store import dumps
 
+    typed, raw = runner_pairs(
+        given_parameters(
+            args.parameters_file, args.parameters_yaml, args.parameter, args.raw_parameter
+        )
+    )
     record = run_notebook(
         args.notebook,
         store=args.store,
-        parameters=[tuple(p) for p in args.parameter],
-        raw_parameters=[tuple(p) for p in args.raw_parameter],
+        parameters=typed,
+        raw_parameters=raw,
         no_cache=args.no_cache,
         run_id=args.run_id,
         progress=Quiet() if args.json else Progress(),

@@ -15,15 +15,15 @@ same columns.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from mlnb.errors import MlnbError
+from mlnb import bounded_json
+from mlnb.errors import InputLimitError, MlnbError
 from mlnb.monitoring import segments
 from mlnb.monitoring.records import (
     PREDICTIONS_LOG,
@@ -31,11 +31,14 @@ from mlnb.monitoring.records import (
     REQUEST,
     TIME,
 )
+from mlnb.monitoring.reference import reference_problem
 
 MAX_REFERENCE_BYTES = 64 * 1024 * 1024
+MAX_REFERENCE_DEPTH = 32  # the service writes 5 levels (features, a feature, its bins, ...)
 CHUNK_ROWS = 32_768  # rows a reader holds at once (whole batches: a little more)
 LEGACY_CHUNK_LINES = 20_000
 MAX_LINE_BYTES = 1024 * 1024  # a longer legacy line is counted unreadable, not parsed
+MAX_LINE_DEPTH = 32  # a legacy record is an object of values, a prediction a few levels more
 
 
 class MonitorLogError(MlnbError):
@@ -85,8 +88,8 @@ class MonitorFolder:
     def _legacy_tables(self, data: Path, columns: list[str] | None) -> Iterator[pa.Table]:
         for file in sorted(data.glob("data.*.log*")):
             chunk: list[dict[str, Any]] = []
-            with file.open(encoding="utf-8", errors="replace") as handle:
-                for line in handle:
+            with file.open("rb") as handle:
+                for line in _bounded_lines(handle, MAX_LINE_BYTES):
                     record = self._legacy_record(line)
                     if record is not None:
                         chunk.append(record)
@@ -96,15 +99,22 @@ class MonitorFolder:
             if chunk:
                 yield legacy_table(chunk, columns)
 
-    def _legacy_record(self, line: str) -> dict[str, Any] | None:
-        if not line.strip():
-            return None
-        if len(line) > MAX_LINE_BYTES:
-            self.unreadable_lines += 1
+    def _legacy_record(self, line: bytes | None) -> dict[str, Any] | None:
+        """One JSON-lines record; None for a blank line, and for one that is too long
+        (``line`` None), too deep, not JSON (bare NaN included) or not an object, counted."""
+        if line is not None and not line.strip():
             return None
         try:
-            record = json.loads(line, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
+            if line is None:
+                raise bounded_json.too_large("a log line", MAX_LINE_BYTES + 1, MAX_LINE_BYTES)
+            record = bounded_json.loads(
+                line.decode("utf-8", "replace"),
+                max_bytes=MAX_LINE_BYTES,
+                max_depth=MAX_LINE_DEPTH,
+                what="a log line",
+                constants=False,
+            )
+        except InputLimitError:
             self.unreadable_lines += 1
             return None
         if not isinstance(record, dict):
@@ -159,23 +169,39 @@ def open_monitor_folder(folder: str | Path) -> MonitorFolder:
 
 
 def read_reference(path: Path) -> dict[str, Any]:
-    """``reference.json``, checked: an object of bounded size and depth."""
-    problem = None
+    """``reference.json``, checked: an object of bounded size and depth, of the shape the
+    service writes (:func:`mlnb.monitoring.reference.reference_problem`)."""
+    fix = "copy the whole monitoring folder again (the service rewrites the file when it starts)"
     try:
-        if path.stat().st_size > MAX_REFERENCE_BYTES:
-            problem = f"it is larger than {MAX_REFERENCE_BYTES // (1024 * 1024)} MB"
-        else:
-            reference = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(reference, dict) and isinstance(reference.get("features", {}), dict):
-                return reference
-            problem = "it is not a JSON object with a 'features' object"
-    except (OSError, ValueError, RecursionError) as exc:
-        problem = str(exc) if not isinstance(exc, RecursionError) else "it is nested too deeply"
-    raise MonitorLogError(
-        f"cannot read {path}: {problem}",
-        fix="copy the whole monitoring folder again (the service rewrites the file when it starts)",
-    )
+        with path.open("rb") as handle:
+            data = handle.read(MAX_REFERENCE_BYTES + 1)
+        reference = bounded_json.loads(
+            data,
+            max_bytes=MAX_REFERENCE_BYTES,
+            max_depth=MAX_REFERENCE_DEPTH,
+            what=str(path),
+            fix=fix,
+        )
+    except OSError as exc:
+        raise MonitorLogError(f"cannot read {path}: {exc.strerror or exc}", fix=fix) from None
+    except InputLimitError as error:
+        raise MonitorLogError(f"cannot read {error.message}", fix=fix) from None
+    problem = reference_problem(reference)
+    if problem:
+        raise MonitorLogError(f"cannot read {path}: {problem}", fix=fix)
+    return reference  # type: ignore[no-any-return]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"bare {name} is not JSON")
+def _bounded_lines(handle: BinaryIO, limit: int) -> Iterator[bytes | None]:
+    """The lines of a binary file, each read with at most ``limit`` + 1 bytes in memory: a
+    longer line is skipped to its end and given as None."""
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit:
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):  # the rest of the long line, in pieces
+            line = handle.readline(limit + 1)
+        yield None

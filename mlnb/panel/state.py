@@ -32,13 +32,22 @@ class FormField:
     help: str = ""
 
 
+_NONE_HELP = "None, a number or text (typed as `mlnb run -p` types it)"
+
+
 def form_fields(parameters: Sequence[Parameter]) -> list[FormField]:
+    """A field per parameter. One whose default is None is a text field typed as ``-p``
+    types it (None, True, 3, 0.5, else text): the REST API sets it to None, a number or a
+    string too."""
     fields = []
     for p in parameters:
         if p.choices:
             kind = "choice"
         elif p.type_name in ("int", "float", "bool", "str"):
             kind = p.type_name
+        elif p.type_name == "none":
+            fields.append(FormField(p.name, "str", None, (), p.comment or _NONE_HELP))
+            continue
         else:
             kind = "fixed"
         fields.append(FormField(p.name, kind, p.default, p.choices, p.comment))
@@ -46,26 +55,33 @@ def form_fields(parameters: Sequence[Parameter]) -> list[FormField]:
 
 
 def cli_parameters(fields: Sequence[FormField], values: Mapping[str, Any]) -> list[str]:
-    """``-p``/``-r NAME VALUE`` arguments for the values that differ from the defaults.
+    """``-y YAML`` giving the values that differ from the defaults (none: no argument).
 
-    Strings go as ``-r`` (raw), so ``"3"`` stays a string instead of becoming a number.
+    The values go typed in one YAML mapping, not as ``-p``/``-r NAME VALUE``: argparse would
+    read a value such as ``-x`` as an option. A text stays a string (``"3"`` is not 3), except
+    in the field of a parameter whose default is None (see :func:`form_fields`).
     """
-    argv: list[str] = []
+    from mlnb.run.params import resolve_type, yaml_arguments
+
+    changed: dict[str, Any] = {}
     for f in fields:
         if f.kind == "fixed" or f.name not in values:
             continue
         value = values[f.name]
+        if f.default is None and f.kind == "str":
+            value = resolve_type(str(value))
+        elif f.kind in ("str", "choice"):
+            value = str(value)
+        elif f.kind == "bool":
+            value = bool(value)
+        elif f.kind == "int":
+            value = int(value)
+        elif f.kind == "float":
+            value = float(value)
         if value == f.default and type(value) is type(f.default):
             continue
-        if f.kind in ("str", "choice"):
-            argv += ["-r", f.name, str(value)]
-        else:
-            argv += [
-                "-p",
-                f.name,
-                ("True" if value else "False") if f.kind == "bool" else str(value),
-            ]
-    return argv
+        changed[f.name] = value
+    return yaml_arguments(changed)
 
 
 @dataclass(frozen=True)

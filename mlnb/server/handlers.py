@@ -30,10 +30,14 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from mlnb.errors import BadRequestError, MlnbError
+from mlnb import bounded_json
+from mlnb.errors import BadRequestError, InputLimitError, MlnbError
 from mlnb.server.service import MlnbService
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+# A notebook's JSON is a few levels deep; its outputs (application/json, widget state) may
+# nest more, but not this much. Deeper bodies are a 400, never a RecursionError's 500.
+MAX_BODY_DEPTH = 100
 
 
 def _finite(value: Any) -> Any:
@@ -108,11 +112,18 @@ class MlnbHandler(APIHandler):
         return path
 
     def json_body(self) -> dict[str, Any]:
-        if len(self.request.body) > MAX_BODY_BYTES:
-            raise BadRequestError("the request body is too large", fix="send less")
+        """The body, a JSON object of at most ``MAX_BODY_BYTES`` and ``MAX_BODY_DEPTH`` levels."""
         try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError:
+            body = bounded_json.loads(
+                self.request.body or b"null",
+                max_bytes=MAX_BODY_BYTES,
+                max_depth=MAX_BODY_DEPTH,
+                what="the request body",
+                fix='send a JSON object such as {"path": "dir/notebook.ipynb"}',
+            )
+        except InputLimitError as error:
+            if error.reason != "invalid":
+                raise BadRequestError(error.message, fix=error.fix) from None
             body = None
         if not isinstance(body, dict):
             raise BadRequestError(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 import signal
@@ -18,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlnb.errors import JobConflictError, JobNotFoundError
+from mlnb import bounded_json
+from mlnb.errors import InputLimitError, JobConflictError, JobNotFoundError
 from mlnb.store import utc_now
 
 LOG_LINES = 40
@@ -94,10 +94,20 @@ class Job:
             }
 
 
+# What a run or build prints: its record (parameters and metrics included), within limits.
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+MAX_OUTPUT_DEPTH = 200
+
+
 def _json_object(stdout: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(stdout.decode("utf-8", "replace"))
-    except ValueError:
+        value = bounded_json.loads(
+            stdout.decode("utf-8", "replace"),
+            max_bytes=MAX_OUTPUT_BYTES,
+            max_depth=MAX_OUTPUT_DEPTH,
+            what="the output of the job",
+        )
+    except InputLimitError:
         return None
     return value if isinstance(value, dict) else None
 

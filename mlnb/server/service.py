@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlnb import __version__
+from mlnb import __version__, bounded_json
 from mlnb.errors import (
     BadRequestError,
+    InputLimitError,
     JobNotFoundError,
     MlnbError,
     RunNotFoundError,
@@ -35,6 +36,7 @@ from mlnb.layout import mlnb_layout
 from mlnb.notebook import NotebookFile, parse_notebook, read_notebook
 from mlnb.parameters import Parameter
 from mlnb.pipeline import Pipeline, pipeline_from_notebook
+from mlnb.run.params import yaml_arguments
 from mlnb.server.jobs import JobManager
 from mlnb.server.paths import resolve_notebook
 from mlnb.store import RUN_ID_PATTERN, Store, new_run_id
@@ -42,6 +44,8 @@ from mlnb.store import RUN_ID_PATTERN, Store, new_run_id
 API_VERSION = 1
 LIST_TIMEOUT_S = 60.0
 FINISH_GRACE_S = 5.0
+MAX_CLI_OUTPUT_BYTES = 256 * 1024 * 1024  # `mlnb runs --json` of a store with many runs
+MAX_CLI_OUTPUT_DEPTH = 200
 _JOB_ID = re.compile(r"^[0-9a-f]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -187,8 +191,13 @@ class MlnbService:
             await process.wait()
             raise StoreError(f"`{' '.join(argv[2:4])}` took over {LIST_TIMEOUT_S:.0f} s") from None
         try:
-            payload = json.loads(stdout)
-        except ValueError:
+            payload = bounded_json.loads(
+                stdout,
+                max_bytes=MAX_CLI_OUTPUT_BYTES,
+                max_depth=MAX_CLI_OUTPUT_DEPTH,
+                what=f"the output of `{' '.join(argv[2:4])}`",
+            )
+        except InputLimitError:
             payload = None
         if process.returncode == 0 and payload is not None:
             return payload
@@ -313,7 +322,11 @@ def installed_kernels() -> list[str]:
 
 
 def parameter_arguments(pipeline: Pipeline, parameters: object) -> list[str]:
-    """``-p``/``-r NAME VALUE`` arguments for ``mlnb run``, checked against the parameters cell."""
+    """``-y YAML`` for ``mlnb run``, the values checked against the parameters cell.
+
+    One ``-y`` mapping rather than ``-p``/``-r NAME VALUE``: argparse reads a value such as
+    ``-x`` after ``-r NAME`` as an option.
+    """
     if parameters is None:
         return []
     if not isinstance(parameters, Mapping):
@@ -323,7 +336,7 @@ def parameter_arguments(pipeline: Pipeline, parameters: object) -> list[str]:
             notebook=pipeline.notebook,
         )
     known = {p.name: p for p in pipeline.parameters}
-    argv: list[str] = []
+    values: dict[str, Any] = {}
     for name, value in parameters.items():
         if not isinstance(name, str) or not _NAME.match(name) or name not in known:
             raise UnknownParameterError(
@@ -331,8 +344,8 @@ def parameter_arguments(pipeline: Pipeline, parameters: object) -> list[str]:
                 fix=f"use one of: {', '.join(known) or '(the notebook has no parameters cell)'}",
                 notebook=pipeline.notebook,
             )
-        argv += cli_value(known[name], value, pipeline.notebook)
-    return argv
+        values[name] = typed_value(known[name], value, pipeline.notebook)
+    return yaml_arguments(values)
 
 
 _SCALAR_CHECKS = {
@@ -344,8 +357,12 @@ _SCALAR_CHECKS = {
 }
 
 
-def cli_value(parameter: Parameter, value: object, notebook: str) -> list[str]:
-    """``-p NAME VALUE`` (papermill-typed) or ``-r NAME VALUE`` (a string, as given)."""
+def typed_value(parameter: Parameter, value: object, notebook: str) -> Any:
+    """The value ``mlnb run`` is to set, checked against the parameter's type.
+
+    A parameter whose default is None takes None, a number or a string (the panel's text
+    field for it types its text the same way: :func:`mlnb.panel.state.cli_parameters`).
+    """
     name, expected = parameter.name, parameter.type_name
     check = _SCALAR_CHECKS.get(expected)
     if check is None:
@@ -357,16 +374,18 @@ def cli_value(parameter: Parameter, value: object, notebook: str) -> list[str]:
         )
     if not check(value) or (isinstance(value, float) and not math.isfinite(value)):
         raise BadRequestError(
-            f"parameter {name!r} expects {expected}, got {json.dumps(value)}",
+            f"parameter {name!r} expects {expected}, got {_shown(value)}",
             fix=f"send a {expected} value (the notebook's default is {parameter.default!r})",
             notebook=notebook,
         )
-    if isinstance(value, str):
-        return ["-r", name, value]  # kept a string even when it reads as a number
-    if isinstance(value, bool):
-        return ["-p", name, "True" if value else "False"]
-    if value is None:
-        return ["-p", name, "None"]
     if expected == "float":
-        return ["-p", name, repr(float(value))]  # type: ignore[arg-type]
-    return ["-p", name, str(value)]
+        return float(value)  # type: ignore[arg-type]
+    return value
+
+
+def _shown(value: object) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."

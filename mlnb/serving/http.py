@@ -7,12 +7,17 @@ serve code is a 500 JSON answer naming it; the service keeps serving either way.
 
 :class:`PredictMiddleware` answers ``POST /predict`` with the handler as bare ASGI (no
 framework in between) inside ``bentoml serve``; a :class:`HandlerSlot` lets it be installed
-before the worker has made the handler. This module imports neither numpy nor pandas (the
-validation and the serve code do, in the worker), so BentoML's arbiter can import the service.
+before the worker has made the handler. It reads the body within a deadline (``$MLNB_BODY_TIMEOUT``
+seconds, default 5): a body shorter than its Content-Length, or one trickled in, is a 408 JSON
+answer, not BentoML's 504 once its request timeout has passed. Every answer under ``/predict``
+is JSON in the error shape of :meth:`~mlnb.errors.RequestRejected.to_json`: another method is
+a 405, ``/predict/...`` a 404. This module imports neither numpy nor pandas (the validation and
+the serve code do, in the worker), so BentoML's arbiter can import the service.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -31,6 +36,12 @@ log = logging.getLogger("mlnb.serving")
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 MONITORING_ENV = "MLNB_MONITORING"  # "off" skips the monitoring hooks (for benchmarks)
+BODY_TIMEOUT_ENV = "MLNB_BODY_TIMEOUT"  # seconds to read a request body in (default 5)
+DEFAULT_BODY_TIMEOUT_S = 5.0
+_TICK_S = 0.25  # how often the deadlines of bodies being read are checked
+# pydantic-core's parser refuses documents nested deeper (as mlnb.bounded_json would do;
+# that module is not imported here: a Bento ships mlnb's serving and monitoring packages only)
+MAX_BODY_DEPTH = 200
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -61,14 +72,9 @@ class PredictHandler:
             if len(body) > self.max_body_bytes:
                 raise self.too_large(len(body))
             try:
-                decoded = from_json(body)
+                decoded = from_json(body)  # nests at most MAX_BODY_DEPTH levels
             except ValueError as exc:
-                rejection = RequestRejected(
-                    f"the request body is not valid JSON: {exc}",
-                    reason="bad-json",
-                    status=400,
-                    fix='send a JSON object {"rows": [...]}',
-                )
+                rejection = _bad_json(exc)
                 self._hook("on_reject", rejection)
                 raise rejection from None
             return 200, self.handle_json(decoded)
@@ -108,6 +114,17 @@ class PredictHandler:
         self._hook("on_reject", rejection)
         return rejection
 
+    def too_slow(self, seconds: float, size: int, declared: int | None) -> RequestRejected:
+        expected = f" of the {declared} its Content-Length promised" if declared else ""
+        rejection = RequestRejected(
+            f"the request body did not arrive within {seconds:g} s ({size} bytes{expected})",
+            reason="body-timeout",
+            status=408,
+            fix="send the whole body at once, as long as its Content-Length says",
+        )
+        self._hook("on_reject", rejection)
+        return rejection
+
     def _hook(self, name: str, *args: Any) -> None:
         if self.hooks is None:
             return
@@ -123,16 +140,20 @@ def encode(answer: dict[str, Any]) -> bytes:
 
 
 class PredictApp:
-    """A bare ASGI app answering ``POST`` with the handler (the path is the caller's business)."""
+    """A bare ASGI app answering ``POST`` with the handler (the path is the caller's business).
 
-    def __init__(self, handler: PredictHandler) -> None:
+    The body is read within ``body_timeout`` seconds, else the answer is a 408.
+    """
+
+    def __init__(self, handler: PredictHandler, body_timeout: float | None = None) -> None:
         self.handler = handler
+        self.deadlines = BodyDeadlines(_body_timeout() if body_timeout is None else body_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         if scope["method"] != "POST":
-            await _send(send, 405, {"error": "method-not-allowed", "message": "use POST"})
+            await _send(send, 405, _method_not_allowed(scope["method"]), _ALLOW_POST)
             return
         limit = self.handler.max_body_bytes
         declared = _content_length(scope)
@@ -142,17 +163,79 @@ class PredictApp:
         chunks = []
         size = 0
         more = True
-        while more:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _send(send, 413, self.handler.too_large(size).to_json())
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        status, answer = self.handler.handle(b"".join(chunks))
-        await _send(send, status, answer)
+        task = self.deadlines.start()
+        try:
+            while more and size <= limit:
+                message = await receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+        except asyncio.CancelledError:
+            if not self.deadlines.expired(task):
+                raise
+            rejection = self.handler.too_slow(self.deadlines.seconds, size, declared)
+            await _send(send, 408, rejection.to_json(), _CLOSE)
+            return
+        finally:
+            self.deadlines.done(task)
+        if size > limit:
+            await _send(send, 413, self.handler.too_large(size).to_json(), _CLOSE)
+        elif message["type"] == "http.request":  # not http.disconnect: someone to answer
+            status, answer = self.handler.handle(b"".join(chunks))
+            await _send(send, status, answer)
+
+
+class BodyDeadlines:
+    """Deadlines of the request bodies being read, checked every ``_TICK_S`` by one timer.
+
+    A timer per request (``loop.call_at``) costs about 4 us; noting the reading task in a dict
+    costs under 1. A task past its deadline is cancelled, and :meth:`expired` tells that
+    cancellation from any other.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._reading: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> asyncio.Task[Any] | None:
+        """Note the current task as reading a body; None when there is no deadline."""
+        task = asyncio.current_task()
+        if task is None or self.seconds <= 0:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # the first body of this loop: start checking
+            self._loop = loop
+            loop.call_later(_TICK_S, self._tick, loop)
+        self._reading[task] = loop.time() + self.seconds
+        return task
+
+    def done(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._reading.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether ``task`` was cancelled for its deadline (then it is no longer cancelling)."""
+        if task is None or task not in self._expired:
+            return False
+        self._expired.discard(task)
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
+        return True
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._reading:
+            now = loop.time()
+            late = [task for task, deadline in self._reading.items() if deadline <= now]
+            for task in late:
+                del self._reading[task]
+                self._expired.add(task)
+                task.cancel()
+        if self._loop is loop and not loop.is_closed():
+            loop.call_later(_TICK_S, self._tick, loop)
 
 
 class HandlerSlot:
@@ -183,7 +266,9 @@ class PredictMiddleware:
     client describe and call the same route.
 
     ``handler`` is the :class:`PredictHandler`, or a :class:`HandlerSlot` the service fills in
-    its ``__init__``; until it is filled, ``/predict`` answers 503.
+    its ``__init__``; until it is filled, ``/predict`` answers 503. Another method than POST is
+    a 405, a path under ``/predict/`` a 404 (not BentoML's text answers, nor Starlette's 307
+    to ``/predict`` with a Location made from the Host header), all JSON.
     """
 
     def __init__(
@@ -191,16 +276,24 @@ class PredictMiddleware:
     ) -> None:
         self.app = app
         self.path = path
+        self.under = path.rstrip("/") + "/"
         self.slot = handler if isinstance(handler, HandlerSlot) else None
         self.predict = None if isinstance(handler, HandlerSlot) else PredictApp(handler)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["path"] == self.path:
+            if scope["method"] != "POST":
+                await _send(send, 405, _method_not_allowed(scope["method"]), _ALLOW_POST)
+                return
             predict = self.predict or self._from_slot()
             if predict is None:
                 await _send(send, 503, _NOT_READY)
                 return
             await predict(scope, receive, send)
+        elif scope["path"].startswith(self.under):
+            await _send(send, 404, _not_found(scope["path"], self.path))
         else:
             await self.app(scope, receive, send)
 
@@ -219,12 +312,62 @@ _NOT_READY = {
 }
 
 
+def _method_not_allowed(method: str) -> dict[str, Any]:
+    return {
+        "error": "method-not-allowed",
+        "message": f"/predict takes POST, not {method[:16]}",
+        "row": None,
+        "field": None,
+        "fix": 'POST a JSON object {"rows": [...]}',
+    }
+
+
+def _not_found(path: str, predict: str) -> dict[str, Any]:
+    shown = path if len(path) <= 80 else path[:77] + "..."
+    return {
+        "error": "not-found",
+        "message": f"no route {shown!r}: the service answers POST {predict}",
+        "row": None,
+        "field": None,
+        "fix": f"POST to {predict}",
+    }
+
+
+def _bad_json(exc: ValueError) -> RequestRejected:
+    if "recursion limit exceeded" in str(exc):  # pydantic-core's words for too deep
+        return RequestRejected(
+            f"the request body nests lists and objects more than {MAX_BODY_DEPTH} levels deep",
+            reason="too-deep",
+            status=400,
+            fix='send {"rows": [...]}: each row an object or list of plain values',
+        )
+    return RequestRejected(
+        f"the request body is not valid JSON: {exc}",
+        reason="bad-json",
+        status=400,
+        fix='send a JSON object {"rows": [...]}',
+    )
+
+
+def _body_timeout() -> float:
+    text = os.environ.get(BODY_TIMEOUT_ENV, "").strip()
+    try:
+        return float(text) if text else DEFAULT_BODY_TIMEOUT_S
+    except ValueError:
+        log.warning("mlnb: %s=%r is not a number of seconds; using 5", BODY_TIMEOUT_ENV, text)
+        return DEFAULT_BODY_TIMEOUT_S
+
+
 _JSON_TYPE = (b"content-type", b"application/json")
+_ALLOW_POST = ((b"allow", b"POST"),)
+_CLOSE = ((b"connection", b"close"),)
 
 
-async def _send(send: Send, status: int, answer: dict[str, Any]) -> None:
+async def _send(
+    send: Send, status: int, answer: dict[str, Any], extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     body = encode(answer)
-    headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode())]
+    headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
