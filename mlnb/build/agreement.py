@@ -1,8 +1,10 @@
 """Does the ONNX model answer like the original? Checked on held-out rows, through the serve code.
 
-The same :class:`~mlnb.serving.answer.Predictor` the service runs is built twice, once around
-the original model and once around the ONNX adapter, with the serve code executed afresh for
-each (its functions see the model under the notebook's variable name). Both answer the
+The same :class:`~mlnb.serving.answer.Predictor` the service runs is built around the original
+model and around the ONNX adapter, the serve code executed for each (its functions see the
+model under the notebook's variable name). The build's factory executes it once per model:
+the original's predictor is the one its serve-code check made, so this check executes the
+notebook's code once, around the conversion. Both answer the
 held-out rows; labels, strings and integers must be equal and numbers within 1e-5 (relative to
 the value's size when it is above 1, as for regression targets). The first difference found
 is the reason the build gives for serving the native model.

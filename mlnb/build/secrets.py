@@ -130,9 +130,23 @@ def check_no_credentials(findings: list[Finding], notebook: str, stage: str | No
         "(BentoML secrets, or the deployment's environment); if it is no secret, end its "
         f"line with '# {ALLOWLIST}'",
         notebook=notebook,
-        cell=None if first.cell is None else CellRef.of(first.cell, first.cell_source),
+        cell=None if first.cell is None else _cell_ref(first, findings),
         stage=stage,
     )
+
+
+def _cell_ref(first: Finding, findings: list[Finding]) -> CellRef:
+    """The cell, named by its first line, cut before any string or comment when that line
+    holds a finding: the message never shows a secret."""
+    assert first.cell is not None
+    ref = CellRef.of(first.cell, first.cell_source)
+    lines = first.cell_source.splitlines()
+    number = next((n for n, line in enumerate(lines, 1) if line.strip()), 0)
+    if any(f.cell == first.cell and f.line == number for f in findings):
+        match = re.search(r"[\"'#]", ref.first_line)
+        cut = ref.first_line[: match.start() + 1] if match else ""
+        return CellRef(first.cell, f"{cut}...")
+    return ref
 
 
 def merge(findings: Iterable[Finding], key: Any = None) -> list[Finding]:
