@@ -95,7 +95,10 @@ def too_deep(what: str, max_depth: int, fix: str | None = None) -> InputLimitErr
 
 def invalid(what: str, problem: str, fix: str | None = None) -> InputLimitError:
     return InputLimitError(
-        f"{what} is not valid JSON: {problem}", what=what, reason="invalid", fix=fix
+        f"{what} is not valid JSON: {problem}",
+        what=what,
+        reason="invalid",
+        fix=fix or "check that it is whole, valid JSON",
     )
 
 

@@ -133,12 +133,16 @@ def _profile_problem(spec: Any) -> str | None:
     if not isinstance(quantiles, list) or not all(map(_is_number, quantiles)):
         return "has 'quantiles' that are not a list of numbers"
     for key, lists in _NUMBER_LISTS.items():
-        value = spec.get(key) or {}
+        value = spec.get(key)
+        if value is None:
+            continue
         if not isinstance(value, dict):
             return f"has a {key!r} that is {_kind(value)}, not an object"
         for part in lists:
-            numbers = value.get(part) or []
-            if not isinstance(numbers, list) or not all(map(_is_number, numbers)):
+            numbers = value.get(part)
+            if numbers is not None and (
+                not isinstance(numbers, list) or not all(map(_is_number, numbers))
+            ):
                 return f"has '{key}.{part}' that is not a list of numbers"
     return None
 
