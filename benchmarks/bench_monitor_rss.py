@@ -74,7 +74,8 @@ def arrow_folder(folder: Path, megabytes: int, rng: np.random.Generator) -> int:
             *(pa.array(rng.normal(size=BATCH_ROWS)) for _ in FEATURES),
             pa.array(rng.choice(CLASSES, BATCH_ROWS)),
         ]
-        writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema), now=start)
+        batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+        writer.write(batch, now=start + rows / 1000)  # a segment name per start: no overwrite
         rows += BATCH_ROWS
     writer.close()
     return rows
