@@ -1,6 +1,6 @@
 """The build folder ``bentoml build`` packs: rendered files plus mlnb's serving runtime.
 
-A Bento carries the Python files of ``mlnb.serving`` and ``mlnb.monitoring`` (and the two
+A Bento carries the Python files of ``mlnb.serving`` and ``mlnb.monitoring`` (and the three
 modules they import), so it serves anywhere its pinned packages are installed, without mlnb.
 The folder lives in the store (``builds/<name>-<version>/``) for people to read; it is
 written to a temporary folder and renamed, and a folder of the same version is left as is.
@@ -19,7 +19,7 @@ import mlnb
 
 PACKAGE_DIR = Path(mlnb.__file__).resolve().parent
 RUNTIME_PACKAGES = ("serving", "monitoring")
-RUNTIME_MODULES = ("__init__.py", "errors.py")
+RUNTIME_MODULES = ("__init__.py", "errors.py", "bounded_json.py")
 
 
 def runtime_files() -> dict[str, Path]:

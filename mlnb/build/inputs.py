@@ -102,6 +102,7 @@ def collect(
             found = _run_notebook(notebook, the_store, progress)
         run = found
     _check_run(run, notebook)
+    _check_objects(run, the_store)
     pipeline, changed, sources = _pipeline_of(run, the_store)
     if changed:
         progress(
@@ -127,6 +128,17 @@ def _run_notebook(notebook: str, store: Store, progress: Progress) -> dict[str, 
         )
     progress(f"run {record['run_id']}: {record.get('status')}")
     return record
+
+
+def _check_objects(run: dict[str, Any], store: Store) -> None:
+    """The model and the training rows the build reads must be the bytes the run saved:
+    a damaged pickle can load and then loop or answer wrongly."""
+    run_id = run["run_id"]
+    store.check_object(run["model"], f"the model of run {run_id}")
+    training = run.get("training_data") or {}
+    for which in ("sample", "holdout"):
+        if training.get(which):
+            store.check_object(training[which], f"the training {which} of run {run_id}")
 
 
 def _check_run(run: dict[str, Any], notebook: str) -> None:

@@ -30,7 +30,9 @@ class Quiet:
         pass
 
     def notice(self, text: str) -> None:
-        """Something the user should know about this run (said once, not per stage)."""
+        """Something the user should know about this run (said once, not per stage): on
+        stderr even when the run prints nothing else, as with ``--json``."""
+        print(f"mlnb: note: {text}", file=sys.stderr)
 
 
 class Progress(Quiet):
