@@ -16,6 +16,7 @@ from typing import Any
 from mlnb.errors import NotebookFormatError, NotebookReadError
 
 MIN_NBFORMAT = 4
+MAX_NOTEBOOK_BYTES = 2 << 30  # 2 GiB: larger is outputs gone wild, not a notebook to run
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,24 @@ def read_notebook(path: str | Path) -> NotebookFile:
             fix="check that the path is a readable file",
             notebook=name,
         ) from None
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise NotebookReadError(
+            f"the file has {len(data):,} bytes, more than the {MAX_NOTEBOOK_BYTES:,} mlnb reads",
+            fix="clear the notebook's outputs (Edit > Clear Outputs of All Cells) and save it",
+            notebook=name,
+        )
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise NotebookReadError(
             f"not notebook JSON ({exc})",
             fix="open it in Jupyter and save it again, or restore it from version control",
+            notebook=name,
+        ) from None
+    except RecursionError:  # json's parser refuses what the interpreter's stack cannot hold
+        raise NotebookReadError(
+            "not notebook JSON (it nests lists and objects too deeply)",
+            fix="restore it from version control, or save it again from Jupyter",
             notebook=name,
         ) from None
     return parse_notebook(document, name, hashlib.sha256(data).hexdigest())

@@ -281,3 +281,29 @@ def test_a_full_disk_is_named_and_no_record_claims_success(project: Path, small_
     assert "a value that can be saved" not in done.stderr
     for record in small_disk.glob("runs/*/run.json"):
         assert json.loads(record.read_text())["status"] != "succeeded"
+
+
+def test_hostile_files_in_the_store_and_notebook_get_a_message(project: Path) -> None:
+    store = store_of(project)
+    deep = "[" * 100_000 + "]" * 100_000
+    hostile = store / "runs" / "20260101-000000-badbad"
+    hostile.mkdir()
+    (hostile / "run.json").write_text(deep)
+    (store / "runs" / "20260101-000000-notrun").mkdir()
+    (store / "runs" / "20260101-000000-notrun" / "run.json").write_text("{}")
+    damage_index(store, "empty")
+    listed = mlnb("runs", "--store", str(store), "--json")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert len(json.loads(listed.stdout)) == 1
+    assert "(2 unreadable files skipped)" in listed.stderr
+    shown = mlnb("runs", "--store", str(store), "show", "20260101-000000-badbad")
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    verified = mlnb("store", "verify", "--store", str(store))
+    assert verified.returncode == 1 and "nested too deeply" in verified.stdout, verified.stdout
+
+    notebook = project.parent / "deep.ipynb"
+    notebook.write_text('{"nbformat": 4, "cells": [], "metadata": {"x": ' + deep + "}}")
+    for command in ("inspect", "run"):
+        done = mlnb(command, str(notebook))
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "nests lists and objects too deeply" in done.stderr

@@ -15,6 +15,7 @@ from typing import Any
 from mlnb.cli.child import run_in_child
 from mlnb.grid import load_grid
 from mlnb.pipeline import load_pipeline
+from mlnb.run.params import yaml_arguments
 
 
 def run_grid(args: argparse.Namespace) -> int:
@@ -48,10 +49,7 @@ def run_grid(args: argparse.Namespace) -> int:
 
 
 def _run_point(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str, Any]:
-    options: list[str] = []
-    for name, value in parameters.items():
-        flag = "-r" if isinstance(value, str) else "-p"  # a YAML string stays a string
-        options += [flag, name, _cli_value(value)]
+    options = yaml_arguments(parameters)  # typed values; a value may start with '-'
     for name, value in getattr(args, "raw_parameter", None) or []:
         options += ["-r", name, value]
     if getattr(args, "kernel", None):
@@ -81,14 +79,6 @@ def point_failure(row: dict[str, Any]) -> str:
         record = {"run_id": row.get("run_id"), "error": error}
         return f"point {point}: {failure_message(record)}"
     return f"point {point}: {error or row.get('status')}"
-
-
-def _cli_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if value is None:
-        return "None"
-    return str(value)
 
 
 def render_summary(rows: list[dict[str, Any]], names: list[str]) -> str:
