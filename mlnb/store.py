@@ -586,18 +586,7 @@ class Store:
 
         def write(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                conn.execute(
-                    "INSERT OR REPLACE INTO stage_cache (cache_key, notebook, stage, run_id, "
-                    "created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        data["cache_key"],
-                        data["notebook"],
-                        data["stage"],
-                        data["run_id"],
-                        data["created_at"],
-                        dumps(data["entry"]),
-                    ),
-                )
+                _index_cache(conn, data)
                 path = self.cache_path(data["cache_key"])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, dumps(data))
@@ -750,6 +739,22 @@ def _index_run(conn: sqlite3.Connection, record: Mapping[str, Any], text: str) -
     )
 
 
+def _index_cache(conn: sqlite3.Connection, data: Mapping[str, Any]) -> None:
+    """The index row of a cache/ file's content (see :func:`_cache_file`)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO stage_cache (cache_key, notebook, stage, run_id, "
+        "created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            data["cache_key"],
+            data["notebook"],
+            data["stage"],
+            data["run_id"],
+            data["created_at"],
+            dumps(data["entry"]),
+        ),
+    )
+
+
 def run_record_problem(record: Any, folder: str) -> str | None:
     """Why a parsed run.json cannot be indexed, or None."""
     if not isinstance(record, dict):
@@ -801,18 +806,7 @@ def _fill_index(conn: sqlite3.Connection, root: Path) -> tuple[int, int, int]:
             if cache_file_problem(data, path.stem):
                 skipped += 1
                 continue
-            conn.execute(
-                "INSERT OR REPLACE INTO stage_cache (cache_key, notebook, stage, run_id, "
-                "created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    data["cache_key"],
-                    data["notebook"],
-                    data["stage"],
-                    data["run_id"],
-                    data["created_at"],
-                    dumps(data["entry"]),
-                ),
-            )
+            _index_cache(conn, data)
             entries += 1
     return runs, entries, skipped
 
