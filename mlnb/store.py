@@ -246,28 +246,46 @@ class Store:
     # --- objects ---
 
     def object_problem(self, ref: Mapping[str, Any], *, rehash: bool = True) -> str | None:
-        """Why the object a reference names cannot be used, or None when its bytes match.
+        """Why the object a reference names cannot be used, or None when its bytes match."""
+        return self.object_problems([ref], rehash=rehash).get(str(ref.get("path")))
+
+    def object_problems(
+        self, refs: Iterable[Mapping[str, Any]], *, rehash: bool = True
+    ) -> dict[str, str]:
+        """Store-relative path -> why that object cannot be used, for the refs whose object
+        is missing or whose bytes do not match (those are set aside).
 
         ``rehash=False`` trusts the fingerprint index for a file whose size and mtime are
-        unchanged since it was last hashed (cheap, for the plan of a run that loads nothing);
-        otherwise the file is hashed now.
+        unchanged since it was last hashed (one lookup for all, cheap: for the plan of a run
+        that loads nothing); otherwise each file is hashed now.
         """
-        relative, sha = ref.get("path"), ref.get("sha256")
-        if not relative:
-            return None
-        path = self.resolve(str(relative))
-        if not isinstance(sha, str) or not _SHA_PATTERN.match(sha) or path.name != sha:
-            return f"{relative} is not named by its sha256"
-        if not path.is_file():
-            return f"{relative} is missing from the store"
-        try:
-            found = self.fingerprints([str(path)])[str(path)] if not rehash else sha256_file(path)
-        except OSError as exc:
-            return f"{relative} cannot be read ({exc.strerror or exc})"
-        if found != sha:
-            self.set_aside(path)
-            return f"{relative} does not match its sha256 (damaged or changed; set aside)"
-        return None
+        problems: dict[str, str] = {}
+        present: dict[str, tuple[str, Path]] = {}
+        for ref in refs:
+            relative, sha = ref.get("path"), ref.get("sha256")
+            if not relative:
+                continue
+            relative = str(relative)
+            path = self.resolve(relative)
+            if not isinstance(sha, str) or not _SHA_PATTERN.match(sha) or path.name != sha:
+                problems[relative] = f"{relative} is not named by its sha256"
+            elif not path.is_file():
+                problems[relative] = f"{relative} is missing from the store"
+            else:
+                present[relative] = (sha, path)
+        known = {} if rehash else self.fingerprints(str(p) for _, p in present.values())
+        for relative, (sha, path) in present.items():
+            try:
+                found = known[str(path)] if not rehash else sha256_file(path)
+            except OSError as exc:
+                problems[relative] = f"{relative} cannot be read ({exc.strerror or exc})"
+                continue
+            if found != sha:
+                self.set_aside(path)
+                problems[relative] = (
+                    f"{relative} does not match its sha256 (damaged or changed; set aside)"
+                )
+        return problems
 
     def check_object(self, ref: Mapping[str, Any], what: str) -> Path:
         """The path of a referenced object whose bytes match its name; else a clear error."""
@@ -303,9 +321,7 @@ class Store:
             if problem:
                 self.rebuild_index(problem)
             self._conn = self._open()
-        except sqlite3.DatabaseError as exc:
-            raise self._index_error(exc) from None
-        except OSError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise self._index_error(exc) from None
         return self._conn
 

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlnb.errors import StoreError
     from mlnb.store import Store, dumps
     from mlnb.store_verify import verify
 
@@ -37,18 +38,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         store = Store.default(args.store)
     if not store.root.is_dir():
-        print(f"mlnb: error: there is no store at {store.root}", file=sys.stderr)
-        return 2
+        raise StoreError(
+            f"there is no store at {store.root}",
+            fix="pass --store DIR or --notebook NB (its store is .mlnb beside it)",
+        )
     with store:
         report = verify(store, repair=args.repair, progress=_Progress())
+    remaining = len(report.open_problems)
     if args.json:
         print(dumps(report.to_json(), indent=2))
-        return 0 if report.to_json()["ok"] else 1
+        return 0 if not remaining else 1
     for finding in report.findings:
         mark = "fixed" if finding.fixed else "problem"
         hint = f" (fix: {finding.fix})" if finding.fix and not finding.fixed else ""
         print(f"{mark}: {finding.subject}: {finding.problem}{hint}")
-    remaining = len(report.open_problems)
     fixed = len(report.findings) - remaining
     summary = (
         f"checked {report.objects} objects, {report.runs} run records and "

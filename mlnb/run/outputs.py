@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlnb.errors import StoreDiskError, StoredObjectError, UnsaveableOutputError
-from mlnb.store import disk_error, sha256_file
+from mlnb.store import Store, disk_error, sha256_file
 
 SERIES_COLUMN = "__mlnb_series__"
 
@@ -39,11 +39,7 @@ def write_object(store_root: Path, write: Callable[[IO[bytes]], None]) -> tuple[
     try:
         with open(tmp, "wb") as handle:
             write(handle)
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        sha = digest.hexdigest()
+        sha = sha256_file(tmp)
         target = objects / sha[:2] / sha
         target.parent.mkdir(exist_ok=True)
         os.replace(tmp, target)  # also over a damaged copy of the same name
@@ -144,25 +140,14 @@ def load_value(ref: dict[str, Any], store_root: Path, name: str = "a value") -> 
 
 
 def checked_object(ref: dict[str, Any], store_root: Path, name: str) -> Path:
-    """The object's path, when the file is the one its sha256 names."""
+    """The object's path, when the file is the one its sha256 names: the plan hashed it at
+    the size and mtime it passes as ``verified``, else it is hashed now."""
     path = store_root / ref["path"]
-    try:
+    with contextlib.suppress(OSError):
         stat = os.stat(path)
-    except OSError:
-        raise StoredObjectError(
-            f"the saved value of {name!r} ({ref['path']}) is missing from the store",
-            fix="run the notebook again: the stage that saves it runs again",
-        ) from None
-    if ref.get("verified") == [stat.st_size, stat.st_mtime_ns]:
-        return path
-    if sha256_file(path) != ref["sha256"]:
-        raise StoredObjectError(
-            f"the saved value of {name!r} ({ref['path']}) does not match its sha256: the "
-            "file was changed or damaged after it was saved",
-            fix="run the notebook again (the plan sets damaged objects aside and re-runs "
-            "their stage), or check the whole store with `mlnb store verify --repair`",
-        )
-    return path
+        if ref.get("verified") == [stat.st_size, stat.st_mtime_ns]:
+            return path
+    return Store(store_root).check_object(ref, f"the saved value of {name!r}")
 
 
 def _read(kind: str, path: Path, ref: dict[str, Any]) -> Any:

@@ -117,13 +117,15 @@ def make_plan(
     )
     current = store.fingerprints(reused_files) if reused_files else {}
 
+    saved = [] if no_cache else [r for e in entries.values() for _, r in _saved_objects(e)]
+    damaged = store.object_problems(saved, rehash=False)  # one fingerprint lookup for all
     stages: list[StagePlan] = []
     warnings: list[str] = []
     for stage in pipeline.stages:
         key = keys[stage.name]
         save = saves[stage.name]
         entry = entries.get(key.key)
-        damage = None if entry is None or no_cache else _damage(entry, store)
+        damage = None if entry is None or no_cache else _damage(entry, damaged)
         if damage:
             warnings.append(f"stage {stage.name!r}: {damage}")
         problem = None if entry is None else damage or _unusable(entry, save, current, base_dir)
@@ -187,12 +189,12 @@ def _saved_objects(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any
     return found
 
 
-def _damage(entry: Mapping[str, Any], store: Store) -> str | None:
-    """What is wrong with an object a cache entry saved (missing, or other bytes than its
-    name), from the fingerprint index: a file unchanged in size and mtime since it was last
-    hashed is not hashed again here."""
+def _damage(entry: Mapping[str, Any], damaged: Mapping[str, str]) -> str | None:
+    """What is wrong with the first object a cache entry saved that is missing or holds other
+    bytes than its name (``damaged``: from the fingerprint index, see
+    :meth:`Store.object_problems`)."""
     for what, ref in _saved_objects(entry):
-        problem = store.object_problem(ref, rehash=False)
+        problem = damaged.get(str(ref.get("path")))
         if problem:
             return f"{what}: {problem}"
     return None
