@@ -359,3 +359,16 @@ class SideEffectInServeCodeError(MlnbError):
     refuses it unless given ``--allow-side-effects``)."""
 
     code = "side-effect-in-serve-code"
+
+
+class ContractFileError(MlnbError):
+    """A data contract file (``NAME.contract.yaml``) that cannot be read or has a wrong shape."""
+
+    code = "contract-file"
+
+
+class ContractViolationError(MlnbError):
+    """A data stage's values break rules of its data contract that are not marked ``warn``
+    (raised in the kernel, before any later stage runs)."""
+
+    code = "contract-violation"

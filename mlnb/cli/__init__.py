@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "monitor": "monitor",
     "check": "check",
+    "contract": "contract",
     "export": "export",
     "report": "report",
     "store": "store",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mlnb.contract import contract_path, file_sha256
 from mlnb.pipeline import Pipeline, Stage
 from mlnb.run.keys import StageKey, display_path, explain_change, stage_keys
 from mlnb.store import Store
@@ -118,6 +119,8 @@ def make_plan(
     current = store.fingerprints(reused_files) if reused_files else {}
 
     saved = [] if no_cache else [r for e in entries.values() for _, r in _saved_objects(e)]
+    contract_file = contract_path(notebook)
+    contract_sha = file_sha256(contract_file)
     damaged = store.object_problems(saved, rehash=False)  # one fingerprint lookup for all
     stages: list[StagePlan] = []
     warnings: list[str] = []
@@ -129,6 +132,8 @@ def make_plan(
         if damage:
             warnings.append(f"stage {stage.name!r}: {damage}")
         problem = None if entry is None else damage or _unusable(entry, save, current, base_dir)
+        if entry is not None and problem is None and stage.kind == "data":
+            problem = _contract_changed(entry, contract_sha, contract_file.name)
         if no_cache:
             stages.append(_run(stage, key, save, "--no-cache"))
         elif entry is not None and problem is None:
@@ -253,3 +258,17 @@ def _plan_loads(pipeline: Pipeline, stages: list[StagePlan]) -> None:
         if by_name[user].action == "run" and source.action == "cached":
             assert source.entry is not None
             source.load.setdefault(name, source.entry["outputs"][name])
+
+
+def _contract_changed(entry: Mapping[str, Any], current: str | None, name: str) -> str | None:
+    """Why a data stage's cached result was not checked against the contract there is now
+    (the sha256 of the contract file, None when there is none)."""
+    checked = (entry.get("contract") or {}).get("sha256")
+    if checked == current:
+        return None
+    run = entry.get("run_id")
+    if current is None:
+        return f"its data contract {name} was removed since run {run} (running it learns one)"
+    if checked is None:
+        return f"the data contract {name} was not there when run {run} made it"
+    return f"its data contract {name} changed since run {run}"

@@ -70,6 +70,7 @@ def stage_entry(plan: StagePlan) -> dict[str, Any]:
         "from_run": entry.get("run_id") if cached else None,
         "outputs": dict(entry.get("outputs") or {}) if cached else {},
         "metrics": dict(entry.get("metrics") or {}) if cached else {},
+        **({"contract": entry["contract"]} if cached and entry.get("contract") else {}),
     }
 
 
@@ -82,6 +83,8 @@ class Recorder:
         self.store = store
         self.progress = progress
         self.results: dict[str, dict[str, Any]] = {}  # stage -> its end event (or cache entry)
+        self.contracts: dict[str, dict[str, Any]] = {}  # data stage -> its contract report
+        self.learned: dict[str, dict[str, Any]] = {}  # data stage -> the contract it learned
         self.kernel: dict[str, Any] | None = None
         self.finished = False
         # Values a stage changed in place that the plan did not foresee. The stages after it
@@ -113,6 +116,8 @@ class Recorder:
                 self.progress.stage_started(entry)
             elif kind == "end":
                 self._stage_ended(dict(event))
+            elif kind == "contract":
+                self._contract(dict(event))
             elif kind == "loaded":
                 self.stage(event["stage"])["loaded"] = list(event.get("names", []))
             elif kind == "finish":
@@ -153,6 +158,28 @@ class Recorder:
             self._cache(plan, entry, event)
         self._collect()
         self.progress.stage_finished(entry)
+
+    def _contract(self, event: dict[str, Any]) -> None:
+        """A data stage's contract report: kept with the stage (and its cache entry); what
+        it learned is kept for the runner to write; warnings are shown."""
+        name = event["stage"]
+        report = dict(event["report"])
+        learned = report.pop("learned", None)
+        if learned:
+            self.learned[name] = learned
+        self.contracts[name] = report
+        entry = self.stage(name)
+        entry["contract"] = report
+        if report["status"] == "failed":
+            entry["outputs"] = event.get("outputs") or {}  # `mlnb contract` can learn from them
+        for violation in report.get("violations") or []:
+            if violation["severity"] == "warn":
+                self._notice(
+                    f"stage {name!r}: {violation['value']}: {violation['message']} (a `warn` "
+                    f"rule of {report['file']})"
+                )
+        for value, why in (report.get("not_learned") or {}).items():
+            self._notice(f"stage {name!r}: no contract learned for {value!r} ({why})")
 
     def _notice(self, text: str) -> None:
         notice = getattr(self.progress, "notice", None)
@@ -197,6 +224,8 @@ class Recorder:
             },
             "changed": event.get("changed") or [],
         }
+        if name in self.contracts:
+            cache_entry["contract"] = self.contracts[name]
         if "model" not in event:
             cache_entry.pop("model")
             cache_entry.pop("training_data")

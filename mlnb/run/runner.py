@@ -23,6 +23,7 @@ from typing import Any
 
 from mlnb.errors import CellRef, NotebookReadError
 from mlnb.pipeline import load_pipeline
+from mlnb.run.contracts import kernel_config, record_contract, settle
 from mlnb.run.lineage import environment, git_info, imported_modules, project_root
 from mlnb.run.params import run_parameters
 from mlnb.run.plan import RunPlan, make_plan
@@ -57,7 +58,7 @@ def run_notebook(
     values = run_parameters(pipeline, parameters, raw_parameters)
     the_store = Store.for_notebook(notebook, store)
     run_id = check_run_id(run_id) if run_id else new_run_id()
-    notice = getattr(progress, "notice", None) or (lambda text: None)
+    notice = notice_of(progress)
     for text in pipeline.notices:
         notice(text)
     plan = make_plan(pipeline, values.values, values.given, the_store, no_cache=no_cache)
@@ -82,6 +83,11 @@ def run_notebook(
     return _execute(plan, the_store, again, progress, time.monotonic())
 
 
+def notice_of(progress: Any) -> Any:
+    """The progress display's one-line notices (nothing when it has none)."""
+    return getattr(progress, "notice", None) or (lambda text: None)
+
+
 def _record_cached(
     plan: RunPlan, store: Store, run_id: str, progress: Any, started: float
 ) -> dict[str, Any]:
@@ -93,6 +99,7 @@ def _record_cached(
             record["environment"] = store.get_run(source).get("environment")
             source_dir = store.run_dir(source)
     record["git"] = git_info(plan.notebook)
+    record["contract"] = record_contract(plan, store)
     executed = source_dir / NOTEBOOK_FILE if source_dir is not None else None
     if executed is not None and executed.exists():
         record["executed_notebook_from"] = source  # its cells ran there, not here
@@ -136,6 +143,7 @@ def _execute(
     from mlnb.run.executor import Execution, Failure
 
     document = _read_document(plan)
+    contract = kernel_config(plan, store)  # a broken contract file stops the run here
     record = new_record(plan, run_id, store)
     lineage = _Lineage(plan)
     reader: _EventReader | None = None
@@ -160,6 +168,7 @@ def _execute(
             "events": str(reader.path),
             "roots": sorted({str(plan.base_dir), str(project_root(plan.base_dir))}),
             "ignore": [_MLNB_PACKAGE, str(plan.base_dir / ".ipynb_checkpoints")],
+            "contract": contract,
         }
         try:
             failure = execution.execute(
@@ -178,6 +187,7 @@ def _execute(
         record["environment"] = _kernel_environment(lineage.environment, recorder.kernel)
         record["git"] = lineage.git
         recorder.finish(_error(failure, plan, document))
+        settle(plan, store, record, contract, recorder.learned, notice_of(progress))
         record["seconds"] = round(time.monotonic() - started, 3)
         store.save_run(record)
     progress.run_finished(record)

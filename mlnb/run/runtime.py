@@ -42,6 +42,7 @@ class _Runtime:
         self.before: dict[str, str | None] = {}  # fingerprints of the stage's loaded values
         self.reads: dict[str | None, set[str]] = {None: set()}
         self.writes: dict[str | None, set[str]] = {None: set()}
+        self.contract = _contract_checker(config.get("contract"), self.store)
 
     def emit(self, event: dict[str, Any]) -> None:
         line = json.dumps(_finite(event), default=str) + "\n"
@@ -138,6 +139,8 @@ def end_stage(namespace: MutableMapping[str, Any], spec: dict[str, Any]) -> None
                 stage=stage,
             )
         outputs[name] = save_value(namespace[name], name, stage, state.store, users.get(name, ()))
+    if spec.get("kind") == "data" and state.contract is not None:
+        _check_contract(state, stage, {n: namespace[n] for n in save}, outputs)
     event: dict[str, Any] = {"event": "end", "stage": stage, "outputs": outputs}
     event["changed"] = moved
     event["unplanned_changes"] = unplanned
@@ -162,6 +165,32 @@ def end_stage(namespace: MutableMapping[str, Any], spec: dict[str, Any]) -> None
     event["save_seconds"] = event["t"] - code_done
     state.stage = None
     state.emit(event)
+
+
+def _contract_checker(config: dict[str, Any] | None, store: Path) -> Any:
+    """The run's data contract checker (None when no data stage runs)."""
+    if not config:
+        return None
+    from mlnb.contract import StageChecker
+    from mlnb.run.outputs import checked_object
+
+    text = None
+    if config.get("object"):
+        text = checked_object(config["object"], store, "the data contract").read_text("utf-8")
+    return StageChecker(text, config["file"], config.get("sha256"))
+
+
+def _check_contract(
+    state: _Runtime, stage: str, values: dict[str, Any], outputs: dict[str, Any]
+) -> None:
+    """Learn or check the data stage's contract; a broken rule fails the stage here, before
+    any later stage runs (its values are saved, so `mlnb contract` can learn from them)."""
+    from mlnb.contract import violation_error
+
+    report = state.contract.apply(stage, values)
+    state.emit({"event": "contract", "stage": stage, "report": report, "outputs": outputs})
+    if report["status"] == "failed":
+        raise violation_error(report, stage)
 
 
 def load_stage(
