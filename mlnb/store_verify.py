@@ -166,6 +166,12 @@ def _run_objects(record: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, 
             ref = training.get(which)
             if isinstance(ref, dict) and ref.get("path"):
                 yield f"its training {which}", ref
+        labels = (training.get("holdout") or {}).get("labels")
+        if isinstance(labels, dict) and labels.get("path"):
+            yield "its holdout labels", labels
+    contract = record.get("contract")
+    if isinstance(contract, dict) and isinstance(contract.get("object"), dict):
+        yield "its data contract", contract["object"]
 
 
 def _check_run_rows(store: Store, records: dict[str, dict[str, Any]], report: VerifyReport) -> None:
@@ -235,6 +241,7 @@ def _entry_objects(entry: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     refs.append(entry.get("model"))
     training = entry.get("training_data") or {}
     refs += [training.get("sample"), training.get("holdout")]
+    refs.append((training.get("holdout") or {}).get("labels"))
     yield from (r for r in refs if isinstance(r, dict) and r.get("path"))
 
 

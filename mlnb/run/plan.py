@@ -188,6 +188,7 @@ def _saved_objects(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any
         ("the saved model", entry.get("model")),
         ("the saved training sample", training.get("sample")),
         ("the saved holdout sample", training.get("holdout")),
+        ("the saved holdout labels", (training.get("holdout") or {}).get("labels")),
     ):
         if ref:
             found.append((what, ref))

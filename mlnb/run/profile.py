@@ -85,10 +85,45 @@ def find_holdout(train_name: str, train: Any, inputs: Mapping[str, Any]) -> tupl
     return name, frame
 
 
+def sample_positions(length: int, rows: int = SAMPLE_ROWS) -> Any:
+    """The positions of up to ``rows`` of ``length`` rows, the same ones every time, in order."""
+    import numpy as np
+
+    if length <= rows:
+        return np.arange(length)
+    return np.sort(np.random.default_rng(0).choice(length, size=rows, replace=False))
+
+
+def find_labels(holdout_name: str, rows: int, inputs: Mapping[str, Any]) -> Any | None:
+    """The labels of the holdout rows: the one-column input of as many rows named like the
+    holdout with ``y`` for ``X`` (``y_test`` for ``X_test``), else the only such input whose
+    name has a holdout hint."""
+    import numpy as np
+
+    def one_column(value: Any) -> Any | None:
+        if isinstance(value, str) or not hasattr(value, "__len__"):
+            return None
+        array = np.asarray(value)
+        if array.ndim != 1 or len(array) != rows:
+            return None
+        return array
+
+    wanted = holdout_name.replace("X", "y", 1) if "X" in holdout_name else None
+    if wanted and wanted in inputs and one_column(inputs[wanted]) is not None:
+        return one_column(inputs[wanted])
+    hinted = [
+        array
+        for name, value in inputs.items()
+        if name != holdout_name and any(h in name.lower() for h in _HOLDOUT_HINTS)
+        for array in [one_column(value)]
+        if array is not None
+    ]
+    return hinted[0] if len(hinted) == 1 else None
+
+
 def sample(frame: Any, rows: int = SAMPLE_ROWS) -> Any:
     """Up to ``rows`` rows, the same ones every time, with string column names."""
-    picked = frame if len(frame) <= rows else frame.sample(n=rows, random_state=0).sort_index()
-    picked = picked.copy()
+    picked = frame.iloc[sample_positions(len(frame), rows)].copy()
     picked.columns = [str(c) for c in picked.columns]
     return picked
 

@@ -259,6 +259,7 @@ def _train_results(
         return result
     name, frame = found
     holdout = profile.find_holdout(name, frame, inputs)
+    labels = None if holdout is None else _labels_ref(holdout[0], len(holdout[1]), inputs, store)
     result["training_data"] = {
         "variable": name,
         "columns": [str(c) for c in frame.columns],
@@ -267,10 +268,31 @@ def _train_results(
         "sample": _sample_ref(profile.sample(frame), store),
         "holdout": None
         if holdout is None
-        else {"variable": holdout[0], **_sample_ref(profile.sample(holdout[1]), store)},
+        else {
+            "variable": holdout[0],
+            **_sample_ref(profile.sample(holdout[1]), store),
+            "labels": labels,
+        },
         "profile": profile.profile(frame),
     }
     return result
+
+
+def _labels_ref(
+    holdout: str, rows: int, inputs: MutableMapping[str, Any], store: Path
+) -> dict[str, Any] | None:
+    """The holdout sample's labels (same rows, same order), for permutation importance."""
+    from mlnb.run import profile
+
+    found = profile.find_labels(holdout, rows, inputs)
+    if found is None:
+        return None
+    import pandas as pd
+
+    labels = pd.DataFrame({"label": found[profile.sample_positions(rows)]})
+    with contextlib.suppress(Exception):  # labels of a type parquet cannot hold: no labels
+        return _sample_ref(labels, store)
+    return None
 
 
 def _sample_ref(frame: Any, store: Path) -> dict[str, Any]:
