@@ -89,6 +89,7 @@ def judge(
         )
     else:
         verdict.cases.append(Case("run", notebook, "failed", describe_failure(record), seconds))
+    verdict.cases += contract_cases(notebook, record)
     metrics = record.get("metrics") or {}
     for floor in floors:
         name = f"metric {floor}"
@@ -104,6 +105,36 @@ def judge(
         else:
             verdict.cases.append(Case(name, notebook, "passed", f"{floor.metric} = {value:g}"))
     return verdict
+
+
+def contract_cases(notebook: str, record: Mapping[str, Any]) -> list[Case]:
+    """One case per data stage that met its data contract (or learned one): failed when a
+    rule not marked ``warn`` broke, passed with the warnings as output otherwise."""
+    cases = []
+    for stage in record.get("stages", []):
+        report = stage.get("contract")
+        if not report:
+            continue
+        name = f"contract {stage['name']}"
+        file = report.get("file", "the data contract")
+        lines = [f"{v['value']}: {v['message']}" for v in report.get("violations") or []]
+        values = ", ".join(report.get("values") or {}) or "no value"
+        status = report.get("status")
+        if status == "failed":
+            errors = [
+                f"{v['value']}: {v['message']}"
+                for v in report["violations"]
+                if v.get("severity") == "error"
+            ]
+            cases.append(Case(name, notebook, "failed", f"{file}: " + "; ".join(errors)))
+        elif status == "unchecked":
+            message = f"{file} has no rules for stage {stage['name']!r}"
+            cases.append(Case(name, notebook, "skipped", message))
+        else:
+            said = "learned" if status == "learned" else "met"
+            message = "\n".join([f"{values} {said} {file}", *(f"warn: {x}" for x in lines)])
+            cases.append(Case(name, notebook, "passed", message))
+    return cases
 
 
 def unused_floors(floors: Sequence[Floor], verdicts: Sequence[NotebookVerdict]) -> list[Floor]:
