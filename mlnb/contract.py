@@ -157,6 +157,16 @@ def _is_warn_item(item: Any) -> bool:
 # --- the values a stage hands on -------------------------------------------------------
 
 
+def is_tabular(value: Any) -> bool:
+    """A DataFrame, Series or NumPy array (told apart without importing pandas)."""
+    kind = type(value)
+    return kind.__module__.split(".")[0] in ("pandas", "numpy") and kind.__name__ in (
+        "DataFrame",
+        "Series",
+        "ndarray",
+    )
+
+
 def as_table(value: Any) -> tuple[str, Any] | None:
     """``(type, DataFrame with text column names)`` for a value a contract can cover."""
     import numpy as np
@@ -532,24 +542,19 @@ def _plain(value: Any) -> Any:
 
 
 class StageChecker:
-    """The kernel's side: learn or check each data stage, with one parse of the contract.
+    """Learn or check each data stage, with one parse of the contract.
 
-    ``text`` is the contract the run checks against (None: the run learns one). pandera is
-    imported on a thread as soon as the checker is made, while the kernel runs the notebook's
-    first cells, so the first check does not wait for it.
+    ``text`` is the contract the run checks against (None: the run learns one).
     """
 
     def __init__(self, text: str | None, file: str, sha: str | None) -> None:
         self.file = file
         self.sha = sha
         self.document = parse(text, file) if text is not None else None
-        self._warm = threading.Thread(target=_warm_up, name="mlnb-contract", daemon=True)
-        self._warm.start()
 
     def apply(self, stage: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The stage's report (with ``learned`` when there is no contract); raises
-        :class:`ContractViolationError` when a rule not marked ``warn`` fails."""
-        self._warm.join()
+        """The stage's report, with ``learned`` when there is no contract (status
+        ``failed`` when a rule not marked ``warn`` broke: see :func:`violation_error`)."""
         if self.document is None:
             learned, skipped = learn_stage(values)
             report: dict[str, Any] = {
@@ -577,7 +582,8 @@ def _rows(value: Any) -> int:
     return 0 if table is None else len(table[1])
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
+    """Import pandera and validate once (its first validation costs a quarter second)."""
     with contextlib.suppress(Exception):
         import pandas as pd
         import pandera.pandas as pa

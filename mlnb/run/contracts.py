@@ -91,6 +91,7 @@ def _mark_checked(plan: RunPlan, store: Store, record: dict[str, Any], sha: str 
 
 def _store_text(store: Store, text: str) -> dict[str, str]:
     data = text.encode("utf-8")
+
     def write(handle: IO[bytes]) -> None:
         handle.write(data)
 

@@ -171,13 +171,13 @@ def _contract_checker(config: dict[str, Any] | None, store: Path) -> Any:
     """The run's data contract checker (None when no data stage runs)."""
     if not config:
         return None
-    from mlnb.contract import StageChecker
+    from mlnb.contract_worker import ContractClient
     from mlnb.run.outputs import checked_object
 
     text = None
     if config.get("object"):
         text = checked_object(config["object"], store, "the data contract").read_text("utf-8")
-    return StageChecker(text, config["file"], config.get("sha256"))
+    return ContractClient(text, config["file"], config.get("sha256"), store)
 
 
 def _check_contract(
@@ -187,7 +187,7 @@ def _check_contract(
     any later stage runs (its values are saved, so `mlnb contract` can learn from them)."""
     from mlnb.contract import violation_error
 
-    report = state.contract.apply(stage, values)
+    report = state.contract.apply(stage, values, outputs)
     state.emit({"event": "contract", "stage": stage, "report": report, "outputs": outputs})
     if report["status"] == "failed":
         raise violation_error(report, stage)
@@ -210,6 +210,8 @@ def load_stage(
 
 def finish() -> None:
     state = _runtime()
+    if state.contract is not None:
+        state.contract.close()
     state.emit({"event": "finish", "t": time.time()})
 
 
