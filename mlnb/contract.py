@@ -50,6 +50,11 @@ _SHOWN_VIOLATIONS = 6
 _KINDS = "biufcMmOUS"  # NumPy dtype kinds a column can have (not structured, not void)
 
 
+def enabled() -> bool:
+    """False when ``MLNB_CONTRACTS=off``: runs neither learn nor check data contracts."""
+    return os.environ.get("MLNB_CONTRACTS", "on").strip().lower() not in ("off", "0", "false")
+
+
 def contract_path(notebook: str | os.PathLike[str]) -> Path:
     """``NAME.contract.yaml`` beside ``NAME.ipynb``."""
     path = Path(notebook)

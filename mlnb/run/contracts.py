@@ -23,6 +23,8 @@ DATA_KIND = "data"
 
 def kernel_config(plan: RunPlan, store: Store) -> dict[str, Any] | None:
     """What the kernel learns or checks data stages against; None when no data stage runs."""
+    if not contract.enabled():
+        return None
     if not any(s.action == "run" and s.stage.kind == DATA_KIND for s in plan.stages):
         return None
     path = contract.contract_path(plan.notebook)

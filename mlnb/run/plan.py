@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlnb.contract import contract_path, file_sha256
+from mlnb.contract import enabled as contracts_enabled
 from mlnb.pipeline import Pipeline, Stage
 from mlnb.run.keys import StageKey, display_path, explain_change, stage_keys
 from mlnb.store import Store
@@ -121,6 +122,7 @@ def make_plan(
     saved = [] if no_cache else [r for e in entries.values() for _, r in _saved_objects(e)]
     contract_file = contract_path(notebook)
     contract_sha = file_sha256(contract_file)
+    checking = contracts_enabled()
     damaged = store.object_problems(saved, rehash=False)  # one fingerprint lookup for all
     stages: list[StagePlan] = []
     warnings: list[str] = []
@@ -132,7 +134,7 @@ def make_plan(
         if damage:
             warnings.append(f"stage {stage.name!r}: {damage}")
         problem = None if entry is None else damage or _unusable(entry, save, current, base_dir)
-        if entry is not None and problem is None and stage.kind == "data":
+        if entry is not None and problem is None and stage.kind == "data" and checking:
             problem = _contract_changed(entry, contract_sha, contract_file.name)
         if no_cache:
             stages.append(_run(stage, key, save, "--no-cache"))
