@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from mlnb.build import bento, folder, localmods, modelfile, pins, render, secrets, version
-from mlnb.build.context import labels_of, service_context, service_spec
+from mlnb.build.context import labels_of, serve_contract, service_context, service_spec
 from mlnb.build.format import choose_format
 from mlnb.build.inputs import BuildInputs, collect
 from mlnb.build.onnx_convert import task_of
@@ -136,6 +136,7 @@ def build(
         model_modules=model_modules, local_modules=local_names,
     )  # fmt: skip
     python_version = pins.python_minor(inputs.python_version)
+    contract = serve_contract(inputs, progress)
     bento_version = version.content_version(
         serve=serve.fingerprint(),
         model=model_tag,
@@ -146,6 +147,7 @@ def build(
         templates=render.template_sources(templates),
         runtime=version.runtime_digest(),
         local_modules={relative: sha256_file(path) for relative, path in carried.items()},
+        contract=contract,
     )
     tag = f"{name}:{bento_version}"
     build_dir = inputs.store.root / "builds" / f"{name}-{bento_version}"
@@ -154,8 +156,9 @@ def build(
         requirements, python_version, sorted(local_names),
     )  # fmt: skip
     spec = service_spec(
-        inputs, schema, task, native, name, bento_version, model_format, predictions_reference
-    )
+        inputs, schema, task, native, name, bento_version, model_format, predictions_reference,
+        contract=contract,
+    )  # fmt: skip
     service = render.render(render.SERVICE_TEMPLATE, context, templates)
     bentofile = render.render(render.BENTOFILE_TEMPLATE, context, templates)
     if SERVE_CODE_FILE[:-3] in service:  # an older service template does not import it

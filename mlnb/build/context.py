@@ -3,7 +3,9 @@
 ``service_context`` is every name ``service.py.j2``, ``mlnb_serve_code.py.j2`` and
 ``bentofile.yaml.j2`` may use (a template of the older layout, which loaded the model in
 ``service.py``, finds the same names);
-``service_spec`` is ``mlnb_service.json``, which the generated service reads at start-up.
+``service_spec`` is ``mlnb_service.json``, which the generated service reads at start-up;
+``serve_contract`` is its ``"contract"``: the soft rules of the run's data contract that the
+service counts answered rows against.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from mlnb import __version__
 from mlnb.build import version
-from mlnb.build.inputs import BuildInputs
+from mlnb.build.inputs import BuildInputs, Progress
 from mlnb.build.localmods import FOLDER
 from mlnb.build.modelfile import MODEL_FILES
 from mlnb.build.servecode import ServeCode
@@ -110,8 +112,11 @@ def service_spec(
     bento_version: str,
     model_format: str,
     prediction_profile: dict[str, Any] | None,
+    *,
+    contract: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """mlnb_service.json: what the service reads at start-up (:class:`ServiceSpec`)."""
+    """mlnb_service.json: what the service reads at start-up (:class:`ServiceSpec`);
+    ``contract`` is :func:`serve_contract`'s."""
     from mlnb.monitoring.paths import default_monitor_folder
 
     classes = getattr(native, "classes_", None)
@@ -129,7 +134,37 @@ def service_spec(
         "monitor_dir": str(default_monitor_folder(inputs.store.root, name, bento_version)),
         "profile": inputs.training_data.get("profile"),
         "prediction_profile": prediction_profile,
+        "contract": contract,
     }
+
+
+def serve_contract(inputs: BuildInputs, progress: Progress) -> dict[str, Any] | None:
+    """The soft rules (ranges, categories, null share) of the data contract the run was
+    checked against, for the model's input columns; None when the run had no contract or
+    it covers none of them. The contract is read from the run's own stored copy, checked
+    against its sha256: the file beside the notebook may have changed since."""
+    reference = inputs.run.get("contract")
+    if not isinstance(reference, dict) or not reference.get("object"):
+        progress("no data contract in the run: the service counts no contract violations")
+        return None
+    from mlnb import contract
+
+    name = Path(str(reference.get("file") or "contract")).name
+    path = inputs.store.check_object(
+        reference["object"], f"the data contract of run {inputs.run_id}"
+    )
+    columns = [str(c) for c in inputs.training_data["columns"]]
+    variable = inputs.training_data.get("variable")
+    rules = contract.serve_rules(path.read_text(encoding="utf-8"), columns, variable)
+    if not rules or not rules.get("features"):
+        progress(f"the data contract {name} covers none of the model's input columns")
+        return None
+    covered = len(rules["features"])
+    progress(
+        f"data contract {name}: {covered} of {len(columns)} input columns checked at serve "
+        "time (counted, never refused)"
+    )
+    return {"version": rules.get("version", 1), "contract": name, **rules}
 
 
 def _plain(value: Any) -> Any:

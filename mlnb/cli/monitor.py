@@ -1,4 +1,5 @@
-"""``mlnb monitor BENTO_TAG|LOG_DIR``: traffic, rejections, predictions and drift of a service.
+"""``mlnb monitor BENTO_TAG|LOG_DIR``: traffic, rejections, predictions, drift and data
+contract violations of a service.
 
 ``mlnb monitor export BENTO_TAG|LOG_DIR [--format jsonl] [--log rejections] [-o FILE]``
 writes the log as JSON lines instead.
@@ -112,6 +113,7 @@ def render_text(summary: MonitorSummary, folder: str) -> str:
         )
         text = ", ".join(f"{label} {t:.2f} -> {v:.2f}" for label, t, v in pairs)
         lines.append(f"predictions (training -> live): {text}")
+    lines.extend(contract_lines(summary))
     if not summary.drift:
         lines.append("no drift scores: no feature profile in the reference")
         return "\n".join(lines)
@@ -130,3 +132,23 @@ def render_text(summary: MonitorSummary, folder: str) -> str:
     if summary.unreadable_lines:
         lines.append(f"warning: {summary.unreadable_lines} log line(s) could not be read")
     return "\n".join(lines)
+
+
+def contract_lines(summary: MonitorSummary) -> list[str]:
+    """The data contract's violations, per feature and rule (only those with any)."""
+    contract = summary.contract
+    if contract is None:
+        return ["no data contract checks: the Bento carries no contract rules"]
+    lines = [
+        f"data contract {contract.contract or '?'}: {contract.total} violation(s) over "
+        f"{contract.rows} rows ({contract.windows} null-share window(s) of {contract.window})"
+    ]
+    for feature, rules in contract.violations.items():
+        for rule, count in rules.items():
+            if count:
+                lines.append(f"  {feature}  {rule}  {count}")
+    for alert in contract.alerting:
+        lines.append(
+            f"  ALERT: {alert['feature']} breaks its {alert['rule']} rule in the newest window"
+        )
+    return lines

@@ -4,8 +4,10 @@ The request path only queues (a few microseconds). A thread wakes every ``FLUSH_
 and turns what was queued into one Arrow record batch per log (a copy of each request's
 matrix, no per-value encoding), appends it to this worker's segment
 (:mod:`mlnb.monitoring.segments`), counts the ``mlnb_*`` metrics, adds the newest rows to
-the drift window as counts over the training bins, and every ``MLNB_DRIFT_INTERVAL``
-seconds scores drift and raises alerts. It runs in the worker: a process beside it would
+the drift window as counts over the training bins, counts the rows against the data
+contract's soft rules (:mod:`mlnb.monitoring.contract_rules`: ranges, categories, null share
+over a window; never refusing a row) with their alerts, and every ``MLNB_DRIFT_INTERVAL``
+seconds scores drift and raises drift alerts. It runs in the worker: a process beside it would
 cost its own memory, and on a worker's one core the same CPU, plus the copy between them.
 
 Nothing here may fail a request: callers wrap every call, and a monitor that fails says so
@@ -26,7 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlnb.monitoring.alerts import DriftAlerts, MonitorSettings
+from mlnb.monitoring.alerts import ContractAlerts, DriftAlerts, MonitorSettings
+from mlnb.monitoring.contract_rules import ContractCounter, compile_rules
 from mlnb.monitoring.metrics import ServiceMetrics
 from mlnb.monitoring.records import (
     PREDICTIONS_LOG,
@@ -79,6 +82,13 @@ class LiveMonitor:
         self.metrics = ServiceMetrics(self.classification, _buckets(info.prediction_profile))
         self.window = BinnedWindow(self.settings.window, drift_profile(info.profile or {}))
         self.alerts = DriftAlerts(info.tag, self.settings.webhook)
+        self.contract = ContractCounter(
+            compile_rules(info.contract, info.features), self.settings.contract_window
+        )
+        self.metrics.declare_rules(self.contract.totals)
+        self.contract_alerts = ContractAlerts(
+            info.tag, self.settings.webhook, self.settings.contract_alert_share
+        )
         self.last_drift: list[Any] = []
         self._new_rows = 0
         self._queue: queue.SimpleQueue[Answered | Rejected] = queue.SimpleQueue()
@@ -170,6 +180,10 @@ class LiveMonitor:
         self.metrics.observe_values(logged.values)
         self.window.add(logged.recent(self.settings.window), min(logged.rows, self.window.size))
         self._new_rows += logged.rows
+        if self.contract.rules:
+            checked = self.contract.add(logged.features, logged.rows)
+            self.metrics.count_violations(checked.violations)
+            self.contract_alerts.update(checked.windows)
 
     def _log_rejections(self, rejected: Sequence[Rejected]) -> None:
         self.metrics.count_rejections(dict(Counter(r.reason for r in rejected)))
@@ -223,6 +237,13 @@ def write_reference(info: ServiceInfo, settings: MonitorSettings) -> None:
         "thresholds": settings.thresholds,
         "window": settings.window,
         "log_format": "arrow-ipc-segments/1",
+        "schema": [
+            {key: f.get(key) for key in ("name", "dtype", "kind", "nullable")}
+            for f in info.features
+        ],
+        "contract": info.contract,
+        "contract_window": settings.contract_window,
+        "contract_alert_share": settings.contract_alert_share,
     }
     tmp = folder / f".{REFERENCE_FILE}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(reference, indent=1, default=str))

@@ -6,7 +6,7 @@ before the worker starts), so these series show on BentoML's ``/metrics`` beside
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ def _metric(kind: str, name: str, **options: Any) -> Any:
 
 
 class ServiceMetrics:
-    """Rows, predictions, rejections and drift of one worker."""
+    """Rows, predictions, rejections, drift and data contract violations of one worker."""
 
     def __init__(self, classification: bool, buckets: Sequence[float] | None) -> None:
         self.rejected = _metric(
@@ -77,6 +77,23 @@ class ServiceMetrics:
             documentation="1 when the feature's PSI is above its threshold",
             **gauge,
         )
+        self.violations = _metric(
+            "Counter",
+            "mlnb_contract_violations",
+            documentation="Answered rows (range, category) or windows of rows (null_share) "
+            "outside the data contract, by feature and rule",
+            labelnames=["feature", "rule"],
+        )
+
+    def declare_rules(self, rules: Iterable[tuple[str, str]]) -> None:
+        """Show a 0 for each ``(feature, rule)`` counted, before any violation."""
+        for feature, rule in rules:
+            self.violations.labels(feature=feature, rule=rule)
+
+    def count_violations(self, violations: Mapping[tuple[str, str], int]) -> None:
+        for (feature, rule), count in violations.items():
+            if count:
+                self.violations.labels(feature=feature, rule=rule).inc(count)
 
     def count_rows(self, rows: int) -> None:
         self.rows.inc(rows)

@@ -92,7 +92,9 @@ def reference_problem(reference: Any) -> str | None:
     writes): an object; ``features`` an object of profiles, ``prediction`` a profile or null;
     a profile's ``frequencies`` an object of numbers, ``quantiles`` a list of numbers,
     ``histogram`` and ``bins`` objects of lists of numbers; ``window`` a whole number,
-    ``default_threshold`` a number, ``thresholds`` an object of numbers. Other keys are kept
+    ``default_threshold`` a number, ``thresholds`` an object of numbers; ``contract`` null or
+    an object whose ``features`` is an object of objects, ``contract_window`` a whole number
+    of rows, ``schema`` a list of objects. Other keys are kept
     as they are: a file that reads is never rejected for what the reader ignores.
     """
     if not isinstance(reference, dict):
@@ -117,6 +119,23 @@ def reference_problem(reference: Any) -> str | None:
     thresholds = reference.get("thresholds") or {}
     if not isinstance(thresholds, dict) or not all(map(_is_number, thresholds.values())):
         return "'thresholds' is not an object of feature names to numbers"
+    return _contract_problem(reference)
+
+
+def _contract_problem(reference: dict[str, Any]) -> str | None:
+    contract = reference.get("contract")
+    if contract is not None:
+        features = contract.get("features", {}) if isinstance(contract, dict) else None
+        if not isinstance(features, dict) or not all(
+            isinstance(v, dict) for v in features.values()
+        ):
+            return "'contract' is not an object whose 'features' are objects of rules"
+    window = reference.get("contract_window", 1)
+    if not _is_number(window) or not math.isfinite(window) or window != int(window) or window < 1:
+        return f"'contract_window' is {_kind(window)}, not a whole number of rows"
+    schema = reference.get("schema") or []
+    if not isinstance(schema, list) or not all(isinstance(f, dict) for f in schema):
+        return "'schema' is not a list of objects"
     return None
 
 

@@ -31,10 +31,17 @@ def render_report(
         name: [point["psi"].get(name) for point in summary.drift_over_time]
         for name in logs.features
     }
+    checked = [
+        (feature, rule, count)
+        for feature, rules in (summary.contract.violations if summary.contract else {}).items()
+        for rule, count in rules.items()
+    ]
     return render(
         TEMPLATE,
         templates,
         summary=summary,
+        contract_rows=[row for row in checked if row[2]],
+        contract_clean=sum(1 for row in checked if not row[2]),
         reference=reference,
         folder=str(logs.path),
         drift_chart=lines_over_time(

@@ -1,4 +1,5 @@
-"""What a monitoring folder says: traffic, rejections, predictions and drift, now and over time.
+"""What a monitoring folder says: traffic, rejections, predictions, drift and data contract
+violations, now and over time.
 
 The logs are read one segment at a time and only counts are kept: rows, requests, predicted
 classes (or prediction bins), rejection reasons, each feature's counts over its training bins
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlnb.monitoring.alerts import DEFAULT_WINDOW
+from mlnb.monitoring.contract_summary import ContractSummary, ContractTally
 from mlnb.monitoring.drift import (
     DEFAULT_PSI_THRESHOLD,
     MIN_ROWS,
@@ -58,6 +60,7 @@ class MonitorSummary:
     first: str | None = None  # time of the oldest and newest logged row (ISO 8601)
     last: str | None = None
     window_values: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    contract: ContractSummary | None = None  # None: the Bento has no contract rules
 
     @property
     def rejection_rate(self) -> float:
@@ -85,6 +88,7 @@ class MonitorSummary:
             "drift_over_time": self.drift_over_time,
             "unreadable_lines": self.unreadable_lines,
             "unreadable_segments": self.unreadable_segments,
+            "contract": None if self.contract is None else self.contract.to_json(),
         }
 
 
@@ -95,7 +99,9 @@ def summarise(logs: MonitorFolder, periods: int = PERIODS) -> MonitorSummary:
     thresholds = {str(k): float(v) for k, v in (reference.get("thresholds") or {}).items()}
     default_threshold = float(reference.get("default_threshold", DEFAULT_PSI_THRESHOLD))
     bins = {name: b for name, b in ((n, feature_bins(n, s)) for n, s in profile.items()) if b}
+    contract = ContractTally.of(reference)
     columns = [TIME, REQUEST, PREDICTION, *(log_column(name) for name in bins)]
+    columns = list(dict.fromkeys([*columns, *(contract.columns if contract else [])]))
 
     bounds = _period_bounds(logs, periods)
     logs.unreadable.clear()  # what could not be read is counted by the next, whole pass
@@ -107,6 +113,8 @@ def summarise(logs: MonitorFolder, periods: int = PERIODS) -> MonitorSummary:
         traffic.add(table)
         recent.add(table)
         over_time.add(table)
+        if contract is not None:
+            contract.add(table)
         del table  # before the next one is read: one chunk in memory at a time
     window_table = recent.table()
     window_values = {name: _values(window_table, log_column(name)) for name in bins}
@@ -130,6 +138,7 @@ def summarise(logs: MonitorFolder, periods: int = PERIODS) -> MonitorSummary:
         first=_iso(int(bounds[0])) if bounds is not None else None,
         last=_iso(int(bounds[-1])) if bounds is not None else None,
         window_values=window_values,
+        contract=None if contract is None else contract.summary(),
     )
 
 

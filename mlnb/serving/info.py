@@ -24,6 +24,9 @@ class ServiceInfo:
     features: list[dict[str, Any]]  # [{"name", "dtype", "kind", "nullable"}] in training order
     profile: dict[str, Any] | None  # run.json training_data.profile (the reference)
     prediction_profile: dict[str, Any] | None = None  # the served predictions on training rows
+    # the data contract's soft rules for the features (mlnb_service.json "contract"), None
+    # when the run had no contract or the Bento is older than serve-time contract checks
+    contract: dict[str, Any] | None = None
 
     @property
     def tag(self) -> str:

@@ -151,6 +151,7 @@ class ServiceSpec:
             features=list(self.data["schema"]["fields"]),
             profile=self.data.get("profile"),
             prediction_profile=self.data.get("prediction_profile"),
+            contract=self.data.get("contract"),  # None in a spec older than contract checks
         )
 
     def start(self, hooks: Any) -> None:
