@@ -1,9 +1,13 @@
-"""Monitoring in a served Bento, over real HTTP: logs, /metrics, drift, alerts, mlnb monitor."""
+"""Monitoring in a served Bento, over real HTTP: logs, /metrics, drift, data contract checks,
+alerts, mlnb monitor; and a Bento whose spec predates contract checks."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +22,7 @@ from sklearn.datasets import load_breast_cancer
 
 from mlnb.monitoring import segments
 
-from .build_support import free_port, post, project, start_server, wait_ready
+from .build_support import Server, free_port, post, project, start_server, wait_ready
 
 pytestmark = pytest.mark.slow
 SHIFTED = "mean radius"
@@ -50,13 +54,44 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         "MLNB_ALERT_WEBHOOK": f"http://127.0.0.1:{hook.server_address[1]}/alerts",
     }
     server = start_server(bento, env)
+    old = start_old_spec_server(tmp_path_factory.mktemp("old-spec"))  # starts meanwhile
     try:
         wait_ready(server)
-        yield {"url": server.url, "folder": folder, "bento": bento, "answered": [0]}
+        yield {"url": server.url, "folder": folder, "bento": bento, "answered": [0], "old": old}
     finally:
         server.stop()
+        old.stop()
         hook.shutdown()
         hook.server_close()
+
+
+def start_old_spec_server(root: Path) -> Server:
+    """The module's Bento with the ``mlnb_service.json`` of an mlnb older than contract checks
+    (no ``contract``), served from its build folder by ``bentoml serve``."""
+    built = Path(project().build("breast_cancer.ipynb")["build_dir"])
+    folder = root / "bento"
+    shutil.copytree(built, folder)
+    spec = json.loads((folder / "mlnb_service.json").read_text())
+    assert spec.pop("contract")["features"]  # the module's Bento has contract rules
+    (folder / "mlnb_service.json").write_text(json.dumps(spec))
+    port = free_port()
+    log = root / "serve.log"
+    command = [sys.executable, "-m", "bentoml", "serve", ".", "--host", "127.0.0.1"]
+    # a BentoML home of its own (the models linked): servers of one home share, and clean
+    # at start, one Prometheus folder, so each would show the other's mlnb_* series
+    home = root / "bentoml"
+    home.mkdir()
+    (home / "models").symlink_to(Path(project().env["BENTOML_HOME"]) / "models")
+    env = {**project().env, "BENTOML_HOME": str(home), "MLNB_MONITOR_DIR": str(root / "logs")}
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=folder,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    return Server(process, f"http://127.0.0.1:{port}", log)
 
 
 def send(served: dict, frames: list[list[dict]]) -> None:
@@ -69,6 +104,7 @@ def send(served: dict, frames: list[list[dict]]) -> None:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         served["answered"][0] += sum(pool.map(one, frames))
+    served.setdefault("sent", []).extend(row for rows in frames for row in rows)
 
 
 def requests_of(rows: int, seed: int, shift: float = 1.0) -> list[list[dict]]:
@@ -159,9 +195,15 @@ def test_one_shifted_feature_is_flagged_alone(served: dict, tmp_path: Path) -> N
     assert summary["drifted_features"] == [SHIFTED]
     assert summary["features"][SHIFTED]["psi"] > 0.2 and summary["features"][SHIFTED]["ks"] > 0.2
     assert summary["rows_logged"] == 1000  # every answered row was logged, none lost
-    wait_for(lambda: len(Alerts.received) >= 1)
-    assert [a["feature"] for a in Alerts.received] == [SHIFTED]  # one alert, when it started
-    assert Alerts.received[0]["bento"] == served["bento"]
+    wait_for(lambda: len(Alerts.received) >= 2)
+    drift = [a for a in Alerts.received if a["alert"] == "drift"]
+    assert [a["feature"] for a in drift] == [SHIFTED]  # one alert, when it started
+    assert drift[0]["bento"] == served["bento"]
+    # the 1,000th row completed the first contract window: the shifted rows broke the range
+    # of that feature alone, in more than 5 % of the window's rows
+    (contract,) = [a for a in Alerts.received if a["alert"] == "contract"]
+    assert (contract["feature"], contract["rule"], contract["rows"]) == (SHIFTED, "range", 1000)
+    assert contract["violations"] == outside(served["sent"])[SHIFTED] > 50
     report = tmp_path / "report.html"
     text = project().mlnb("monitor", str(served["folder"]), "-o", str(report)).stdout
     assert f"drifted features: {SHIFTED}" in text
@@ -207,6 +249,86 @@ def test_the_log_folder_reads_as_a_table_with_pandas(served: dict) -> None:
     assert list(table.columns) == ["time", "request_id", *data.columns, "prediction"]
     assert set(table["prediction"]) <= {"benign", "malignant"}
     assert table["mean area"].between(data["mean area"].min() * 0.5, data["mean area"].max()).all()
+
+
+def contract_rules() -> dict:
+    """The contract rules the module's Bento was built with (its mlnb_service.json)."""
+    built = Path(project().build("breast_cancer.ipynb")["build_dir"])
+    return json.loads((built / "mlnb_service.json").read_text())["contract"]
+
+
+def outside(rows: list[dict]) -> dict[str, int]:
+    """Per feature, the rows whose value is below the contract's min or above its max."""
+    frame = pd.DataFrame(rows)
+    found = {}
+    for feature, rules in contract_rules()["features"].items():
+        values = frame[feature]
+        found[feature] = int(((values < rules["min"]) | (values > rules["max"])).sum())
+    return found
+
+
+def violations_in_metrics(served: dict) -> dict[tuple[str, str], float]:
+    found = {}
+    for key, value in metrics(served).items():
+        match = re.match(r'mlnb_contract_violations_total\{feature="([^"]+)",rule="(\w+)"\}', key)
+        if match:
+            found[(match.group(1), match.group(2))] = value
+    return found
+
+
+def test_rows_outside_the_contract_are_counted_per_feature_and_rule_and_answered(
+    served: dict,
+) -> None:
+    rules = contract_rules()
+    assert rules["contract"] == "breast_cancer.contract.yaml" and len(rules["features"]) == 30
+    data = load_breast_cancer(as_frame=True).data
+    rows = data.sample(n=6, random_state=5).to_dict(orient="records")
+    limits = rules["features"]
+    rows[0]["mean area"] = limits["mean area"]["max"] * 3
+    rows[1]["mean texture"] = limits["mean texture"]["min"] / 2
+    rows[2]["mean area"] = limits["mean area"]["min"] - 1
+    rows[2]["worst radius"] = -5.0
+    status, answer = post(served["url"] + "/predict", {"rows": rows})
+    assert status == 200  # counted, never refused
+    run_id = project().build("breast_cancer.ipynb")["run_id"]
+    record = json.loads((project().store / "runs" / run_id / "run.json").read_text())
+    import joblib
+
+    model = joblib.load(project().store / record["model"]["path"])
+    proba = model.predict_proba(pd.DataFrame(rows)[data.columns])[:, 1]
+    assert [p["benign_probability"] for p in answer["predictions"]] == [
+        round(p, 6) for p in proba.tolist()
+    ]  # answered exactly as the model answers, outside the contract or not
+    served["answered"][0] += len(rows)
+    served["sent"].extend(rows)
+    wait_for(lambda: logged_all(served))
+    expected = outside(served["sent"])
+    assert expected["mean area"] == 2 and expected["mean texture"] == 1
+    assert expected["worst radius"] == 1 and expected[SHIFTED] > 50
+    wait_for(lambda: violations_in_metrics(served).get(("mean area", "range")) == 2)
+    counted = violations_in_metrics(served)
+    assert counted == {(feature, "range"): float(n) for feature, n in expected.items()}
+    summary = monitor_json(served)["contract"]
+    assert summary["contract"] == "breast_cancer.contract.yaml" and summary["window"] == 1000
+    assert summary["rows"] == served["answered"][0]
+    assert summary["violations"] == {feature: {"range": n} for feature, n in expected.items()}
+    text = project().mlnb("monitor", str(served["folder"])).stdout
+    assert f"data contract breast_cancer.contract.yaml: {sum(expected.values())} violation" in text
+
+
+def test_a_bento_whose_spec_has_no_contract_serves_and_monitors_as_before(served: dict) -> None:
+    old = served["old"]
+    wait_ready(old)
+    rows = load_breast_cancer(as_frame=True).data.head(5).to_dict(orient="records")
+    rows[0]["mean area"] = 1e6  # outside the contract, which this spec does not carry
+    status, answer = post(old.url + "/predict", {"rows": rows})
+    assert status == 200 and len(answer["predictions"]) == 5
+    assert answer == post(served["url"] + "/predict", {"rows": rows})[1]
+    served["answered"][0] += 5
+    served["sent"].extend(rows)
+    old_served = {"url": old.url, "answered": [5]}
+    wait_for(lambda: logged_all(old_served))
+    assert not [k for k in metrics(old_served) if k.startswith("mlnb_contract")]
 
 
 def test_rows_answered_just_before_the_server_stops_are_all_logged(tmp_path: Path) -> None:
