@@ -659,6 +659,16 @@ def diff(old_text: str, new_text: str, name: str) -> str:
     return "".join(lines)
 
 
+def same_rules(text: str, other: str) -> bool:
+    """The two contract texts say the same, comments aside (the header names its run)."""
+
+    def body(contract_text: str) -> str:
+        lines = contract_text.splitlines()
+        return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+    return body(text) == body(other)
+
+
 def write_new(path: Path, text: str) -> bool:
     """Write the contract file unless one exists (another run may have written it)."""
     try:

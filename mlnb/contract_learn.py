@@ -64,7 +64,7 @@ def learn_from_run(
     old_text, old_document = found if found is not None else ("", None)
     document = contract.refreshed(old_document, learned)
     text = contract.render(document, Path(notebook).name, record["run_id"])
-    changed = _body(text) != _body(old_text)
+    changed = not contract.same_rules(text, old_text)
     if changed and write:
         contract.replace(path, text)
     return Learned(
@@ -74,11 +74,6 @@ def learn_from_run(
         changed,
         changed and write,
     )
-
-
-def _body(text: str) -> str:
-    """The contract without its comment lines (the header names the run it came from)."""
-    return "\n".join(line for line in text.splitlines() if not line.startswith("#"))
 
 
 def _latest_with_data(store: Store, notebook: str) -> dict[str, Any]:

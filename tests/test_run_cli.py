@@ -44,6 +44,8 @@ def breast(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("breast")
     notebook = folder / "breast_cancer.ipynb"
     shutil.copyfile(EXAMPLES / "breast_cancer.ipynb", notebook)
+    contract = "breast_cancer.contract.yaml"  # committed beside the notebook, as users do
+    shutil.copyfile(EXAMPLES / contract, folder / contract)
     source = notebook.read_bytes()
     cold, cold_result = run_json(str(notebook))
     again, again_result = run_json(str(notebook), extra=["-X", "importtime"])
