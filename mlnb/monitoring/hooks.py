@@ -7,8 +7,9 @@ The generated ``service.py`` calls, in this order:
     ``info`` is a :class:`mlnb.serving.info.ServiceInfo`: Bento name and version, run id,
     the absolute monitoring folder (``$MLNB_MONITOR_DIR`` already applied), the task
     (``"classification"`` or ``"regression"``), the class labels, the request schema (feature
-    names, dtypes, kinds) and the training data's reference profile (``run.json``
-    ``training_data.profile``, or None when the run recorded none).
+    names, dtypes, kinds), the training data's reference profile (``run.json``
+    ``training_data.profile``, or None when the run recorded none) and the data contract's
+    soft rules (``contract``, None for a run without one or a Bento built before them).
 
 ``on_answer(frame, answer)``
     After each answered ``/predict`` request, in the request's task, before the response is
@@ -69,7 +70,8 @@ def configure(info: ServiceInfo) -> None:
 
 
 def on_answer(frame: pd.DataFrame, answer: dict[str, Any]) -> None:
-    """Log one answered request's rows and predictions, count them, feed the drift window."""
+    """Log one answered request's rows and predictions, count them (against the data
+    contract too, never refusing them), feed the drift window."""
     if _monitor is not None:
         _monitor.answer(frame, answer)
 
