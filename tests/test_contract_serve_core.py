@@ -343,3 +343,97 @@ def test_a_reference_with_a_malformed_contract_is_named() -> None:
     assert "'contract'" in str(reference_problem({"contract": {"features": {"x": 1}}}))
     assert "'contract_window'" in str(reference_problem({"contract_window": 0.5}))
     assert reference_problem({"contract": None}) is None
+
+
+CONTRACT_YAML = """\
+mlnb_contract: 1
+stages:
+  load:
+    X_train:
+      type: DataFrame
+      rows: [10, 40]
+      null_share: {{x: 0.05}}
+      warn: [rows]
+      schema:
+        schema_type: dataframe
+        api: pandas
+        columns:
+          x: {{dtype: float64, nullable: true, greater_than_or_equal_to: 0.0,
+              less_than_or_equal_to: {high}}}
+          colour: {{dtype: object, isin: [green, red]}}
+"""
+
+
+def build_inputs(tmp_path: Path, text: str | None):
+    from mlnb.build.inputs import BuildInputs
+    from mlnb.run.outputs import write_object
+    from mlnb.store import Store
+
+    store = Store(tmp_path / ".mlnb")
+    run: dict = {
+        "run_id": "r1",
+        "training_data": {"columns": ["x", "colour"], "variable": "X_train"},
+    }
+    if text is not None:
+        sha, relative = write_object(store.root, lambda handle: handle.write(text.encode()))
+        run["contract"] = {
+            "file": str(tmp_path / "demo.contract.yaml"),
+            "sha256": sha,
+            "object": {"path": relative, "sha256": sha},
+        }
+    return BuildInputs(store, run, None, False)  # type: ignore[arg-type]
+
+
+def test_the_build_takes_the_runs_stored_contract_and_its_rules_make_the_version(
+    tmp_path: Path,
+) -> None:
+    from mlnb.build.context import serve_contract
+    from mlnb.build.version import content_version
+
+    said: list[str] = []
+    rules = serve_contract(build_inputs(tmp_path, CONTRACT_YAML.format(high=10.0)), said.append)
+    assert rules is not None and rules["contract"] == "demo.contract.yaml"
+    assert rules["features"] == {
+        "x": {"min": 0.0, "max": 10.0, "null_share": 0.05},
+        "colour": {"categories": ["green", "red"], "null_share": 0.0},
+    }
+    assert said == [
+        "data contract demo.contract.yaml: 2 of 2 input columns checked at serve time "
+        "(counted, never refused)"
+    ]
+    edited = serve_contract(build_inputs(tmp_path, CONTRACT_YAML.format(high=12.0)), said.append)
+    assert content_version(contract=rules) != content_version(contract=edited)
+    assert serve_contract(build_inputs(tmp_path, None), said.append) is None
+    assert said[-1] == "no data contract in the run: the service counts no contract violations"
+
+
+def test_a_damaged_contract_object_stops_the_build_naming_it(tmp_path: Path) -> None:
+    from mlnb.build.context import serve_contract
+    from mlnb.errors import MlnbError
+
+    inputs = build_inputs(tmp_path, CONTRACT_YAML.format(high=10.0))
+    stored = inputs.store.resolve(inputs.run["contract"]["object"]["path"])
+    stored.chmod(0o644)
+    stored.write_text(stored.read_text().replace("10.0", "99.0"))
+    with pytest.raises(MlnbError, match="the data contract of run r1"):
+        serve_contract(inputs, lambda message: None)
+
+
+@pytest.mark.usefixtures("prometheus")
+def test_the_reports_contract_section_escapes_what_came_from_requests(tmp_path: Path) -> None:
+    from mlnb.monitoring.report import render_report
+
+    name = "<script>alert(1)</script>"
+    contract = {"contract": "<b>c</b>.yaml", "features": {name: {"min": 0.0, "max": 1.0}}}
+    features = [{"name": name, "dtype": "float64", "kind": "float", "nullable": False}]
+    info = ServiceInfo(
+        "demo", "v1", "r1", tmp_path / "logs", "regression", None, features, None, None, contract
+    )
+    monitor = live.LiveMonitor(info, MonitorSettings(contract_window=2))
+    frame = pd.DataFrame({name: [5.0, 0.5, 7.0]})
+    monitor.answer(frame, {"predictions": [1.0, 2.0, 3.0]})
+    monitor.stop()
+    logs = open_monitor_folder(tmp_path / "logs")
+    page = render_report(logs, summarise(logs))
+    assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;c" in page
+    assert "2 violation(s) over 3 rows" in page

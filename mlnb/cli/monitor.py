@@ -141,12 +141,17 @@ def contract_lines(summary: MonitorSummary) -> list[str]:
         return ["no data contract checks: the Bento carries no contract rules"]
     lines = [
         f"data contract {contract.contract or '?'}: {contract.total} violation(s) over "
-        f"{contract.rows} rows ({contract.windows} null-share window(s) of {contract.window})"
+        f"{contract.rows} rows (windows of {contract.window} rows: {contract.windows} complete)"
     ]
-    for feature, rules in contract.violations.items():
-        for rule, count in rules.items():
-            if count:
-                lines.append(f"  {feature}  {rule}  {count}")
+    found = [
+        (feature, rule, count)
+        for feature, rules in contract.violations.items()
+        for rule, count in rules.items()
+        if count
+    ]
+    width = max((len(feature) for feature, _, _ in found), default=0)
+    for feature, rule, count in found:
+        lines.append(f"  {feature.ljust(width)}  {rule:<10}  {count:>7}")
     for alert in contract.alerting:
         lines.append(
             f"  ALERT: {alert['feature']} breaks its {alert['rule']} rule in the newest window"
