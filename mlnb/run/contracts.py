@@ -40,7 +40,9 @@ def record_contract(plan: RunPlan, store: Store) -> dict[str, Any] | None:
     """The run record's ``contract`` for a run that checked nothing (its data stages were
     reused): the file as it is, which the plan found unchanged since they were checked."""
     path = contract.contract_path(plan.notebook)
-    if not path.is_file() or not any(s.stage.kind == DATA_KIND for s in plan.stages):
+    if not contract.enabled() or not path.is_file():
+        return None
+    if not any(s.stage.kind == DATA_KIND for s in plan.stages):
         return None
     return _reference(path, _store_text(store, path.read_text(encoding="utf-8")))
 
@@ -59,26 +61,26 @@ def settle(
     if used and used.get("object"):
         record["contract"] = _reference(path, used["object"])
         return
-    if record["status"] != "succeeded" or not learned or path.exists():
-        record["contract"] = record_contract(plan, store) if used is None else None
+    if used is None:  # no data stage ran: the file as it is
+        record["contract"] = record_contract(plan, store)
+        return
+    record["contract"] = None
+    if record["status"] != "succeeded" or not learned:
         return
     document = contract.new_document(learned)
     text = contract.render(document, Path(plan.notebook).name, record["run_id"])
-    if not contract.write_new(path, text):
-        # Another run wrote one first; when it learned the same, these values meet it.
-        written = path.read_text(encoding="utf-8", errors="replace")
-        if contract.same_rules(written, text):
-            ref = _store_text(store, written)
-            _mark_checked(plan, store, record, ref["sha256"])
-            record["contract"] = _reference(path, ref)
-        return
+    if contract.write_new(path, text):
+        notice(
+            f"wrote the data contract {path.name}, learned from this run's data stages: "
+            "review it and commit it; every run now checks them against it"
+        )
+    else:  # another run wrote one meanwhile: when it learned the same, these values meet it
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not contract.same_rules(text, contract.render(document, "", "")):
+            return
     ref = _store_text(store, text)
     _mark_checked(plan, store, record, ref["sha256"])
     record["contract"] = _reference(path, ref)
-    notice(
-        f"wrote the data contract {path.name}, learned from this run's data stages: review "
-        "it and commit it; every run now checks them against it"
-    )
 
 
 def _reference(path: Path, ref: Mapping[str, str]) -> dict[str, Any]:
