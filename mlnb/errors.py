@@ -372,3 +372,19 @@ class ContractViolationError(MlnbError):
     (raised in the kernel, before any later stage runs)."""
 
     code = "contract-violation"
+
+
+class ImportanceUnavailableError(MlnbError):
+    """A run whose model's global importance cannot be measured (no model, no kept rows)."""
+
+    code = "importance-unavailable"
+
+
+# --- explanations (issue 17): POST /explain and mlnb.explain ---
+
+
+class ExplainError(MlnbError):
+    """A model or rows that cannot be explained (a classifier with no number per row to
+    explain, rows without the training columns)."""
+
+    code = "explain-failed"
