@@ -1,7 +1,8 @@
 """Run reports: a recorded run rendered with nbconvert into one self-contained HTML page.
 
 The executed notebook is grouped under a heading per stage, mlnb's injected cells are removed,
-and a header shows the run record (parameters, stages, metrics, lineage). The template is
+and a header shows the run record (parameters, stages, metrics, lineage) and the global
+importance of the run's model (:mod:`mlnb.importance`, cached in the store). The template is
 ``templates/nbconvert/mlnb_report``; ``template_dir`` points at a user's own template folder.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from mlnb.errors import MlnbError
 from mlnb.store import NOTEBOOK_FILE, Store
 from mlnb.templating import packaged_templates_dir
 
@@ -87,12 +89,65 @@ def _nbconvert_template_dirs() -> list[str]:
     return found
 
 
-def render_run_report(store: Store, run_id: str, template_dir: str | Path | None = None) -> str:
-    """The HTML report of one run in the store."""
+def run_importance(store: Store, record: dict[str, Any]) -> dict[str, Any]:
+    """The global importance of a run's model, or ``{"available": False, "reason": ...}``:
+    the report is written either way."""
+    from mlnb.importance import importance_of_run
+
+    if record.get("status") != "succeeded" or not record.get("model"):
+        return {"available": False, "reason": "the run recorded no trained model"}
+    try:
+        return {"available": True, **importance_of_run(store, record)}
+    except MlnbError as error:
+        return {"available": False, "reason": error.message}
+
+
+def importance_view(importance: dict[str, Any], top: int = 10) -> dict[str, Any]:
+    """What the report's template shows of an importance result: the top features, one chart
+    per available figure (Markup: every name escaped by the chart), and how each was made."""
+    from mlnb.importance import top_features
+    from mlnb.monitoring.charts import PALETTE, horizontal_bars
+
+    if not importance.get("available"):
+        return {"available": False, "reason": importance.get("reason")}
+    features = top_features(importance, top)
+    names = [str(f["feature"]) for f in features]
+    charts = []
+    for key, part, colour, title in (
+        ("mean_abs_contribution", "contribution", PALETTE[0], "mean |contribution|"),
+        ("permutation_mean", "permutation", PALETTE[1], "permutation importance"),
+    ):
+        if importance.get(part, {}).get("available"):
+            values = [float(f[key]) for f in features]
+            errors = (
+                [float(f["permutation_std"]) for f in features] if part == "permutation" else None
+            )
+            charts.append(horizontal_bars(names, values, errors=errors, colour=colour, title=title))
+    return {
+        "available": True,
+        "features": features,
+        "charts": charts,
+        "contribution": importance.get("contribution") or {},
+        "permutation": importance.get("permutation") or {},
+        "ordered_by": importance.get("ordered_by"),
+        "total": len(importance.get("features") or []),
+    }
+
+
+def render_run_report(
+    store: Store,
+    run_id: str,
+    template_dir: str | Path | None = None,
+    importance: dict[str, Any] | None = None,
+) -> str:
+    """The HTML report of one run in the store (``importance``: :func:`run_importance`'s,
+    computed here when not given)."""
     import nbformat
     from nbconvert import HTMLExporter
 
     record = store.get_run(run_id)
+    if importance is None:
+        importance = run_importance(store, record)
     executed = store.run_dir(run_id) / NOTEBOOK_FILE
     raw = nbformat.read(executed, as_version=4) if executed.is_file() else {"cells": []}
     document = nbformat.from_dict(group_by_stage(dict(raw), record))
@@ -110,5 +165,6 @@ def render_run_report(store: Store, run_id: str, template_dir: str | Path | None
         extra_template_paths=own,  # resolves `{% extends 'lab/index.html.j2' %}`
         embed_images=True,
     )
-    body, _ = exporter.from_notebook_node(document, resources={"mlnb": record})
+    resources = {"mlnb": record, "mlnb_importance": importance_view(importance)}
+    body, _ = exporter.from_notebook_node(document, resources=resources)
     return body

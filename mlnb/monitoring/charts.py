@@ -1,4 +1,5 @@
-"""Small inline SVG charts for self-contained HTML reports: paired bars and lines over time.
+"""Small inline SVG charts for self-contained HTML reports: paired bars, lines over time and
+horizontal bars (feature importance).
 
 A chart is :class:`markupsafe.Markup`, the type a template with autoescape writes as it is:
 every label, name and title in it (feature names, categories, predictions come from the
@@ -109,6 +110,44 @@ def lines_over_time(
         f'<text x="{left}" y="{height - 6}" font-size="9">oldest</text>'
         f'<text x="{left + plot_w}" y="{height - 6}" font-size="9" text-anchor="end">newest</text>'
     )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def horizontal_bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    errors: Sequence[float] | None = None,
+    colour: str = LIVE_COLOUR,
+    width: int = 360,
+    title: str = "",
+) -> Markup:
+    """One bar per label, largest first as given, its value written at its end; ``errors``
+    draw a whisker of plus or minus that much (a standard deviation)."""
+    row, left, right = 16, 130, 56
+    height = 22 + row * max(len(labels), 1)
+    plot_w = width - left - right
+    top = max([*(abs(v) + (errors[i] if errors else 0.0) for i, v in enumerate(values)), 1e-12])
+    parts = [_open(width, height, title)]
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+        y = 18 + i * row
+        w = plot_w * max(value, 0.0) / top
+        parts.append(
+            f'<text x="{left - 4}" y="{y + 10}" font-size="10" text-anchor="end">'
+            f"{escape(_short(label, 22))}<title>{escape(label)}</title></text>"
+            f'<rect x="{left}" y="{y + 2}" width="{w:.1f}" height="{row - 5}" fill="{colour}">'
+            f"<title>{escape(label)}: {value:.4g}</title></rect>"
+        )
+        end = left + w
+        if errors:
+            lo = left + plot_w * max(value - errors[i], 0.0) / top
+            hi = left + plot_w * (value + errors[i]) / top
+            parts.append(
+                f'<line x1="{lo:.1f}" y1="{y + 7.5}" x2="{hi:.1f}" y2="{y + 7.5}" stroke="#333"/>'
+            )
+            end = max(end, hi)
+        parts.append(f'<text x="{end + 4:.1f}" y="{y + 10}" font-size="9">{value:.3g}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
