@@ -226,3 +226,127 @@ def error_text(stderr: str, stdout: str = "") -> str:
 
 def _short_number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# --- data contracts and global importance (issue 17) ---
+
+CONTRACT_STATES = ("passed", "warned", "failed", "learned", "unchecked")
+
+
+@dataclass(frozen=True)
+class ContractRow:
+    """A data stage's contract verdict in a run, and its first violations as text."""
+
+    stage: str
+    status: str  # one of CONTRACT_STATES, or "-" when the run recorded none
+    file: str
+    violations: tuple[str, ...]
+    more: int  # violations beyond those shown
+
+
+def contract_rows(record: Mapping[str, Any] | None, limit: int = 3) -> list[ContractRow]:
+    """One row per data stage of a run record, with up to ``limit`` violations."""
+    rows = []
+    for stage in (record or {}).get("stages", []):
+        if stage.get("kind") != "data":
+            continue
+        contract = stage.get("contract") if isinstance(stage.get("contract"), Mapping) else {}
+        found = [v for v in contract.get("violations") or [] if isinstance(v, Mapping)]
+        rows.append(
+            ContractRow(
+                str(stage.get("name")),
+                str(contract.get("status") or "-"),
+                str(contract.get("file") or ""),
+                tuple(violation_text(v) for v in found[:limit]),
+                max(len(found) - limit, 0),
+            )
+        )
+    return rows
+
+
+def violation_text(violation: Mapping[str, Any]) -> str:
+    """``X_train["mean radius"]: less_than_or_equal_to, 3 rows (e.g. 1000.0)``, and `warn`."""
+    where = str(violation.get("value") or "")
+    if violation.get("column") is not None:
+        where += f"[{json.dumps(str(violation['column']))}]"
+    text = f"{where}: {violation.get('rule')}"
+    if isinstance(violation.get("rows"), int):
+        text += f", {violation['rows']} row{'s' if violation['rows'] != 1 else ''}"
+    examples = violation.get("examples") or []
+    if isinstance(examples, list) and examples:
+        text += " (e.g. " + ", ".join(str(e)[:40] for e in examples[:3]) + ")"
+    if violation.get("severity") == "warn":
+        text += " [warn]"
+    return text
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    feature: str
+    contribution: str  # mean |contribution|, or "-"
+    permutation: str  # mean drop of the score, ± its standard deviation, or "-"
+    share: float  # of the largest value of the figure the features are ordered by, 0..1
+
+
+def feature_rows(importance: Mapping[str, Any] | None, limit: int = 10) -> list[FeatureRow]:
+    """The top features of an importance result (:mod:`mlnb.importance`), for a table."""
+    features = [f for f in (importance or {}).get("features") or [] if isinstance(f, Mapping)]
+    key = str((importance or {}).get("ordered_by"))
+    scale = max([abs(float(f.get(key) or 0.0)) for f in features[:limit]] + [1e-12])
+    rows = []
+    for f in features[:limit]:
+        mean, std = f.get("permutation_mean"), f.get("permutation_std")
+        rows.append(
+            FeatureRow(
+                str(f.get("feature")),
+                "-"
+                if f.get("mean_abs_contribution") is None
+                else f"{float(f['mean_abs_contribution']):.4g}",
+                "-" if mean is None else f"{float(mean):.4g} ± {float(std or 0.0):.2g}",
+                max(float(f.get(key) or 0.0), 0.0) / scale,
+            )
+        )
+    return rows
+
+
+def importance_note(importance: Mapping[str, Any]) -> str:
+    """How the figures were made (methods, rows), or why they are unavailable."""
+    if not importance.get("available", True):
+        return f"unavailable: {importance.get('reason')}"
+    parts = []
+    c = importance.get("contribution") or {}
+    if c.get("available"):
+        exact = "exact" if c.get("exact") else "sampled"
+        parts.append(
+            f"mean |contribution|: {c.get('method')} SHAP ({exact}), {c.get('rows')} "
+            f"{c.get('data')} rows"
+        )
+    else:
+        parts.append(f"no contributions: {c.get('reason')}")
+    p = importance.get("permutation") or {}
+    if p.get("available"):
+        parts.append(
+            f"permutation: drop in {p.get('scoring')}, {p.get('repeats')} shuffles of "
+            f"{p.get('rows')} {p.get('data')} rows"
+        )
+    else:
+        parts.append(f"no permutation importance: {p.get('reason')}")
+    return "; ".join(parts)
+
+
+def importance_command(run_id: str, store: str | None) -> CommandProcess:
+    """``mlnb report RUN --json --no-html``: the importance, computed (or read) in a process."""
+    argv = ["report", run_id, "--json", "--no-html"]
+    if store:
+        argv += ["--store", store]
+    return CommandProcess(argv)
+
+
+def importance_from_output(stdout: str) -> dict[str, Any] | None:
+    """The importance ``mlnb report --json`` printed, or None."""
+    try:
+        payload = json.loads(stdout)
+    except ValueError:
+        return None
+    found = payload.get("importance") if isinstance(payload, dict) else None
+    return found if isinstance(found, dict) else None

@@ -1,7 +1,10 @@
 """The ipywidgets view of the panel: a thin layer over :mod:`mlnb.panel.state`.
 
 Run and Build start ``mlnb`` subprocesses; a watcher thread follows the run record in the store
-and updates the progress bar, so the kernel stays free while a run goes on. The ``HTML``
+and updates the progress bar, so the kernel stays free while a run goes on. The latest run's
+data contract verdict per data stage is shown with its first violations, and "Top features"
+computes the global importance of the newest successful run's model in a process of its own
+(:mod:`mlnb.importance`; read from the store's cache when it was computed before). The ``HTML``
 widgets get markup built with :class:`markupsafe.Markup`, which escapes every value it is
 given (names, parameters, metrics, messages); the other widgets show their values as text.
 """
@@ -17,14 +20,20 @@ import ipywidgets as w
 from markupsafe import Markup
 
 from mlnb.errors import MlnbError
+from mlnb.importance import cached_importance
 from mlnb.panel.state import (
     CommandProcess,
     FormField,
     build_command,
     cli_parameters,
+    contract_rows,
     error_text,
+    feature_rows,
     form_fields,
     history_rows,
+    importance_command,
+    importance_from_output,
+    importance_note,
     progress,
     run_command,
     stage_rows,
@@ -64,6 +73,16 @@ class MlnbPanel:
         self.status = w.Label()
         self.error = w.HTML()
         self.history = w.HTML()
+        self.contracts = w.HTML()
+        self.features_button = w.Button(
+            description="Top features",
+            icon="bar-chart",
+            tooltip="the global importance of the latest successful run's model "
+            "(computed once, in a process of its own, then read from the store)",
+        )
+        self.features_status = w.Label()
+        self.features = w.HTML()
+        self.features_button.on_click(lambda _: self.start_importance())
         self.run_button.on_click(lambda _: self.start_run())
         self.build_button.on_click(lambda _: self.start_build())
         self.widget = w.VBox(
@@ -75,12 +94,17 @@ class MlnbPanel:
                 w.HBox([self.run_button, self.build_button]),
                 w.HBox([self.bar, self.status]),
                 self.error,
+                self.contracts,
+                w.HBox([self.features_button, self.features_status]),
+                self.features,
                 self.history,
             ]
         )
         self.current: CommandProcess | None = None
         self.last_record: dict[str, Any] | None = None
         self._watcher: threading.Thread | None = None
+        self.importance_process: CommandProcess | None = None
+        self._importance_watcher: threading.Thread | None = None
         self.refresh(rebuild_form=True)
 
     # -- rendering ------------------------------------------------------------------------
@@ -101,6 +125,12 @@ class MlnbPanel:
             )
             if rebuild_form:
                 self._build_form(self.pipeline)
+        self.contracts.value = _contracts_html(latest)
+        model_run = _model_run(runs)
+        self.features_button.disabled = self.importance_busy or model_run is None
+        if model_run is not None and not self.importance_busy:
+            cached = cached_importance(self.store, model_run)  # a JSON read, nothing computed
+            self.show_importance(cached, str(model_run["run_id"]))
         self.history.value = "<b>runs</b>" + _table(
             ["run", "status", "started", "stages", "metrics", "bento"],
             [
@@ -121,7 +151,69 @@ class MlnbPanel:
             else ""
         )
 
+    def show_importance(self, importance: dict[str, Any] | None, run_id: str) -> None:
+        if importance is None:
+            self.features.value = ""
+            return
+        head = Markup("<b>top features</b> of run <code>{}</code><br><small>{}</small>").format(
+            run_id, importance_note(importance)
+        )
+        bar = Markup(
+            "<span style='display:inline-block;height:8px;width:{:.0f}px;background:#2e86de'>"
+            "</span>"
+        )
+        rows = [
+            [r.feature, bar.format(80 * r.share), r.contribution, r.permutation]
+            for r in feature_rows(importance)
+        ]
+        table = _table(["feature", "", "mean |contribution|", "permutation"], rows)
+        self.features.value = str(head) + table
+
     # -- actions --------------------------------------------------------------------------
+
+    @property
+    def importance_busy(self) -> bool:
+        process = self.importance_process
+        return process is not None and not process.finished
+
+    def start_importance(self) -> str | None:
+        """Compute (or read from the store) the newest successful run's top features, in a
+        process of its own; the status line says so while it goes."""
+        run = _model_run(self.store.list_runs(self.notebook))
+        if run is None or self.importance_busy:
+            return None
+        run_id = str(run["run_id"])
+        self.importance_process = importance_command(run_id, self.store_arg).start()
+        self.features_button.disabled = True
+        self.features_status.value = f"computing the top features of run {run_id}..."
+        self._importance_watcher = threading.Thread(
+            target=self._follow_importance,
+            args=(self.importance_process, run_id),
+            name="mlnb-panel-importance",
+            daemon=True,
+        )
+        self._importance_watcher.start()
+        return run_id
+
+    def wait_importance(self, timeout: float | None = None) -> None:
+        """Block until the top features are shown (for tests)."""
+        if self._importance_watcher is not None:
+            self._importance_watcher.join(timeout)
+
+    def _follow_importance(self, command: CommandProcess, run_id: str) -> None:
+        stop = threading.Event()
+        while not command.finished:
+            stop.wait(POLL_SECONDS)
+        stdout, stderr = command.output()
+        found = importance_from_output(stdout) if command.returncode == 0 else None
+        if found is None:
+            self.features_status.value = "the top features could not be computed"
+            self.show_error(error_text(stderr, stdout))
+        else:
+            cached = " (from the store)" if found.get("cached") else ""
+            self.features_status.value = f"run {run_id}{cached}"
+            self.show_importance(found, run_id)
+        self.features_button.disabled = False
 
     def form_values(self) -> dict[str, Any]:
         return {name: widget.value for name, widget in self.inputs.items()}
@@ -219,6 +311,32 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
         Markup("<tr>{}</tr>").format(Markup("").join(td.format(c) for c in r)) for r in rows
     )
     return str(Markup("<table><tr>{}</tr>{}</table>").format(head, body))
+
+
+def _model_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest successful run that recorded a model."""
+    return next((r for r in runs if r.get("status") == "succeeded" and r.get("model")), None)
+
+
+_CONTRACT_COLOURS = {"passed": "#1e8449", "learned": "#2471a3", "warned": "#b9770e"}
+
+
+def _contracts_html(latest: dict[str, Any] | None) -> str:
+    """Each data stage's contract verdict in the latest run, with its first violations."""
+    rows = contract_rows(latest)
+    if not rows:
+        return ""
+    chip = Markup("<b style='color:{}'>{}</b>")
+    cells = []
+    for row in rows:
+        shown = chip.format(_CONTRACT_COLOURS.get(row.status, "#c0392b"), row.status)
+        if row.status in ("unchecked", "-"):
+            shown = chip.format("#7f8c8d", row.status)
+        problems = Markup("<br>").join(row.violations)
+        if row.more:
+            problems += Markup("<br>and {} more").format(row.more)
+        cells.append([row.stage, shown, row.file, problems])
+    return "<b>data contracts</b>" + _table(["stage", "contract", "file", "violations"], cells)
 
 
 def _build_summary(stdout: str) -> str:
