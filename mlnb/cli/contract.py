@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlnb.contract_learn import learn_from_run
+    from mlnb.contract.from_run import learn_from_run
 
     outcome = learn_from_run(
         args.notebook, args.store, args.run, write=not (args.dry_run or args.check)

@@ -171,7 +171,7 @@ def _contract_checker(config: dict[str, Any] | None, store: Path) -> Any:
     """The run's data contract checker (None when no data stage runs)."""
     if not config:
         return None
-    from mlnb.contract_worker import ContractClient
+    from mlnb.contract.worker import ContractClient
     from mlnb.run.outputs import checked_object
 
     text = None

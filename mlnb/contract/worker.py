@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-_MLNB_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_MLNB_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def serve(lines: Any, out: Any) -> None:
@@ -69,7 +69,7 @@ class ContractClient:
         self.process: subprocess.Popen[str] | None = None
         with contextlib.suppress(OSError):
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mlnb.contract_worker"],
+                [sys.executable, "-m", "mlnb.contract.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
