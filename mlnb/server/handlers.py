@@ -14,6 +14,8 @@ before validation failed.)
     GET  /mlnb/runs?path=NB             {"runs": [...]} newest first
     POST /mlnb/runs                     {"path", "parameters", "kernel"?} -> 202 {"run_id", ...}
     GET  /mlnb/runs/ID?path=NB          the run record, live while it runs
+    GET  /mlnb/runs/ID/importance?path=NB  {"status": "computed"|"not-computed", "importance"}
+    POST /mlnb/runs/ID/importance       {"path"}: compute it (a subprocess), then as GET
     POST /mlnb/builds                   {"path", "run_id"?} -> 202 the build job
     GET  /mlnb/jobs/ID                  a build job: status, result (bento, model, format)
 """
@@ -170,6 +172,17 @@ class RunHandler(MlnbHandler):
         self.send(await self.service.get_run(self.path_argument(), run_id))
 
 
+class ImportanceHandler(MlnbHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        self.send(await self.service.get_importance(self.path_argument(), run_id))
+
+    @tornado.web.authenticated
+    async def post(self, run_id: str) -> None:
+        body = self.json_body()
+        self.send(await self.service.compute_importance(body.get("path"), run_id))
+
+
 class BuildsHandler(MlnbHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
@@ -188,6 +201,7 @@ ROUTES: list[tuple[str, type[MlnbHandler]]] = [
     ("inspect", InspectHandler),
     ("runs", RunsHandler),
     ("runs/([^/]+)", RunHandler),
+    ("runs/([^/]+)/importance", ImportanceHandler),
     ("builds", BuildsHandler),
     ("jobs/([^/]+)", JobHandler),
 ]

@@ -136,6 +136,37 @@ class MlnbService:
             record["job"] = {"status": job.status, "returncode": job.returncode, "log": job.log}
         return record
 
+    # --- global importance of a run's model ---
+
+    async def get_importance(self, api_path: object, run_id: str) -> dict[str, Any]:
+        """The run's global importance when computed before (a JSON read from the store's
+        cache), else ``status: "not-computed"``."""
+        path, _ = self._run_path(api_path, run_id)
+        found = await asyncio.to_thread(_cached_importance, path, self.store, run_id)
+        if found is None:
+            return {"run_id": run_id, "status": "not-computed", "importance": None}
+        return {"run_id": run_id, "status": "computed", "importance": found}
+
+    async def compute_importance(self, api_path: object, run_id: str) -> dict[str, Any]:
+        """Compute it (``mlnb report RUN --json --no-html`` in a subprocess: the model is
+        loaded and scored there, never in the server) and cache it in the store."""
+        path, name = self._run_path(api_path, run_id)
+        record = await asyncio.to_thread(_read_run, path, self.store, run_id)
+        store = Store.for_notebook(path, self.store).root
+        argv = [self.python, "-m", "mlnb", "report", run_id, "--json", "--no-html"]
+        payload = await self._cli_json([*argv, "--store", str(store)], cwd=path.parent)
+        importance = payload.get("importance") if isinstance(payload, dict) else None
+        if not isinstance(importance, dict):
+            raise StoreError("`mlnb report --json` printed no importance", notebook=name)
+        return {"run_id": record["run_id"], "status": "computed", "importance": importance}
+
+    def _run_path(self, api_path: object, run_id: str) -> tuple[Path, str]:
+        if not RUN_ID_PATTERN.match(run_id):
+            raise BadRequestError(
+                f"{run_id!r} is not a run id", fix="use an id from GET /mlnb/runs"
+            )
+        return self.resolve(api_path)
+
     # --- builds and jobs ---
 
     async def start_build(self, api_path: object, run_id: object = None) -> dict[str, Any]:
@@ -277,6 +308,18 @@ def _read_run(path: Path, store: str | None, run_id: str) -> dict[str, Any]:
             fix="list this notebook's runs with GET /mlnb/runs?path=...",
         )
     return record
+
+
+def _cached_importance(path: Path, store: str | None, run_id: str) -> dict[str, Any] | None:
+    from mlnb.importance import cached_importance
+
+    record = _read_run(path, store, run_id)
+    runs = Store.for_notebook(path, store)
+    try:
+        found = cached_importance(runs, record)
+    finally:
+        runs.close()
+    return None if found is None else {"available": True, **found}
 
 
 def _failed_by_job(
