@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 
 from mlnb.errors import ExplainError
 
@@ -288,7 +288,7 @@ def _booster(
         if module == "lightgbm":
             raw = np.asarray(final.predict(data, pred_contrib=True), dtype=float)
         else:
-            import xgboost
+            import xgboost  # type: ignore[import-not-found]
 
             matrix = xgboost.DMatrix(data, enable_categorical=True)
             raw = np.asarray(final.get_booster().predict(matrix, pred_contribs=True), float)
@@ -345,7 +345,7 @@ def import_shap() -> Any:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import shap
+        import shap  # type: ignore[import-untyped]
     return shap
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 
 from mlnb.errors import ExplainError
 from mlnb.explain import CLASSIFICATION, Explainer
@@ -108,8 +108,8 @@ def _chains(
     outputs = start_outputs.shape[1]
     rng = np.random.default_rng(SEED)
     if width == 1 or n == 0:  # one feature: it alone moves the output from the base
-        ends = predict(frame) if n else np.zeros((0, outputs))
-        return (ends - start_outputs.mean(axis=0))[:, None, :]
+        ends = np.asarray(predict(frame)) if n else np.zeros((0, outputs))
+        return np.asarray(ends - start_outputs.mean(axis=0))[:, None, :]
     pairs = chains // 2
     origin = np.repeat(np.arange(kept), pairs // kept)  # each kept row starts as many pairs
     orders = np.empty((n, chains, width), dtype=int)
@@ -149,4 +149,4 @@ def _chains(
     contributions = np.take_along_axis(
         steps_gain, rank[:, :, :, None], axis=2
     )  # back from steps to features
-    return contributions.mean(axis=1)
+    return np.asarray(contributions.mean(axis=1))

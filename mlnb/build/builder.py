@@ -30,7 +30,17 @@ from typing import Any
 
 import pandas as pd
 
-from mlnb.build import bento, folder, localmods, modelfile, pins, render, secrets, version
+from mlnb.build import (
+    bento,
+    explaining,
+    folder,
+    localmods,
+    modelfile,
+    pins,
+    render,
+    secrets,
+    version,
+)
 from mlnb.build.context import labels_of, serve_contract, service_context, service_spec
 from mlnb.build.format import choose_format
 from mlnb.build.inputs import BuildInputs, collect
@@ -117,8 +127,16 @@ def build(
             native, inputs.model_path, schema, make_predictor, rows, rows_kind, serve, task,
             progress, native_name=modelfile.MODEL_FILES[loader],
         )  # fmt: skip
-    model_format, files, reason = choice.format, choice.files, choice.reason
-    model_modules = modelfile.referenced_modules(native) if model_format == "native" else set()
+        explain = explaining.plan(
+            native, _background_rows(inputs, schema), task=task, classes=None,
+            preprocess=make_predictor(native).preprocess, model_format=choice.format,
+            model_path=inputs.model_path, model_file=modelfile.MODEL_FILES[loader],
+            loader=loader, progress=progress,
+        )  # fmt: skip
+    model_format, reason = choice.format, choice.reason
+    files = {**choice.files, **explain.model_files}  # an ONNX model keeps its native file
+    loads_native = model_format == "native" or bool(explain.model_files)
+    model_modules = modelfile.referenced_modules(native) if loads_native else set()
     carried = localmods.local_modules(inputs.pipeline, base_dir, model_modules)
     local_names = localmods.top_names(carried)
     localmods.check_names(local_names, inputs.pipeline.notebook)
@@ -133,7 +151,7 @@ def build(
     model_tag = f"{name}_model:{version.model_digest(files, model_format, inputs.model_path)}"
     requirements = pins.requirements(
         model_format, _service_modules(serve, model_format, loader), inputs.packages,
-        model_modules=model_modules, local_modules=local_names,
+        model_modules=model_modules, local_modules=local_names, extra=explain.packages,
     )  # fmt: skip
     python_version = pins.python_minor(inputs.python_version)
     contract = serve_contract(inputs, progress)
@@ -148,6 +166,7 @@ def build(
         runtime=version.runtime_digest(),
         local_modules={relative: sha256_file(path) for relative, path in carried.items()},
         contract=contract,
+        explain=explain.section,
     )
     tag = f"{name}:{bento_version}"
     build_dir = inputs.store.root / "builds" / f"{name}-{bento_version}"
@@ -159,10 +178,13 @@ def build(
         inputs, schema, task, native, name, bento_version, model_format, predictions_reference,
         contract=contract,
     )  # fmt: skip
+    spec["explain"] = explain.section  # what /explain loads, each file with its sha256
     service = render.render(render.SERVICE_TEMPLATE, context, templates)
     bentofile = render.render(render.BENTOFILE_TEMPLATE, context, templates)
     if SERVE_CODE_FILE[:-3] in service:  # an older service template does not import it
         render.check_included(bentofile, [SERVE_CODE_FILE])
+    if "explain_handler" in service:  # ... nor serve /explain
+        render.check_included(bentofile, list(explain.files))
     generated = {
         "service.py": service,
         SERVE_CODE_FILE: render.render(render.SERVE_CODE_TEMPLATE, context, templates),
@@ -171,7 +193,9 @@ def build(
     }
     secrets.check_no_credentials(secrets.scan_files(generated), inputs.pipeline.notebook, None)
     folder.write_build_dir(
-        build_dir, {**generated, REPORT_FILE: _run_report(inputs, progress)}, carried
+        build_dir,
+        {**generated, REPORT_FILE: _run_report(inputs, progress), **explain.files},
+        carried,
     )
     labels = labels_of(inputs, model_format)
     metadata = {
@@ -323,6 +347,17 @@ def _valid_rows(path: Path, schema: RequestSchema, limit: int) -> pd.DataFrame:
         if not valid:
             raise
         return schema.frame({"rows": valid})
+
+
+def _background_rows(inputs: BuildInputs, schema: RequestSchema) -> pd.DataFrame | None:
+    """Training rows as the service validates them: what /explain explains against."""
+    path = inputs.data_path("sample")
+    if path is None:
+        return None
+    try:
+        return _valid_rows(path, schema, explaining.BACKGROUND_ROWS)
+    except RequestRejected:
+        return None
 
 
 def _prediction_profile(

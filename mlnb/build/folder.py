@@ -1,6 +1,6 @@
 """The build folder ``bentoml build`` packs: rendered files plus mlnb's serving runtime.
 
-A Bento carries the Python files of ``mlnb.serving`` and ``mlnb.monitoring`` (and the three
+A Bento carries the Python files of ``mlnb.serving`` and ``mlnb.monitoring`` (and the five
 modules they import), so it serves anywhere its pinned packages are installed, without mlnb.
 The folder lives in the store (``builds/<name>-<version>/``) for people to read; it is
 written to a temporary folder and renamed, and a folder of the same version is left as is.
@@ -19,7 +19,14 @@ import mlnb
 
 PACKAGE_DIR = Path(mlnb.__file__).resolve().parent
 RUNTIME_PACKAGES = ("serving", "monitoring")
-RUNTIME_MODULES = ("__init__.py", "errors.py", "bounded_json.py")
+# explain.py and explain_sampled.py: /explain's explainers (imported on its first request)
+RUNTIME_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "bounded_json.py",
+    "explain.py",
+    "explain_sampled.py",
+)
 
 
 def runtime_files() -> dict[str, Path]:
@@ -32,11 +39,12 @@ def runtime_files() -> dict[str, Path]:
 
 
 def write_build_dir(
-    target: Path, rendered: Mapping[str, str], copied: Mapping[str, Path] | None = None
+    target: Path, rendered: Mapping[str, str | bytes], copied: Mapping[str, Path] | None = None
 ) -> bool:
     """Write the folder unless it exists; True when written.
 
-    ``copied`` maps more relative paths to files to copy (the notebook's local modules).
+    ``rendered`` maps names to text (or bytes: /explain's background rows); ``copied`` maps
+    more relative paths to files to copy (the notebook's local modules).
     """
     if (target / "bentofile.yaml").is_file():
         return False
@@ -44,8 +52,11 @@ def write_build_dir(
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         tmp.mkdir()
-        for name, text in rendered.items():
-            (tmp / name).write_text(text)
+        for name, content in rendered.items():
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                (tmp / name).write_text(content)
         for relative, source in {**runtime_files(), **(copied or {})}.items():
             destination = tmp / relative
             destination.parent.mkdir(parents=True, exist_ok=True)

@@ -31,11 +31,13 @@ def requirements(
     *,
     model_modules: Iterable[str] = (),
     local_modules: Iterable[str] = (),
+    extra: Iterable[str] = (),
 ) -> list[str]:
     """``name==version`` lines, sorted, for the service's direct dependencies.
 
     ``model_modules`` are the modules a native model's pickle refers to; ``local_modules``
-    the top-level names of modules carried beside the service (never pinned).
+    the top-level names of modules carried beside the service (never pinned); ``extra``
+    more distributions (what ``/explain``'s explainer needs: shap for scikit-learn trees).
     """
     local = frozenset(local_modules)
     names = dict.fromkeys([*RUNTIME, *BY_FORMAT[model_format]])
@@ -44,6 +46,8 @@ def requirements(
             for distribution in _distributions(module):
                 names[distribution] = None
     for distribution in model_distributions(model_modules, local):
+        names[distribution] = None
+    for distribution in extra:
         names[distribution] = None
     recorded = {_normal(name): version for name, version in run_packages.items()}
     pins = []

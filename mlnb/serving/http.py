@@ -59,10 +59,12 @@ class PredictHandler:
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         hooks: Any = None,
+        failure: str = "prediction-failed",
     ) -> None:
         self.schema = schema
-        self.predictor = predictor
+        self.predictor = predictor  # a Predictor, or anything with its answer(frame)
         self.max_body_bytes = max_body_bytes
+        self.failure = failure  # the error code of a 500 answer
         monitoring = os.environ.get(MONITORING_ENV, "on").lower() not in ("off", "0", "false")
         self.hooks = hooks if monitoring else None
 
@@ -86,7 +88,7 @@ class PredictHandler:
             log.exception("mlnb: the serve code failed on a valid request")
             name = "the serve code" if isinstance(exc, ServeOutputError) else type(exc).__name__
             return 500, {
-                "error": "prediction-failed",
+                "error": self.failure,
                 "message": f"{name}: {exc}",
                 "row": None,
                 "field": None,
@@ -153,7 +155,7 @@ class PredictApp:
         if scope["type"] != "http":
             return
         if scope["method"] != "POST":
-            await _send(send, 405, _method_not_allowed(scope["method"]), _ALLOW_POST)
+            await _send(send, 405, _method_not_allowed(scope["method"], scope["path"]), _ALLOW_POST)
             return
         limit = self.handler.max_body_bytes
         declared = _content_length(scope)
@@ -285,7 +287,7 @@ class PredictMiddleware:
             await self.app(scope, receive, send)
         elif scope["path"] == self.path:
             if scope["method"] != "POST":
-                await _send(send, 405, _method_not_allowed(scope["method"]), _ALLOW_POST)
+                await _send(send, 405, _method_not_allowed(scope["method"], self.path), _ALLOW_POST)
                 return
             predict = self.predict or self._from_slot()
             if predict is None:
@@ -312,10 +314,11 @@ _NOT_READY = {
 }
 
 
-def _method_not_allowed(method: str) -> dict[str, Any]:
+def _method_not_allowed(method: str, path: str = "/predict") -> dict[str, Any]:
+    shown = path if len(path) <= 80 else path[:77] + "..."
     return {
         "error": "method-not-allowed",
-        "message": f"/predict takes POST, not {method[:16]}",
+        "message": f"{shown} takes POST, not {method[:16]}",
         "row": None,
         "field": None,
         "fix": 'POST a JSON object {"rows": [...]}',

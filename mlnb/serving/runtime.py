@@ -139,6 +139,43 @@ class ServiceSpec:
         limit = int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY_BYTES)
         return PredictHandler(self.schema, predictor, max_body_bytes=limit, hooks=hooks)
 
+    def explain_handler(
+        self, tag: str, model: Any, *, preprocess: Fn | None = None
+    ) -> PredictHandler:
+        """The ``/explain`` handler: ``/predict``'s validation, answered by
+        :class:`~mlnb.serving.explaining.Explaining` (nothing loads until the first request,
+        unless ``$MLNB_EXPLAIN_WARMUP=on``). ``model`` is the served model: the native one,
+        or an ONNX adapter, whose native original is then loaded from the model ``tag``."""
+        from mlnb.serving.explaining import WARMUP_ENV, Explaining, load_native
+
+        section = self.data.get("explain")  # None in a spec older than /explain
+
+        def native() -> Any:
+            kept = (section or {}).get("model")
+            if not kept:
+                return model
+            import bentoml
+
+            return load_native(Path(bentoml.models.get(tag).path), kept)
+
+        explaining = Explaining(
+            section,
+            self.folder or Path("."),
+            task=self.task,
+            classes=self.data.get("classes"),
+            native=native,
+            preprocess=preprocess,
+        )
+        if _on(os.environ.get(WARMUP_ENV)) and section and section.get("available"):
+            try:
+                explaining.warm_up()
+            except Exception:
+                log.exception("mlnb: warming up /explain failed; it loads on the first request")
+        limit = int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY_BYTES)
+        return PredictHandler(
+            self.schema, explaining, max_body_bytes=limit, failure="explanation-failed"
+        )
+
     def info(self) -> ServiceInfo:
         monitor_dir = os.environ.get(MONITOR_DIR_ENV) or self.data["monitor_dir"]
         return ServiceInfo(
