@@ -5,7 +5,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IErrorInfo, IJob, IPipeline, IRun } from './types';
+import { IErrorInfo, IImportanceAnswer, IJob, IPipeline, IRun } from './types';
 
 /** A failed request, carrying the server's error JSON (or one made up for network failures). */
 export class ApiError extends Error {
@@ -76,6 +76,10 @@ export const api = {
     ),
   run: (path: string, runId: string) =>
     requestAPI<IRun>(`runs/${encodeURIComponent(runId)}`, {}, { path }),
+  importance: (path: string, runId: string) =>
+    requestAPI<IImportanceAnswer>(`runs/${encodeURIComponent(runId)}/importance`, {}, { path }),
+  computeImportance: (path: string, runId: string) =>
+    requestAPI<IImportanceAnswer>(`runs/${encodeURIComponent(runId)}/importance`, post({ path })),
   startBuild: (path: string, runId: string | null) =>
     requestAPI<IJob>('builds', post(runId ? { path, run_id: runId } : { path })),
   job: (jobId: string) => requestAPI<IJob>(`jobs/${encodeURIComponent(jobId)}`)

@@ -9,7 +9,16 @@ import { Signal } from '@lumino/signaling';
 
 import { api, ApiError } from './api';
 import { coerceAll } from './params';
-import { Action, ICellInfo, IState, initialState, isFinished, reducer, versionProblem } from './state';
+import {
+  Action,
+  ICellInfo,
+  IState,
+  initialState,
+  isFinished,
+  modelRun,
+  reducer,
+  versionProblem
+} from './state';
 import { IStageMark, checkMark, magicLine, tagCell, untagCell } from './tagging';
 import { IErrorInfo, IRun } from './types';
 import { FRONTEND_VERSION } from './version';
@@ -173,6 +182,7 @@ export class SidebarModel {
       if (going && !this._polling.has(going.run_id)) {
         void this._pollRun(path, going.run_id);
       }
+      void this.checkImportance();
     } catch (error) {
       this.dispatch({ type: 'message', message: { kind: 'error', text: `cannot list runs: ${errorText(error)}` } });
     }
@@ -323,6 +333,43 @@ export class SidebarModel {
       }
     } finally {
       this._polling.delete(runId);
+    }
+  }
+
+  // --- the top features of the model ---
+
+  /** Ask whether the model run's top features are known (the server reads its cache). */
+  async checkImportance(): Promise<void> {
+    const path = this._state.path;
+    const run = modelRun(this._state);
+    if (!path || !run || this._state.importance?.runId === run.run_id) {
+      return;
+    }
+    const runId = run.run_id;
+    this.dispatch({ type: 'importance', path, importance: { runId, status: 'checking', result: null, message: null } });
+    try {
+      const answer = await api.importance(path, runId);
+      const status = answer.status === 'computed' ? 'computed' : 'not-computed';
+      this.dispatch({ type: 'importance', path, importance: { runId, status, result: answer.importance, message: null } });
+    } catch (error) {
+      this.dispatch({ type: 'importance', path, importance: { runId, status: 'error', result: null, message: errorText(error) } });
+    }
+  }
+
+  /** Compute the top features on the server (in a subprocess there); a status meanwhile. */
+  async computeImportance(): Promise<void> {
+    const path = this._state.path;
+    const current = this._state.importance;
+    if (!path || !current || current.status === 'computing') {
+      return;
+    }
+    const runId = current.runId;
+    this.dispatch({ type: 'importance', path, importance: { runId, status: 'computing', result: null, message: null } });
+    try {
+      const answer = await api.computeImportance(path, runId);
+      this.dispatch({ type: 'importance', path, importance: { runId, status: 'computed', result: answer.importance, message: null } });
+    } catch (error) {
+      this.dispatch({ type: 'importance', path, importance: { runId, status: 'error', result: null, message: errorText(error) } });
     }
   }
 

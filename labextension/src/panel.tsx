@@ -11,15 +11,17 @@ import { fieldKind, formatParameters } from './params';
 import {
   IState,
   buildBlocker,
+  contractRows,
   errorPlacement,
   formErrors,
   isRunning,
+  modelRun,
   runBlocker,
   stageStatuses,
   visibleStages
 } from './state';
 import { STAGE_KINDS, StageKind, markFromTags, splitNames } from './tagging';
-import { IDraftStage, IErrorInfo, IJob, IParameter, IRun, IStage } from './types';
+import { IDraftStage, IErrorInfo, IImportance, IJob, IParameter, IRun, IStage } from './types';
 
 export class MlnbSidebar extends ReactWidget {
   constructor(readonly model: SidebarModel) {
@@ -114,6 +116,8 @@ function NotebookView({ model, state }: { model: SidebarModel; state: IState }):
       <Actions model={model} state={state} />
       {state.activeRun && <LiveRun run={state.activeRun} />}
       {state.build && <BuildStatus job={state.build} />}
+      <Contracts run={state.activeRun ?? state.runs[0] ?? null} />
+      <TopFeatures model={model} state={state} />
       <History model={model} state={state} />
     </>
   );
@@ -501,6 +505,106 @@ function BuildStatus({ job }: { job: IJob }): JSX.Element {
       )}
       {job.error && <div className="mlnb-error-box"><div className="mlnb-error-message">{job.error.message}</div>{job.error.fix && <div className="mlnb-fix">Fix: {job.error.fix}</div>}</div>}
       {job.log && job.status !== 'succeeded' && <pre className="mlnb-log">{job.log.split('\n').slice(-6).join('\n')}</pre>}
+    </section>
+  );
+}
+
+function Contracts({ run }: { run: IRun | null }): JSX.Element | null {
+  const rows = contractRows(run);
+  if (!run || !rows.length) {
+    return null;
+  }
+  return (
+    <section className="mlnb-section mlnb-contracts" data-run={run.run_id}>
+      <h3>Data contracts</h3>
+      <ul>
+        {rows.map(row => (
+          <li key={row.stage} className={`mlnb-contract mlnb-contract-${row.status}`} data-stage={row.stage}>
+            <div className="mlnb-stage-row">
+              <span className="mlnb-stage-name">{row.stage}</span>
+              <span className={`mlnb-chip mlnb-contract-status mlnb-contract-status-${row.status}`}>{row.status}</span>
+              {row.file && <code className="mlnb-muted mlnb-small" title={row.file}>{row.file.split('/').pop()}</code>}
+            </div>
+            {row.violations.map((text, i) => (
+              <div key={i} className="mlnb-violation mlnb-small">{text}</div>
+            ))}
+            {row.more > 0 && <div className="mlnb-muted mlnb-small">and {row.more} more</div>}
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function importanceNote(result: IImportance): string {
+  const parts: string[] = [];
+  const c = result.contribution;
+  if (c?.available) {
+    parts.push(`mean |contribution|: ${c.method} SHAP (${c.exact ? 'exact' : 'sampled'}), ${c.rows} ${c.data} rows`);
+  } else if (c) {
+    parts.push(`no contributions: ${c.reason}`);
+  }
+  const p = result.permutation;
+  if (p?.available) {
+    parts.push(`permutation: drop in ${p.scoring}, ${p.repeats} shuffles of ${p.rows} ${p.data} rows`);
+  } else if (p) {
+    parts.push(`no permutation importance: ${p.reason}`);
+  }
+  return parts.join('; ');
+}
+
+function TopFeatures({ model, state }: { model: SidebarModel; state: IState }): JSX.Element | null {
+  const run = modelRun(state);
+  const imp = state.importance;
+  if (!run || !imp || imp.runId !== run.run_id) {
+    return null;
+  }
+  const result = imp.result;
+  const features = (result?.features ?? []).slice(0, 10);
+  const key = result?.ordered_by === 'permutation_mean' ? 'permutation_mean' : 'mean_abs_contribution';
+  const top = Math.max(1e-12, ...features.map(f => Math.abs(f[key] ?? 0)));
+  return (
+    <section className={`mlnb-section mlnb-features mlnb-features-${imp.status}`} data-run={run.run_id}>
+      <h3>
+        Top features
+        {imp.status === 'computing' && <span className="mlnb-muted mlnb-features-status">computing…</span>}
+        {imp.status === 'checking' && <span className="mlnb-muted mlnb-features-status">checking…</span>}
+        {(imp.status === 'not-computed' || imp.status === 'error') && (
+          <button
+            className="mlnb-link mlnb-features-compute"
+            title="Compute the global importance of this run's model (once; the store keeps it)"
+            onClick={() => void model.computeImportance()}
+          >
+            compute
+          </button>
+        )}
+      </h3>
+      {imp.status === 'not-computed' && (
+        <p className="mlnb-muted mlnb-small">Not computed yet for run {run.run_id}.</p>
+      )}
+      {imp.message && <div className="mlnb-error-box"><div className="mlnb-error-message">{imp.message}</div></div>}
+      {result && !result.available && <p className="mlnb-muted mlnb-small">Unavailable: {result.reason}</p>}
+      {features.length > 0 && (
+        <>
+          <table className="mlnb-feature-table">
+            <tbody>
+              {features.map(f => (
+                <tr key={f.feature} className="mlnb-feature" data-feature={f.feature}>
+                  <td className="mlnb-feature-name" title={f.feature}>{f.feature}</td>
+                  <td className="mlnb-feature-bar-cell">
+                    <span
+                      className="mlnb-feature-bar"
+                      style={{ width: `${Math.round((60 * Math.max(f[key] ?? 0, 0)) / top)}px` }}
+                    />
+                  </td>
+                  <td className="mlnb-small">{(f[key] ?? 0).toPrecision(3)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {result && <div className="mlnb-muted mlnb-small mlnb-features-note">{importanceNote(result)}</div>}
+        </>
+      )}
     </section>
   );
 }

@@ -4,7 +4,7 @@
  */
 
 import { FieldValue, coerceAll, initialValues } from './params';
-import { IDraftStage, IErrorInfo, IJob, IPipeline, IRun } from './types';
+import { IDraftStage, IErrorInfo, IImportance, IJob, IPipeline, IRun } from './types';
 
 export interface IMessage {
   kind: 'error' | 'info';
@@ -20,6 +20,14 @@ export interface ICellInfo {
   options: { [key: string]: unknown } | null;
   /** The `%%mlnb` first line, when the cell has one. */
   magic: string | null;
+}
+
+/** The top features of one run's model: unknown until asked, then computed on request. */
+export interface IImportanceState {
+  runId: string;
+  status: 'checking' | 'not-computed' | 'computing' | 'computed' | 'error';
+  result: IImportance | null;
+  message: string | null;
 }
 
 export interface IState {
@@ -42,6 +50,7 @@ export interface IState {
   build: IJob | null;
   submitting: 'run' | 'build' | null;
   message: IMessage | null;
+  importance: IImportanceState | null;
 }
 
 export const initialState: IState = {
@@ -58,7 +67,8 @@ export const initialState: IState = {
   activeRun: null,
   build: null,
   submitting: null,
-  message: null
+  message: null,
+  importance: null
 };
 
 export type Action =
@@ -76,7 +86,8 @@ export type Action =
   | { type: 'submit/error'; message: string }
   | { type: 'run/progress'; path: string; run: IRun }
   | { type: 'build/progress'; path: string; job: IJob }
-  | { type: 'message'; message: IMessage | null };
+  | { type: 'message'; message: IMessage | null }
+  | { type: 'importance'; path: string; importance: IImportanceState };
 
 const FINISHED = new Set(['succeeded', 'failed']);
 
@@ -164,6 +175,18 @@ export function reducer(state: IState, action: Action): IState {
       };
     case 'message':
       return { ...state, message: action.message };
+    case 'importance': {
+      if (action.path !== state.path) {
+        return state;
+      }
+      const current = state.importance;
+      // An answer about another run than the one shown (a newer run came) is dropped,
+      // except a new "checking", which starts following that run.
+      if (current && current.runId !== action.importance.runId && action.importance.status !== 'checking') {
+        return state;
+      }
+      return { ...state, importance: action.importance };
+    }
   }
 }
 
@@ -281,6 +304,70 @@ export function buildBlocker(state: IState): string | null {
     return 'wait for the run to finish';
   }
   return null;
+}
+
+/** The run whose model the sidebar describes: the live run once it succeeded, else the newest
+ * succeeded run with a model. */
+export function modelRun(state: IState): IRun | null {
+  const live = state.activeRun;
+  if (live && live.status === 'succeeded') {
+    return live;
+  }
+  return state.runs.find(r => r.status === 'succeeded' && r.model) ?? null;
+}
+
+export interface IContractRow {
+  stage: string;
+  status: string;
+  file: string;
+  violations: string[];
+  more: number;
+}
+
+/** Each data stage's contract verdict in a run, with its first `limit` violations as text. */
+export function contractRows(run: IRun | null, limit = 3): IContractRow[] {
+  const rows: IContractRow[] = [];
+  for (const stage of run?.stages ?? []) {
+    if (stage.kind !== 'data') {
+      continue;
+    }
+    const contract = stage.contract ?? null;
+    const found = contract?.violations ?? [];
+    rows.push({
+      stage: stage.name,
+      status: contract?.status ?? '-',
+      file: contract?.file ?? '',
+      violations: found.slice(0, limit).map(violationText),
+      more: Math.max(found.length - limit, 0)
+    });
+  }
+  return rows;
+}
+
+/** `X_train["mean radius"]: less_than_or_equal_to, 3 rows (e.g. 1000)`, and `[warn]`. */
+export function violationText(v: {
+  value?: string;
+  column?: string | null;
+  rule?: string;
+  severity?: string;
+  rows?: number | null;
+  examples?: unknown[];
+}): string {
+  let text = v.value ?? '';
+  if (v.column !== undefined && v.column !== null) {
+    text += `[${JSON.stringify(String(v.column))}]`;
+  }
+  text += `: ${v.rule ?? 'rule'}`;
+  if (typeof v.rows === 'number') {
+    text += `, ${v.rows} row${v.rows === 1 ? '' : 's'}`;
+  }
+  if (Array.isArray(v.examples) && v.examples.length) {
+    text += ` (e.g. ${v.examples.slice(0, 3).map(e => String(e).slice(0, 40)).join(', ')})`;
+  }
+  if (v.severity === 'warn') {
+    text += ' [warn]';
+  }
+  return text;
 }
 
 /** Per-stage status of a run, by stage name. */

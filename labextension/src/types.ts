@@ -68,12 +68,70 @@ export interface IErrorInfo {
 
 export type StageStatus = 'ran' | 'cached' | 'failed' | 'not-run' | 'running';
 
+/** One broken rule of a data contract, as the run records it. */
+export interface IContractViolation {
+  value?: string;
+  column?: string | null;
+  rule?: string;
+  severity?: 'error' | 'warn' | string;
+  rows?: number | null;
+  examples?: JSONValue[];
+  message?: string;
+}
+
+export type ContractStatus = 'passed' | 'warned' | 'failed' | 'learned' | 'unchecked';
+
+/** A data stage's contract verdict in a run (`stages[].contract` of run.json). */
+export interface IStageContract {
+  status: ContractStatus | string;
+  file?: string;
+  violations?: IContractViolation[];
+}
+
 export interface IStageRun {
   name: string;
   kind: string;
   status: StageStatus | string;
   seconds?: number | null;
   reason?: string | null;
+  contract?: IStageContract | null;
+}
+
+/** One feature of a model's global importance (mlnb.importance). */
+export interface IFeatureImportance {
+  feature: string;
+  mean_abs_contribution: number | null;
+  permutation_mean: number | null;
+  permutation_std: number | null;
+}
+
+/** How one figure was made, or why it is unavailable. */
+export interface IImportancePart {
+  available: boolean;
+  reason?: string;
+  method?: string;
+  exact?: boolean;
+  scoring?: string;
+  repeats?: number;
+  rows?: number;
+  data?: string;
+}
+
+export interface IImportance {
+  available: boolean;
+  reason?: string;
+  ordered_by?: string;
+  features?: IFeatureImportance[];
+  contribution?: IImportancePart;
+  permutation?: IImportancePart;
+  cached?: boolean;
+}
+
+/** GET/POST /mlnb/runs/ID/importance. */
+export interface IImportanceAnswer {
+  run_id: string;
+  status: 'computed' | 'not-computed';
+  importance: IImportance | null;
 }
 
 export interface IBuild {
@@ -95,6 +153,7 @@ export interface IRun {
   started_at?: string | null;
   finished_at?: string | null;
   builds?: IBuild[];
+  model?: { class?: string; path?: string } | null;
   error?: {
     stage?: string | null;
     cell?: number | null;

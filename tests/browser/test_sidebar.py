@@ -2,7 +2,8 @@
 
 Opens the breast cancer example, opens the mlnb panel, sees the stages and their DAG, jumps to
 a cell, tags a cell as a new stage, sets a parameter, runs the pipeline, watches it go and
-finish, finds the run in the history, and builds a Bento from it. Then a broken notebook
+finish, finds the run in the history with its data contract verdicts, computes the model's top
+features, and builds a Bento from it. Then a broken notebook
 shows its error beside the stage. The panel's screenshot goes to docs/sidebar.png.
 """
 
@@ -104,6 +105,22 @@ def test_the_sidebar_shows_tags_and_runs_the_pipeline(page: Any, lab: Lab) -> No
     history.wait_for()
     assert "C=0.5" in history.inner_text()
     assert history.locator(".mlnb-status-succeeded").count() >= 1
+
+    # Each data stage's contract verdict (this first run learns the contract), then the
+    # model's top features: not computed yet, computed on request with a status meanwhile.
+    contracts = sidebar.locator(f'.mlnb-contracts[data-run="{run_id}"]')
+    contracts.wait_for()
+    assert contracts.locator(".mlnb-contract .mlnb-stage-name").all_inner_texts() == [
+        "load",
+        "split",
+    ]
+    for status in contracts.locator(".mlnb-contract-status").all_inner_texts():
+        assert status in ("learned", "passed"), status
+    features = sidebar.locator(f'.mlnb-features[data-run="{run_id}"]')
+    features.locator(".mlnb-features-compute").click()
+    sidebar.locator(".mlnb-features-computed .mlnb-feature").first.wait_for(timeout=TIMEOUT_MS)
+    assert features.locator(".mlnb-feature").count() == 10
+    assert "linear SHAP (exact)" in features.locator(".mlnb-features-note").inner_text()
 
     # Build: a BentoML service from that run; its tag shows in the run's history.
     sidebar.locator(".mlnb-build-button").click()
