@@ -21,3 +21,4 @@ def test_the_bento_carries_its_runs_report() -> None:
     page = report.read_text()
     assert f"Run <code>{built['run_id']}</code>" in page
     assert "<th>accuracy</th>" in page and "Stage <code>fit</code>" in page
+    assert "<h2>Global importance</h2>" in page and "linear SHAP (exact)" in page
