@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     command += ["--host", args.host, "--port", str(args.port)]
     url = f"http://{args.host}:{args.port}"
     print(
-        f"mlnb serve: {tag} on {url} (POST /predict; docs at /, /readyz, /metrics)",
+        f"mlnb serve: {tag} on {url} (POST /predict, /explain; docs at /, /readyz, /metrics)",
         file=sys.stderr,
         flush=True,
     )
