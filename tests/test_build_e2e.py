@@ -102,7 +102,12 @@ def test_the_generated_service_reads_as_hand_written() -> None:
     assert any(pin.startswith("onnxruntime==") for pin in pins)
     assert any(pin.startswith("pyarrow==") for pin in pins)  # the monitoring logs' format
     assert "mlnb_serve_code.py" in bentofile["include"]
-    assert not any(pin.startswith("scikit-learn") for pin in pins)
+    # onnxruntime answers /predict; /explain loads the native pipeline (scikit-learn, joblib),
+    # and its linear explainer needs no shap
+    assert any(pin.startswith(("scikit-learn==", "joblib==")) for pin in pins)
+    assert not any(pin.startswith("shap") for pin in pins)
+    assert "explain_background.parquet" in bentofile["include"]
+    assert (folder / "explain_model.joblib").is_file()  # /explain's; the model store has none
     assert (folder / "mlnb" / "monitoring" / "hooks.py").is_file()
 
 

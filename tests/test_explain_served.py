@@ -65,7 +65,10 @@ def rows_of(kind: str, count: int, seed: int) -> list[dict[str, float]]:
 
 
 def native_model(build: dict[str, Any]) -> Any:
-    """The trained model as the build stored it (the test's own copy, loaded here)."""
+    """The trained model as the build kept it, loaded here: in the Bento for an ONNX one
+    (for /explain), else in the BentoML model."""
+    if build["format"] == "onnx":
+        return joblib.load(Path(build["build_dir"]) / "explain_model.joblib")
     name, version = build["model"].split(":")
     folder = Path(project().env["BENTOML_HOME"]) / "models" / name / version
     return joblib.load(folder / "model.joblib")

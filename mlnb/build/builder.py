@@ -130,12 +130,11 @@ def build(
         explain = explaining.plan(
             native, _background_rows(inputs, schema), task=task, classes=None,
             preprocess=make_predictor(native).preprocess, model_format=choice.format,
-            model_path=inputs.model_path, model_file=modelfile.MODEL_FILES[loader],
-            loader=loader, progress=progress,
+            model_path=inputs.model_path, loader=loader, progress=progress,
         )  # fmt: skip
-    model_format, reason = choice.format, choice.reason
-    files = {**choice.files, **explain.model_files}  # an ONNX model keeps its native file
-    loads_native = model_format == "native" or bool(explain.model_files)
+    model_format, files, reason = choice.format, choice.files, choice.reason
+    # /explain loads an ONNX Bento's native model: its libraries are the Bento's too
+    loads_native = model_format == "native" or bool(explain.section.get("model"))
     model_modules = modelfile.referenced_modules(native) if loads_native else set()
     carried = localmods.local_modules(inputs.pipeline, base_dir, model_modules)
     local_names = localmods.top_names(carried)

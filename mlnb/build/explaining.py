@@ -10,8 +10,10 @@ the Bento's version) and checked by the worker before loading:
 
 - ``explain_background.parquet``: up to 100 training rows, as the service validates them
   (the training columns and dtypes);
-- for an ONNX Bento, the native model file, stored beside ``model.onnx`` in the BentoML model
-  (the explainer needs the original: ONNX has no tree structure or coefficients to read).
+- for an ONNX Bento, the native model file as ``explain_model.joblib`` (or ``.cloudpickle``):
+  the explainer needs the original, ONNX has no tree structure or coefficients to read. It is
+  kept in the Bento, not in the BentoML model, which holds the ONNX files only: ``/predict``
+  never loads a pickle, and the model's tag stays what the ONNX conversion decides.
 
 The packages the explainer needs (shap for scikit-learn trees; for an ONNX Bento also those
 that load the native model) are returned for the Bento's pins.
@@ -31,6 +33,7 @@ import pandas as pd  # type: ignore[import-untyped]
 from mlnb.serving.explaining import BACKGROUND_FILE, DEFAULT_MAX_EVALS, as_frame
 
 BACKGROUND_ROWS = 100
+MODEL_PREFIX = "explain_model."  # explain_model.joblib or explain_model.cloudpickle
 
 Progress = Callable[[str], None]
 
@@ -39,7 +42,6 @@ Progress = Callable[[str], None]
 class ExplainPlan:
     section: dict[str, Any]  # mlnb_service.json's "explain"
     files: dict[str, bytes] = field(default_factory=dict)  # into the Bento's folder
-    model_files: dict[str, Path] = field(default_factory=dict)  # into the BentoML model
     packages: tuple[str, ...] = ()  # to pin
 
 
@@ -52,7 +54,6 @@ def plan(
     preprocess: Callable[[Any], Any] | None,
     model_format: str,
     model_path: Path,
-    model_file: str,
     loader: str,
     progress: Progress,
 ) -> ExplainPlan:
@@ -85,15 +86,18 @@ def plan(
         "model": None,  # a native Bento's served model is the one explained
     }
     packages = list(explainer.needs)
-    model_files: dict[str, Path] = {}
+    files = {BACKGROUND_FILE: data}
     if model_format == "onnx":
-        section["model"] = {"file": model_file, "sha256": _sha256(model_path), "loader": loader}
-        model_files[model_file] = model_path
+        name = f"{MODEL_PREFIX}{loader}"
+        native_bytes = model_path.read_bytes()
+        digest = hashlib.sha256(native_bytes).hexdigest()
+        section["model"] = {"file": name, "sha256": digest, "loader": loader}
+        files[name] = native_bytes
         packages.append("cloudpickle" if loader == "cloudpickle" else "joblib")
     kind = "exact" if explainer.exact else f"sampled, {explainer.evaluations_per_row} evaluations"
     note = f" ({explainer.why})" if explainer.why else ""
     progress(f"/explain: {explainer.method} explainer ({kind}) of the {explainer.output}{note}")
-    return ExplainPlan(section, {BACKGROUND_FILE: data}, model_files, tuple(packages))
+    return ExplainPlan(section, files, tuple(packages))
 
 
 def _unavailable(reason: str, progress: Progress) -> ExplainPlan:
@@ -105,11 +109,3 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -14,11 +14,14 @@ an :class:`Explaining` in the place of the predictor. Its answer::
 code has a ``preprocess``, what is explained is what the model sees, the rows after it
 (``"model_input": "preprocess"``, and ``features`` are its columns).
 
-Explanations need the native model: an ONNX Bento's model in the BentoML store also holds the
-native file, and every Bento carries ``explain_background.parquet``, training rows as the
-service validates them. Both are checked against the sha256 in ``mlnb_service.json`` before
-they are loaded. Nothing of this (nor shap, which imports numba) loads before the first
-``/explain`` of a worker, unless ``$MLNB_EXPLAIN_WARMUP=on`` asks for it at start-up.
+Explanations need the native model: an ONNX Bento carries it as ``explain_model.joblib`` (the
+BentoML model holds the ONNX files only, so ``/predict`` never loads a pickle), and every Bento
+carries ``explain_background.parquet``, training rows as the service validates them. Both
+are checked against the sha256 in ``mlnb_service.json`` before they are loaded. Nothing of
+this (nor shap, which imports numba) loads before the first ``/explain`` of a worker, unless
+``$MLNB_EXPLAIN_WARMUP=on`` asks for it at start-up. That first request takes seconds, and the
+worker's event loop with it (its ``/predict`` requests wait meanwhile): warm up a worker that
+must not pause.
 
 The time budget: at most ``$MLNB_EXPLAIN_MAX_ROWS`` rows per request (default 100 for an exact
 explainer, 10 for the sampled one, whose ``$MLNB_EXPLAIN_MAX_EVALS`` model evaluations per row
@@ -166,7 +169,7 @@ def checked(path: Path, sha256: str) -> Path:
 
 
 def load_native(folder: Path, model: dict[str, Any]) -> Any:
-    """The native model kept beside an ONNX model in the BentoML model folder, checked."""
+    """The native model an ONNX Bento carries in ``folder``, checked against its sha256."""
     path = checked(folder / model["file"], model["sha256"])
     if model.get("loader") == "cloudpickle":
         import pickle

@@ -145,7 +145,8 @@ class ServiceSpec:
         """The ``/explain`` handler: ``/predict``'s validation, answered by
         :class:`~mlnb.serving.explaining.Explaining` (nothing loads until the first request,
         unless ``$MLNB_EXPLAIN_WARMUP=on``). ``model`` is the served model: the native one,
-        or an ONNX adapter, whose native original is then loaded from the model ``tag``."""
+        or an ONNX adapter, whose native original the Bento carries beside the spec.
+        ``tag`` is the BentoML model's (for a spec that keeps the native file there)."""
         from mlnb.serving.explaining import WARMUP_ENV, Explaining, load_native
 
         section = self.data.get("explain")  # None in a spec older than /explain
@@ -154,6 +155,8 @@ class ServiceSpec:
             kept = (section or {}).get("model")
             if not kept:
                 return model
+            if self.folder is not None and (self.folder / kept["file"]).is_file():
+                return load_native(self.folder, kept)
             import bentoml
 
             return load_native(Path(bentoml.models.get(tag).path), kept)
