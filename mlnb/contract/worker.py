@@ -1,12 +1,13 @@
 """The data contract checker, in a process of its own beside the kernel.
 
-pandera takes about half a second to import and its first validation a quarter more. The
-kernel starts this process when its first cell runs (when a data stage is to run), so the
-import happens on the machine's other core while the notebook's first cells run, and never
-in a thread of the kernel (a thread importing while the notebook imports can see a module
-half initialised). At a data stage's end the kernel sends the references of the values it
+pandera takes about half a second to import and its first validation a quarter more.
+``mlnb run`` starts this process (:class:`CheckerProcess`) before it starts the kernel, when a
+data stage is to run, so the imports happen on the machine's other core while the kernel
+boots, and never in a thread of the kernel (a thread importing while the notebook imports
+can see a module half initialised). The kernel connects to it over a Unix socket
+(:class:`ContractClient`); at a data stage's end it sends the references of the values it
 just saved; this process loads them (hash-checked), learns or checks them and answers one
-JSON line.
+JSON line. A kernel that finds no socket starts its own checker on pipes.
 
 Protocol, one JSON object per line: first ``{"text", "file", "sha256", "store"}`` from the
 kernel, then ``{"stage", "refs"}`` per data stage, each answered ``{"report": ...}`` or
@@ -18,8 +19,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,33 +60,87 @@ def serve(lines: Any, out: Any) -> None:
         out.flush()
 
 
-class ContractClient:
-    """The kernel's side: start the checker process, ask it per data stage.
+class CheckerProcess:
+    """The run's side: the checker process, listening on a Unix socket until the kernel
+    connects (or the run's process is gone)."""
 
-    When the process cannot start or stops answering, the kernel checks in its own process
-    (slower to import, the same verdict).
+    def __init__(self) -> None:
+        # A short path: a Unix socket's path is limited to about 100 bytes.
+        name = f"mlnb-contract-{os.getpid()}-{secrets.token_hex(4)}.sock"
+        self.path = os.path.join(tempfile.gettempdir(), name)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlnb.contract.worker", "--socket", self.path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=2)
+            if self.process.poll() is None:
+                self.process.kill()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+class ContractClient:
+    """The kernel's side: ask the checker per data stage.
+
+    It connects to the run's checker process (``socket``), else starts one on pipes; when
+    neither answers, the kernel checks in its own process (slower to import, the same
+    verdict).
     """
 
-    def __init__(self, text: str | None, file: str, sha: str | None, store: Path) -> None:
+    def __init__(
+        self, text: str | None, file: str, sha: str | None, store: Path, socket_path: str | None
+    ) -> None:
         self.text, self.file, self.sha = text, file, sha
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_MLNB_PARENT, env.get("PYTHONPATH")]))
         self.process: subprocess.Popen[str] | None = None
+        self.connection: socket.socket | None = None
+        self.reader: Any = None
+        self.writer: Any = None
         with contextlib.suppress(OSError):
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "mlnb.contract.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                env=env,
-            )
+            if socket_path:
+                self._connect(socket_path)
+            if self.writer is None:
+                self._spawn()
             self._send({"text": text, "file": file, "sha256": sha, "store": str(store)})
 
+    def _connect(self, path: str) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                connection.connect(path)
+                break
+            except OSError:
+                connection.close()
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
+        self.connection = connection
+        self.reader = connection.makefile("r", encoding="utf-8")
+        self.writer = connection.makefile("w", encoding="utf-8")
+
+    def _spawn(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_MLNB_PARENT, env.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlnb.contract.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        self.reader, self.writer = self.process.stdout, self.process.stdin
+
     def _send(self, message: Mapping[str, Any]) -> None:
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(json.dumps(message) + "\n")
-        self.process.stdin.flush()
+        self.writer.write(json.dumps(message) + "\n")
+        self.writer.flush()
 
     def apply(
         self, stage: str, values: Mapping[str, Any], refs: Mapping[str, Any]
@@ -92,11 +151,10 @@ class ContractClient:
 
         tabular = {n: refs[n] for n, v in values.items() if n in refs and is_tabular(v)}
         answer = None
-        if self.process is not None and self.process.poll() is None:
+        if self.writer is not None and (self.process is None or self.process.poll() is None):
             try:
                 self._send({"stage": stage, "refs": tabular})
-                assert self.process.stdout is not None
-                answer = json.loads(self.process.stdout.readline() or "null")
+                answer = json.loads(self.reader.readline() or "null")
             except (OSError, ValueError):
                 answer = None
         if answer and "report" in answer:
@@ -113,17 +171,46 @@ class ContractClient:
         return StageChecker(self.text, self.file, self.sha).apply(stage, values)
 
     def close(self) -> None:
+        for stream in (self.writer, self.reader):
+            with contextlib.suppress(OSError, AttributeError):
+                stream.close()
+        if self.connection is not None:
+            self.connection.close()
         if self.process is not None:
-            with contextlib.suppress(OSError):
-                if self.process.stdin is not None:
-                    self.process.stdin.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=2)
             if self.process.poll() is None:
                 self.process.kill()
 
 
+def _listen(path: str) -> None:
+    """Serve one connection on a Unix socket; leave when the run's process is gone."""
+    from mlnb.contract import warm_up
+
+    parent = os.getppid()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(1.0)
+    warm_up()
+    while True:
+        try:
+            connection, _ = server.accept()
+            break
+        except TimeoutError:
+            if os.getppid() != parent:
+                return
+    connection.settimeout(None)
+    reader = connection.makefile("r", encoding="utf-8")
+    writer = connection.makefile("w", encoding="utf-8")
+    with connection, reader, writer:
+        serve(iter(reader.readline, ""), writer)
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--socket":
+        _listen(sys.argv[2])
+        return
     from mlnb.contract import warm_up
 
     warm_up()

@@ -36,6 +36,21 @@ def kernel_config(plan: RunPlan, store: Store) -> dict[str, Any] | None:
     return {"file": path.name, "sha256": ref["sha256"], "object": ref}
 
 
+def start_checker(config: dict[str, Any] | None) -> Any:
+    """The checker process the kernel connects to (its socket goes into ``config``); None
+    when no data stage runs or the process cannot start (the kernel then starts its own)."""
+    if config is None:
+        return None
+    from mlnb.contract.worker import CheckerProcess
+
+    try:
+        checker = CheckerProcess()
+    except OSError:
+        return None
+    config["socket"] = checker.path
+    return checker
+
+
 def record_contract(plan: RunPlan, store: Store) -> dict[str, Any] | None:
     """The run record's ``contract`` for a run that checked nothing (its data stages were
     reused): the file as it is, which the plan found unchanged since they were checked."""

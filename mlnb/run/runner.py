@@ -23,7 +23,7 @@ from typing import Any
 
 from mlnb.errors import CellRef, NotebookReadError
 from mlnb.pipeline import load_pipeline
-from mlnb.run.contracts import kernel_config, record_contract, settle
+from mlnb.run.contracts import kernel_config, record_contract, settle, start_checker
 from mlnb.run.lineage import environment, git_info, imported_modules, project_root
 from mlnb.run.params import run_parameters
 from mlnb.run.plan import RunPlan, make_plan
@@ -144,6 +144,7 @@ def _execute(
 
     document = _read_document(plan)
     contract = kernel_config(plan, store)  # a broken contract file stops the run here
+    checker = start_checker(contract)  # imports pandera while the kernel boots
     record = new_record(plan, run_id, store)
     lineage = _Lineage(plan)
     reader: _EventReader | None = None
@@ -180,6 +181,9 @@ def _execute(
             )
         except Exception as exc:  # mlnb's own failure: still record the run
             failure = Failure(type(exc).__name__, str(exc), None)
+        finally:
+            if checker is not None:
+                checker.stop()
         recorder.apply(reader.read())
         if not (run_dir / NOTEBOOK_FILE).exists():
             record["executed_notebook"] = None  # the kernel never started

@@ -177,7 +177,7 @@ def _contract_checker(config: dict[str, Any] | None, store: Path) -> Any:
     text = None
     if config.get("object"):
         text = checked_object(config["object"], store, "the data contract").read_text("utf-8")
-    return ContractClient(text, config["file"], config.get("sha256"), store)
+    return ContractClient(text, config["file"], config.get("sha256"), store, config.get("socket"))
 
 
 def _check_contract(
