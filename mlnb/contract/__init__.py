@@ -43,7 +43,6 @@ from mlnb.contract.document import (
     read,
     refreshed,
     render,
-    replace,
     same_rules,
     write_new,
 )
@@ -71,7 +70,6 @@ __all__ = [
     "read",
     "refreshed",
     "render",
-    "replace",
     "same_rules",
     "serve_rules",
     "violation_error",

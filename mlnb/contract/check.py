@@ -4,6 +4,7 @@ row band and null shares, one violation per value, column and rule."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -30,15 +31,7 @@ class Violation:
     message: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "column": self.column,
-            "rule": self.rule,
-            "severity": self.severity,
-            "rows": self.rows,
-            "examples": self.examples,
-            "message": self.message,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass

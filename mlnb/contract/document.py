@@ -3,7 +3,6 @@ field), writing it whole, its header, diffs."""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import os
@@ -202,14 +201,3 @@ def write_new(path: Path, text: str) -> bool:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     return True
-
-
-def replace(path: Path, text: str) -> None:
-    """Write the contract file whole, or not at all."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

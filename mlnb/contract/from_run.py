@@ -6,13 +6,14 @@ saved values (hash-checked), learn, keep each value's ``warn`` list, diff, write
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlnb import contract
 from mlnb.errors import ContractFileError, RunNotFoundError
-from mlnb.store import Store
+from mlnb.store import Store, write_atomic
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,7 @@ class Learned:
     written: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "run_id": self.run_id,
-            "diff": self.diff,
-            "changed": self.changed,
-            "written": self.written,
-        }
+        return dataclasses.asdict(self)
 
 
 def learn_from_run(
@@ -66,7 +61,7 @@ def learn_from_run(
     text = contract.render(document, Path(notebook).name, record["run_id"])
     changed = not contract.same_rules(text, old_text)
     if changed and write:
-        contract.replace(path, text)
+        write_atomic(path, text)
     return Learned(
         path.name,
         record["run_id"],
