@@ -119,10 +119,15 @@ def metrics(served: dict) -> dict[str, float]:
     with urllib.request.urlopen(served["url"] + "/metrics", timeout=10) as response:
         text = response.read().decode()
     found = {}
+    version = served["bento"].partition(":")[2]
     for line in text.splitlines():
-        match = re.match(r"^(mlnb_\w+(?:\{[^}]*\})?) ([0-9.eE+-]+)$", line)
+        match = re.match(r"^(mlnb_\w+)(?:\{([^}]*)\})? ([0-9.eE+-]+)$", line)
         if match:
-            found[match.group(1)] = float(match.group(2))
+            name, labels, value = match.groups()
+            # every mlnb_* series carries the Bento version, as BentoML's own series do
+            assert f'version="{version}"' in (labels or ""), line
+            rest = re.sub(r',?version="[^"]*"', "", labels).lstrip(",")
+            found[f"{name}{{{rest}}}" if rest else name] = float(value)
     return found
 
 
@@ -326,7 +331,7 @@ def test_a_bento_whose_spec_has_no_contract_serves_and_monitors_as_before(served
     assert answer == post(served["url"] + "/predict", {"rows": rows})[1]
     served["answered"][0] += 5
     served["sent"].extend(rows)
-    old_served = {"url": old.url, "answered": [5]}
+    old_served = {"url": old.url, "answered": [5], "bento": served["bento"]}
     wait_for(lambda: logged_all(old_served))
     assert not [k for k in metrics(old_served) if k.startswith("mlnb_contract")]
 
@@ -337,7 +342,7 @@ def test_rows_answered_just_before_the_server_stops_are_all_logged(tmp_path: Pat
     server = start_server(bento, {"MLNB_MONITOR_DIR": str(folder)})
     try:
         wait_ready(server)
-        stopping = {"url": server.url, "answered": [0]}
+        stopping = {"url": server.url, "answered": [0], "bento": bento}
         send(stopping, requests_of(800, seed=4))
     finally:
         server.stop()  # SIGTERM right after the last answer: the worker has rows queued

@@ -135,6 +135,7 @@ def service_spec(
         "profile": inputs.training_data.get("profile"),
         "prediction_profile": prediction_profile,
         "contract": contract,
+        "metrics": inputs.run.get("metrics") or {},
     }
 
 

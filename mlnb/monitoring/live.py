@@ -79,7 +79,9 @@ class LiveMonitor:
         self._rejections = SegmentWriter(
             folder / REJECTIONS_LOG, REJECTIONS_SCHEMA, rotate_seconds=rotate
         )
-        self.metrics = ServiceMetrics(self.classification, _buckets(info.prediction_profile))
+        self.metrics = ServiceMetrics(
+            self.classification, _buckets(info.prediction_profile), info.bento_version
+        )
         self.window = BinnedWindow(self.settings.window, drift_profile(info.profile or {}))
         self.alerts = DriftAlerts(info.tag, self.settings.webhook)
         self.contract = ContractCounter(
@@ -102,10 +104,11 @@ class LiveMonitor:
 
     # -- request path: queue and return ----------------------------------------------------
 
-    def answer(self, frame: Any, answer: dict[str, Any]) -> None:
+    def answer(self, frame: Any, answer: dict[str, Any], request_id: str | None = None) -> None:
         """Queue a validated request (a pandas DataFrame) and the answer it got."""
         rows = len(frame)
-        self._queue.put(Answered(time.time(), frame, answer.get("predictions") or (), rows))
+        predictions = answer.get("predictions") or ()
+        self._queue.put(Answered(time.time(), frame, predictions, rows, request_id))
         self._queued_rows += rows
         if self._queued_rows - self._logged_rows > MAX_BACKLOG_ROWS:
             self._wait_for_logs()
@@ -198,10 +201,7 @@ class LiveMonitor:
         for score in scores:
             if score.psi is None:
                 continue
-            self.metrics.psi.labels(feature=score.feature).set(score.psi)
-            if score.ks is not None:
-                self.metrics.ks.labels(feature=score.feature).set(score.ks)
-            self.metrics.drifted.labels(feature=score.feature).set(int(score.drifted))
+            self.metrics.set_drift(score.feature, score.psi, score.ks, score.drifted)
         self.alerts.update(scores)
         self.last_drift = scores
         return scores

@@ -25,24 +25,32 @@ def _metric(kind: str, name: str, **options: Any) -> Any:
 
 
 class ServiceMetrics:
-    """Rows, predictions, rejections, drift and data contract violations of one worker."""
+    """Rows, predictions, rejections, drift and data contract violations of one worker.
 
-    def __init__(self, classification: bool, buckets: Sequence[float] | None) -> None:
+    Every series carries the ``version`` label (the Bento version the worker serves), as
+    BentoML's own ``bentoml_*`` series do: the two versions of a release, each in its own
+    worker, stay apart on one ``/metrics``.
+    """
+
+    def __init__(
+        self, classification: bool, buckets: Sequence[float] | None, version: str = ""
+    ) -> None:
+        self.version = version
         self.rejected = _metric(
             "Counter",
             "mlnb_rejected_requests",
             documentation="Requests answered with a 4xx, by reason",
-            labelnames=["reason"],
+            labelnames=["reason", "version"],
         )
         self.rows = _metric(
-            "Counter", "mlnb_rows", documentation="Rows answered and logged", labelnames=[]
-        )
+            "Counter", "mlnb_rows", documentation="Rows answered and logged", labelnames=["version"]
+        ).labels(version=version)
         self.classes = (
             _metric(
                 "Counter",
                 "mlnb_predictions",
                 documentation="Predictions by class",
-                labelnames=["label"],
+                labelnames=["label", "version"],
             )
             if classification
             else None
@@ -54,11 +62,14 @@ class ServiceMetrics:
                 "Histogram",
                 "mlnb_prediction_value",
                 documentation="Predicted values",
-                labelnames=[],
+                labelnames=["version"],
                 **({"buckets": list(buckets)} if buckets else {}),
-            )
+            ).labels(version=version)
         )
-        gauge: dict[str, Any] = {"labelnames": ["feature"], "multiprocess_mode": "livemax"}
+        gauge: dict[str, Any] = {
+            "labelnames": ["feature", "version"],
+            "multiprocess_mode": "livemax",
+        }
         self.psi = _metric(
             "Gauge",
             "mlnb_feature_drift_psi",
@@ -82,18 +93,24 @@ class ServiceMetrics:
             "mlnb_contract_violations",
             documentation="Answered rows (range, category) or windows of rows (null_share) "
             "outside the data contract, by feature and rule",
-            labelnames=["feature", "rule"],
+            labelnames=["feature", "rule", "version"],
         )
 
     def declare_rules(self, rules: Iterable[tuple[str, str]]) -> None:
         """Show a 0 for each ``(feature, rule)`` counted, before any violation."""
         for feature, rule in rules:
-            self.violations.labels(feature=feature, rule=rule)
+            self.violations.labels(feature=feature, rule=rule, version=self.version)
 
     def count_violations(self, violations: Mapping[tuple[str, str], int]) -> None:
         for (feature, rule), count in violations.items():
             if count:
-                self.violations.labels(feature=feature, rule=rule).inc(count)
+                self.violations.labels(feature=feature, rule=rule, version=self.version).inc(count)
+
+    def set_drift(self, feature: str, psi: float, ks: float | None, drifted: bool) -> None:
+        self.psi.labels(feature=feature, version=self.version).set(psi)
+        if ks is not None:
+            self.ks.labels(feature=feature, version=self.version).set(ks)
+        self.drifted.labels(feature=feature, version=self.version).set(int(drifted))
 
     def count_rows(self, rows: int) -> None:
         self.rows.inc(rows)
@@ -101,7 +118,7 @@ class ServiceMetrics:
     def count_labels(self, labels: dict[str, int]) -> None:
         if self.classes is not None:
             for label, count in labels.items():
-                self.classes.labels(label=label).inc(count)
+                self.classes.labels(label=label, version=self.version).inc(count)
 
     def observe_values(self, values: npt.NDArray[np.float64]) -> None:
         if self.values is not None:
@@ -109,7 +126,7 @@ class ServiceMetrics:
 
     def count_rejections(self, reasons: dict[str, int]) -> None:
         for reason, count in reasons.items():
-            self.rejected.labels(reason=reason).inc(count)
+            self.rejected.labels(reason=reason, version=self.version).inc(count)
 
 
 def observe_many(histogram: Any, values: npt.NDArray[np.float64]) -> None:

@@ -1,10 +1,11 @@
 """The columns of the monitoring logs, and answered requests turned into Arrow record batches.
 
 ``predictions`` has one row per answered row: ``time`` (UTC, microseconds), ``request_id``
-(``"<worker pid>-<n>"``, the same for every row of one request), each training column under
-its own name (``feature:<name>`` where it would clash with these), and ``prediction`` (the
-class as text for a classifier, the value for a regressor). Numbers keep their types; text
-and categorical columns are text; datetimes and durations are Arrow timestamps and durations.
+(what the answer's ``X-Request-Id`` header says, the same for every row of one request),
+each training column under its own name (``feature:<name>`` where it would clash with
+these), and ``prediction`` (the class as text for a classifier, the value for a regressor).
+Numbers keep their types; text and categorical columns are text; datetimes and durations are
+Arrow timestamps and durations.
 ``rejections`` has one row per rejected request: ``time``, ``reason``, ``status``, ``field``,
 ``row`` and ``message``.
 
@@ -89,6 +90,7 @@ class Answered:
     frame: Any  # the validated request, a pandas DataFrame with the training columns
     predictions: Sequence[Any]
     rows: int
+    request_id: str | None = None  # the answer's X-Request-Id; None: numbered by the log
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,13 @@ class PredictionRecords:
         rows = int(sizes.sum())
         each = np.repeat(np.arange(len(answered)), sizes)
         micros = np.fromiter((round(a.at * 1e6) for a in answered), dtype=np.int64)
-        ids = pa.array([f"{self._worker}-{self._requests + i}" for i in range(len(answered))])
+        ids = pa.array(
+            [
+                a.request_id or f"{self._worker}-{self._requests + i}"
+                for i, a in enumerate(answered)
+            ],
+            type=pa.string(),
+        )
         self._requests += len(answered)
         features = self._features(answered, rows)
         labels = prediction_labels(

@@ -18,8 +18,11 @@ the serve code do, in the worker), so BentoML's arbiter can import the service.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import re
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +45,7 @@ _TICK_S = 0.25  # how often the deadlines of bodies being read are checked
 # pydantic-core's parser refuses documents nested deeper (as mlnb.bounded_json would do;
 # that module is not imported here: a Bento ships mlnb's serving and monitoring packages only)
 MAX_BODY_DEPTH = 200
+REQUEST_ID_HEADER = b"x-request-id"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -68,8 +72,9 @@ class PredictHandler:
         monitoring = os.environ.get(MONITORING_ENV, "on").lower() not in ("off", "0", "false")
         self.hooks = hooks if monitoring else None
 
-    def handle(self, body: bytes) -> tuple[int, dict[str, Any]]:
-        """The status and JSON answer for one request body."""
+    def handle(self, body: bytes, request_id: str | None = None) -> tuple[int, dict[str, Any]]:
+        """The status and JSON answer for one request body (``request_id``: the id its rows
+        are logged under, :func:`request_id_of`'s)."""
         try:
             if len(body) > self.max_body_bytes:
                 raise self.too_large(len(body))
@@ -79,7 +84,7 @@ class PredictHandler:
                 rejection = _bad_json(exc)
                 self._hook("on_reject", rejection)
                 raise rejection from None
-            return 200, self.handle_json(decoded)
+            return 200, self.handle_json(decoded, request_id)
         except RequestRejected as rejection:
             return rejection.status, rejection.to_json()
         except Exception as exc:
@@ -94,7 +99,7 @@ class PredictHandler:
                 "field": None,
             }
 
-    def handle_json(self, body: Any) -> dict[str, Any]:
+    def handle_json(self, body: Any, request_id: str | None = None) -> dict[str, Any]:
         """The answer for a decoded body; raises RequestRejected for a bad one."""
         try:
             frame = self.schema.frame(body)
@@ -102,7 +107,10 @@ class PredictHandler:
             self._hook("on_reject", rejection)
             raise
         answer = self.predictor.answer(frame)
-        self._hook("on_answer", frame, answer)
+        if request_id is None:
+            self._hook("on_answer", frame, answer)
+        else:
+            self._hook("on_answer", frame, answer, request_id)
         return answer
 
     def too_large(self, size: int) -> RequestRejected:
@@ -184,8 +192,38 @@ class PredictApp:
         if size > limit:
             await _send(send, 413, self.handler.too_large(size).to_json(), _CLOSE)
         elif message["type"] == "http.request":  # not http.disconnect: someone to answer
-            status, answer = self.handler.handle(b"".join(chunks))
-            await _send(send, status, answer)
+            request_id = request_id_of(scope)
+            status, answer = self.handler.handle(b"".join(chunks), request_id)
+            await _send(send, status, answer, ((REQUEST_ID_HEADER, request_id.encode()),))
+
+
+class RequestIds:
+    """This process's request ids: a random prefix (unique across workers and restarts) and a
+    counter, ``"3f9a1c2e7b-17"``."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(5)
+        self.count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}-{next(self.count)}"
+
+
+_IDS = RequestIds()
+MAX_REQUEST_ID = 128
+_REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(scope: Scope) -> str:
+    """The caller's ``X-Request-Id`` when it is a plain id (at most 128 characters of
+    letters, digits and ``._:-``), else a new one: the id the request's rows are logged
+    under, and which the answer's ``X-Request-Id`` header returns (``/feedback`` takes it)."""
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER:
+            if _REQUEST_ID_OK.fullmatch(value):
+                return value.decode()
+            break
+    return _IDS.next()
 
 
 class BodyDeadlines:

@@ -27,6 +27,8 @@ class ServiceInfo:
     # the data contract's soft rules for the features (mlnb_service.json "contract"), None
     # when the run had no contract or the Bento is older than serve-time contract checks
     contract: dict[str, Any] | None = None
+    # the run's training metrics (mlnb_service.json "metrics"), e.g. {"accuracy": 0.97}
+    metrics: dict[str, Any] | None = None
 
     @property
     def tag(self) -> str:

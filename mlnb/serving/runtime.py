@@ -179,8 +179,16 @@ class ServiceSpec:
             self.schema, explaining, max_body_bytes=limit, failure="explanation-failed"
         )
 
+    @property
+    def service_name(self) -> str:
+        """The BentoML service's name: the Bento's, or the role a release gave this version."""
+        return str(self.data.get("service_name") or self.data["bento_name"])
+
     def info(self) -> ServiceInfo:
         monitor_dir = os.environ.get(MONITOR_DIR_ENV) or self.data["monitor_dir"]
+        role = self.data.get("release_role")  # a version inside a release: R/<role>
+        if role and os.environ.get(MONITOR_DIR_ENV):
+            monitor_dir = str(Path(monitor_dir) / str(role))
         return ServiceInfo(
             bento_name=self.data["bento_name"],
             bento_version=self.data["bento_version"],
@@ -192,6 +200,7 @@ class ServiceSpec:
             profile=self.data.get("profile"),
             prediction_profile=self.data.get("prediction_profile"),
             contract=self.data.get("contract"),  # None in a spec older than contract checks
+            metrics=self.data.get("metrics"),
         )
 
     def start(self, hooks: Any) -> None:
