@@ -53,6 +53,7 @@ def write_build_dir(
     try:
         tmp.mkdir()
         for name, content in rendered.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):
                 (tmp / name).write_bytes(content)
             else:

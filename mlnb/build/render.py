@@ -29,9 +29,14 @@ TEMPLATES = (SERVICE_TEMPLATE, SERVE_CODE_TEMPLATE, BENTOFILE_TEMPLATE)
 
 def template_sources(user_dir: str | Path | None) -> dict[str, str]:
     """The text of the templates a build would use (part of the Bento's version)."""
+    return template_sources_of(TEMPLATES, user_dir)
+
+
+def template_sources_of(names: Iterable[str], user_dir: str | Path | None) -> dict[str, str]:
+    """The text of the named templates, from ``user_dir`` or mlnb's own."""
     env = environment(str(user_dir) if user_dir else None)
     sources = {}
-    for name in TEMPLATES:
+    for name in names:
         try:
             source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:

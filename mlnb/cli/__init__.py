@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "runs": "runs",
     "build": "build",
     "serve": "serve",
+    "release": "release",
     "monitor": "monitor",
     "check": "check",
     "contract": "contract",

@@ -104,7 +104,7 @@ class LiveMonitor:
 
     # -- request path: queue and return ----------------------------------------------------
 
-    def answer(self, frame: Any, answer: dict[str, Any], request_id: str | None = None) -> None:
+    def answer(self, frame: Any, answer: dict[str, Any], request_id: Any = None) -> None:
         """Queue a validated request (a pandas DataFrame) and the answer it got."""
         rows = len(frame)
         predictions = answer.get("predictions") or ()

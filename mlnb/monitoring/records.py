@@ -90,7 +90,9 @@ class Answered:
     frame: Any  # the validated request, a pandas DataFrame with the training columns
     predictions: Sequence[Any]
     rows: int
-    request_id: str | None = None  # the answer's X-Request-Id; None: numbered by the log
+    # the answer's X-Request-Id; for a release's shadow batch, (id, rows) of each request
+    # in it; None: numbered by the log
+    request_id: str | tuple[tuple[str, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -152,13 +154,7 @@ class PredictionRecords:
         rows = int(sizes.sum())
         each = np.repeat(np.arange(len(answered)), sizes)
         micros = np.fromiter((round(a.at * 1e6) for a in answered), dtype=np.int64)
-        ids = pa.array(
-            [
-                a.request_id or f"{self._worker}-{self._requests + i}"
-                for i, a in enumerate(answered)
-            ],
-            type=pa.string(),
-        )
+        ids, of_row = self._request_ids(answered, sizes)
         self._requests += len(answered)
         features = self._features(answered, rows)
         labels = prediction_labels(
@@ -167,7 +163,7 @@ class PredictionRecords:
         prediction = _prediction_array(labels, self.classification)
         arrays = [
             pa.array(micros[each], type=self.schema.field(TIME).type),
-            pc.take(ids, pa.array(each)),
+            pc.take(ids, pa.array(of_row)),
             *(_arrow(features[n], t) for n, t in zip(self.names, self.types, strict=True)),
             prediction,
         ]
@@ -181,6 +177,23 @@ class PredictionRecords:
         else:
             values = prediction.to_numpy(zero_copy_only=False).astype(float)
         return LoggedBatch(batch, features, counts, values)
+
+    def _request_ids(
+        self, answered: Sequence[Answered], sizes: np.ndarray
+    ) -> tuple[pa.Array, np.ndarray]:
+        """The distinct request ids of a batch, and the index of each row's id."""
+        ids: list[str] = []
+        counts: list[int] = []
+        for i, a in enumerate(answered):
+            key = a.request_id
+            if isinstance(key, tuple) and sum(n for _, n in key) == a.rows:
+                ids.extend(rid for rid, _ in key)
+                counts.extend(n for _, n in key)
+            else:  # one id for the request (a batch whose counts do not add up gets its own)
+                ids.append(key if isinstance(key, str) else f"{self._worker}-{self._requests + i}")
+                counts.append(int(sizes[i]))
+        of_row = np.repeat(np.arange(len(ids)), np.asarray(counts, dtype=np.int64))
+        return pa.array(ids, type=pa.string()), of_row
 
     def _features(self, answered: Sequence[Answered], rows: int) -> dict[str, Any]:
         """Each feature's values over the batch: numpy arrays, or Arrow arrays of the log's

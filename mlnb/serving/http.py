@@ -23,7 +23,8 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 # pydantic-core (a BentoML dependency) reads and writes JSON several times faster than json.
@@ -72,18 +73,32 @@ class PredictHandler:
         monitoring = os.environ.get(MONITORING_ENV, "on").lower() not in ("off", "0", "false")
         self.hooks = hooks if monitoring else None
 
-    def handle(self, body: bytes, request_id: str | None = None) -> tuple[int, dict[str, Any]]:
+    def handle(self, body: bytes, request_id: RequestKey = None) -> tuple[int, dict[str, Any]]:
         """The status and JSON answer for one request body (``request_id``: the id its rows
         are logged under, :func:`request_id_of`'s)."""
         try:
-            if len(body) > self.max_body_bytes:
-                raise self.too_large(len(body))
-            try:
-                decoded = from_json(body)  # nests at most MAX_BODY_DEPTH levels
-            except ValueError as exc:
-                rejection = _bad_json(exc)
-                self._hook("on_reject", rejection)
-                raise rejection from None
+            decoded = self.decode(body)
+        except RequestRejected as rejection:
+            return rejection.status, rejection.to_json()
+        return self.handle_decoded(decoded, request_id)
+
+    def decode(self, body: bytes) -> Any:
+        """The body as JSON; raises RequestRejected for one too large or not JSON."""
+        if len(body) > self.max_body_bytes:
+            raise self.too_large(len(body))
+        try:
+            return from_json(body)  # nests at most MAX_BODY_DEPTH levels
+        except ValueError as exc:
+            rejection = _bad_json(exc)
+            self._hook("on_reject", rejection)
+            raise rejection from None
+
+    def handle_decoded(
+        self, decoded: Any, request_id: RequestKey = None
+    ) -> tuple[int, dict[str, Any]]:
+        """The status and JSON answer for a decoded body: 4xx for bad rows, 500 when the
+        serve code fails."""
+        try:
             return 200, self.handle_json(decoded, request_id)
         except RequestRejected as rejection:
             return rejection.status, rejection.to_json()
@@ -99,7 +114,7 @@ class PredictHandler:
                 "field": None,
             }
 
-    def handle_json(self, body: Any, request_id: str | None = None) -> dict[str, Any]:
+    def handle_json(self, body: Any, request_id: RequestKey = None) -> dict[str, Any]:
         """The answer for a decoded body; raises RequestRejected for a bad one."""
         try:
             frame = self.schema.frame(body)
@@ -192,9 +207,29 @@ class PredictApp:
         if size > limit:
             await _send(send, 413, self.handler.too_large(size).to_json(), _CLOSE)
         elif message["type"] == "http.request":  # not http.disconnect: someone to answer
-            request_id = request_id_of(scope)
-            status, answer = self.handler.handle(b"".join(chunks), request_id)
-            await _send(send, status, answer, ((REQUEST_ID_HEADER, request_id.encode()),))
+            status, body, headers = await self.respond(scope, b"".join(chunks))
+            await _send_bytes(send, status, body, headers)
+
+    async def respond(self, scope: Scope, body: bytes) -> tuple[int, bytes, list[Header]]:
+        """The status, JSON body and headers answering one whole request body: the
+        handler's answer, its ``X-Request-Id`` and the handler's time (``Server-Timing``)."""
+        request_id = request_id_of(scope)
+        started = time.perf_counter()
+        status, answer = self.handler.handle(body, batch_ids(scope) or request_id)
+        took = time.perf_counter() - started
+        return status, encode(answer), answer_headers(request_id, took)
+
+
+Header = tuple[bytes, bytes]
+
+
+def answer_headers(request_id: str, seconds: float) -> list[Header]:
+    """``X-Request-Id`` and ``Server-Timing: mlnb;dur=<ms>``: the time the handler took
+    (validation, prediction, monitoring), without the HTTP around it."""
+    return [
+        (REQUEST_ID_HEADER, request_id.encode()),
+        (b"server-timing", b"mlnb;dur=%.3f" % (seconds * 1000)),
+    ]
 
 
 class RequestIds:
@@ -221,9 +256,31 @@ def request_id_of(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER:
             if _REQUEST_ID_OK.fullmatch(value):
-                return value.decode()
+                return str(value.decode())
             break
     return _IDS.next()
+
+
+BATCH_IDS_HEADER = b"x-mlnb-request-ids"  # a release's shadow batch: "id*rows,id*rows,..."
+MAX_BATCH_IDS = 10_000
+RequestKey = str | tuple[tuple[str, int], ...] | None
+
+
+def batch_ids(scope: Scope) -> tuple[tuple[str, int], ...] | None:
+    """The request ids of a batch a release sent its candidate (``X-Mlnb-Request-Ids:
+    id*rows,...``): its rows are logged under the ids of the requests they came from. None
+    without the header, or with one that does not parse (the rows then get one new id)."""
+    for name, value in scope.get("headers", ()):
+        if name != BATCH_IDS_HEADER:
+            continue
+        pairs = []
+        for part in value.split(b",", MAX_BATCH_IDS)[:MAX_BATCH_IDS]:
+            key, _, rows = part.partition(b"*")
+            if not _REQUEST_ID_OK.fullmatch(key) or not rows.isdigit():
+                return None
+            pairs.append((key.decode(), int(rows)))
+        return tuple(pairs) or None
+    return None
 
 
 class BodyDeadlines:
@@ -407,7 +464,12 @@ _CLOSE = ((b"connection", b"close"),)
 async def _send(
     send: Send, status: int, answer: dict[str, Any], extra: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    body = encode(answer)
+    await _send_bytes(send, status, encode(answer), extra)
+
+
+async def _send_bytes(
+    send: Send, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
