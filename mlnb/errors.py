@@ -388,3 +388,35 @@ class ExplainError(MlnbError):
     explain, rows without the training columns)."""
 
     code = "explain-failed"
+
+
+# --- labels fed back (issue 18): POST /feedback ---
+
+
+class FeedbackRejected(RequestRejected):
+    """A ``POST /feedback`` body that cannot be read as labels: answered with a 4xx.
+
+    ``item`` is the index of the item at fault in a batch's ``feedback`` list (0 for a body
+    of one item; None when the fault is in the body as a whole), ``field`` the field in it
+    (``"label"``, ``"labels[3]"``, ``"request_id"``...).
+    """
+
+    code = "bad-feedback"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        status: int = 422,
+        item: int | None = None,
+        field: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.item = item
+        super().__init__(message, reason=reason, status=status, field=field, fix=fix)
+
+    def to_json(self) -> dict[str, Any]:
+        body = super().to_json()
+        body["item"] = self.item
+        return body
