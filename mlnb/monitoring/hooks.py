@@ -78,6 +78,9 @@ def configure(info: ServiceInfo) -> None:
     except Exception:
         logger.exception("mlnb monitoring is off for this worker: it failed to start")
         _monitor = None
+    if not getattr(info, "takes_feedback", True):  # a release's version: the release's book
+        _book = None
+        return
     try:
         _version = info.bento_version
         version = {"tag": info.tag, "metrics": getattr(info, "metrics", None) or {}}

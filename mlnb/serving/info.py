@@ -29,6 +29,8 @@ class ServiceInfo:
     contract: dict[str, Any] | None = None
     # the run's training metrics (mlnb_service.json "metrics"), e.g. {"accuracy": 0.97}
     metrics: dict[str, Any] | None = None
+    # False for a version inside a release: the release's own book takes its labels
+    takes_feedback: bool = True
 
     @property
     def tag(self) -> str:

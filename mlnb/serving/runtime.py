@@ -201,6 +201,7 @@ class ServiceSpec:
             prediction_profile=self.data.get("prediction_profile"),
             contract=self.data.get("contract"),  # None in a spec older than contract checks
             metrics=self.data.get("metrics"),
+            takes_feedback=not role,
         )
 
     def start(self, hooks: Any) -> None:
