@@ -1,5 +1,6 @@
 """``mlnb monitor BENTO_TAG|LOG_DIR``: traffic, rejections, predictions, drift and data
-contract violations of a service.
+contract violations of a service; for a release (a folder with ``release.json``), its two
+versions side by side (:mod:`mlnb.cli.monitor_release`).
 
 ``mlnb monitor export BENTO_TAG|LOG_DIR [--format jsonl] [--log rejections] [-o FILE]``
 writes the log as JSON lines instead.
@@ -39,12 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", help="write a self-contained HTML report (export: the lines) here"
     )
-    parser.add_argument("--templates", help="a folder with your own monitor_report.html.j2")
+    parser.add_argument(
+        "--templates",
+        help="a folder with your own monitor_report.html.j2 (release_report.html.j2 for a release)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from mlnb.monitoring.logs import MonitorLogError, open_monitor_folder
-    from mlnb.monitoring.paths import resolve_monitor_folder
+    from mlnb.monitoring.paths import is_release_folder, resolve_monitor_folder
     from mlnb.monitoring.summary import summarise
 
     if args.target == "export" and args.export_target:
@@ -55,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
             fix="pass one Bento tag or folder, or `mlnb monitor export TARGET`",
         )
     folder = resolve_monitor_folder(args.target, args.store)
+    if is_release_folder(folder):
+        from mlnb.cli.monitor_release import run_release
+
+        return run_release(args, folder)
     logs = open_monitor_folder(folder)
     summary = summarise(logs)
     if args.output:

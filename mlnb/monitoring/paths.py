@@ -9,6 +9,7 @@ from mlnb.monitoring.logs import MonitorLogError
 from mlnb.monitoring.records import REFERENCE_FILE
 
 MONITOR_DIR_ENV = "MLNB_MONITOR_DIR"
+RELEASE_FILE = "release.json"  # a release's folder holds it (and one folder per version)
 
 
 def default_monitor_folder(store: str | Path, bento_name: str, bento_version: str) -> Path:
@@ -16,7 +17,8 @@ def default_monitor_folder(store: str | Path, bento_name: str, bento_version: st
 
 
 def resolve_monitor_folder(target: str, store: str | None = None) -> Path:
-    """A monitoring folder given as a path, or found for a Bento tag in the store."""
+    """A monitoring folder given as a path, or found for a Bento tag in the store: a
+    service's (with ``reference.json``) or a release's (with ``release.json``)."""
     path = Path(target)
     if path.is_dir():
         return path
@@ -29,10 +31,15 @@ def resolve_monitor_folder(target: str, store: str | None = None) -> Path:
     stores = [store or os.environ.get("MLNB_STORE") or ".mlnb"]
     for root in stores:
         candidate = default_monitor_folder(root, name, version)
-        if (candidate / REFERENCE_FILE).is_file():
+        if (candidate / REFERENCE_FILE).is_file() or is_release_folder(candidate):
             return candidate
     raise MonitorLogError(
         f"no monitoring folder for Bento {target} in the store {stores[0]}",
         fix="pass --store (the store the Bento was built from) or the folder itself "
         f"(the service prints it at start-up, and ${MONITOR_DIR_ENV} overrides it)",
     )
+
+
+def is_release_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` is a release's monitoring folder (it holds ``release.json``)."""
+    return (Path(folder) / RELEASE_FILE).is_file()
