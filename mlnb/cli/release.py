@@ -129,9 +129,10 @@ def _store_of(spec: dict[str, Any]) -> Path:
     return Path(os.environ.get("MLNB_STORE") or ".mlnb")
 
 
-def release_folder(target: str) -> Path:
-    """A release's monitoring folder: the folder given, ``$MLNB_MONITOR_DIR``, or the one its
-    Bento's ``mlnb_release.json`` names."""
+def release_folder(target: str, store: str | None = None) -> Path:
+    """A release's monitoring folder: the folder given, ``$MLNB_MONITOR_DIR``, the release's
+    folder in ``store`` (as ``mlnb serve TAG --store`` chooses it), or the one its Bento's
+    ``mlnb_release.json`` names."""
     from mlnb.build import bento
     from mlnb.build.release import ReleaseError
     from mlnb.serving.release_state import RELEASE_FILE, ROUTING_FILE
@@ -155,6 +156,10 @@ def release_folder(target: str) -> Path:
     spec_path = Path(found.path) / "src" / "mlnb_release.json"
     if not spec_path.is_file():
         raise ReleaseError(f"{found.tag} is not a release", fix="pass a tag `mlnb release` printed")
+    if store:
+        from mlnb.monitoring.paths import default_monitor_folder
+
+        return default_monitor_folder(store, found.tag.name, str(found.tag.version))
     return Path(json.loads(spec_path.read_text(encoding="utf-8"))["monitor_dir"])
 
 
@@ -167,7 +172,7 @@ def _act(args: argparse.Namespace) -> int:
             f"mlnb release {args.target} needs the release",
             fix=f"mlnb release {args.target} RELEASE_TAG",
         )
-    folder = release_folder(args.release)
+    folder = release_folder(args.release, args.store)
     if args.target == "status":
         routing = release_state.read_routing(folder)
         switches = release_state.read_switches(folder)

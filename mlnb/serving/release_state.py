@@ -136,8 +136,9 @@ def switch(
         percent = current.percent
         if percent is not None:
             percent = 100.0 if action == "promote" else 0.0
+        when = now_text()
         entry = {
-            "time": now_text(),
+            "time": when,
             "action": action,
             "from": current.answering if current.percent in (None, 0.0, 100.0) else "canary",
             "to": target,
@@ -155,7 +156,7 @@ def switch(
             answering=target,
             percent=percent,
             switch=current.switch + 1,
-            time=entry["time"],
+            time=when,
         )
         write_routing(folder, routing)
         return routing
