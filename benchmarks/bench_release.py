@@ -80,7 +80,7 @@ def shadow_counts(url: str) -> dict[str, float]:
     """The release's /metrics: rows answered by the primary, shadowed, dropped."""
     with urllib.request.urlopen(url.replace("/predict", "/metrics"), timeout=10) as response:
         text = response.read().decode()
-    found: dict[str, float] = {"answered": 0.0, "shadowed": 0.0, "dropped": 0.0}
+    found: dict[str, float] = {"answered": 0.0, "shadowed": 0.0, "dropped": 0.0, "skipped": 0.0}
     for line in text.splitlines():
         value = line.rsplit(" ", 1)[-1]
         if line.startswith("mlnb_release_requests_total{") and 'status="200"' in line:
@@ -89,6 +89,8 @@ def shadow_counts(url: str) -> dict[str, float]:
             found[key] += float(value)
         elif line.startswith("mlnb_release_shadow_dropped_rows_total{"):
             found["dropped"] += float(value)
+        elif line.startswith("mlnb_release_shadow_skipped_rows_total{"):
+            found["skipped"] += float(value)
     return found
 
 
@@ -164,8 +166,9 @@ def report(saved: dict[str, Any]) -> str:
         "",
         f"**Target <= {TARGET}x at {scenario}: {verdict}.** p50 latency {p50:.3f}x, "
         f"throughput cost {rps:.3f}x (primary alone / release). The candidate saw "
-        f"{seen:.1%} of the answered requests in shadow "
-        f"({sum(s['dropped'] for s in shadow):,.0f} rows dropped from the shadow).",
+        f"{seen:.1%} of the answered requests in shadow over the whole run "
+        f"({sum(s['skipped'] for s in shadow):,.0f} rows skipped while the worker was saturated, "
+        f"{sum(s['dropped'] for s in shadow):,.0f} dropped from a full queue).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -87,7 +87,11 @@ def served(versions: dict[str, Any], tmp_path_factory: pytest.TempPathFactory):
     folders = {name: tmp_path_factory.mktemp(name) for name in ("alone", "shadow", "canary")}
     servers = {
         "alone": start_server(versions["primary"], {"MLNB_MONITOR_DIR": str(folders["alone"])}),
-        "shadow": start_server(shadow["release"], {"MLNB_MONITOR_DIR": str(folders["shadow"])}),
+        "shadow": start_server(
+            shadow["release"],
+            # every request shadowed, however busy this machine is
+            {"MLNB_MONITOR_DIR": str(folders["shadow"]), "MLNB_SHADOW_SATURATION": "off"},
+        ),
         "canary": start_server(canary["release"], {"MLNB_MONITOR_DIR": str(folders["canary"])}),
     }
     try:

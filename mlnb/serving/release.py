@@ -64,9 +64,16 @@ RELEASE_SPEC_FILE = "mlnb_release.json"
 VERSION_HEADER = b"x-mlnb-version"
 TIMED_EVERY_ENV = "MLNB_SHADOW_TIMED_EVERY"
 TOLERANCE_ENV = "MLNB_AGREEMENT_TOLERANCE"
-SHADOW_BATCH_ROWS = 1024  # rows per shadow call at most
-SHADOW_WAIT_S = 0.05  # how long the first queued row waits for more
+SHADOW_BATCH_ROWS = 2048  # rows per shadow call at most
+SHADOW_WAIT_S = 0.25  # how long the first queued row waits for more (fewer, larger calls)
+SHADOW_WAIT_ENV = "MLNB_SHADOW_WAIT"  # ... in seconds, instead
 MAX_SHADOW_QUEUE_ROWS = 20_000  # beyond: rows are dropped from the shadow, counted
+# A worker that used more of its core than this over the last half second is saturated: the
+# shadow then takes a sample of the requests (halved every half second, down to
+# MIN_SHADOW_SHARE), and all of them again once the worker has room (doubled back).
+SATURATION_ENV = "MLNB_SHADOW_SATURATION"  # a share of one core; "off": always shadow all
+DEFAULT_SATURATION = 0.85
+MIN_SHADOW_SHARE = 0.05
 LATENCIES_KEPT = 10_000  # the newest handler times per version, for p50/p99
 FLUSH_SECONDS = 0.5
 RULES_EVERY_S = 1.0
@@ -217,10 +224,15 @@ class Release:
         self.tolerance = float(os.environ.get(TOLERANCE_ENV) or 0.0)
         self.timed_every = max(1, int(os.environ.get(TIMED_EVERY_ENV) or 8))
         self.batch_rows = max(1, min(SHADOW_BATCH_ROWS, primary.schema.max_rows))
+        self.shadow_wait = float(os.environ.get(SHADOW_WAIT_ENV) or SHADOW_WAIT_S)
         self._count = 0
         self._queue: collections.deque[Pending] = collections.deque()
         self._queued_rows = 0
         self.dropped_rows = 0
+        self.skipped_rows = 0  # not shadowed while the worker was saturated
+        self.share = 1.0  # of requests shadowed now
+        self.saturation = _saturation(os.environ.get(SATURATION_ENV))
+        self._cpu = (time.monotonic(), time.process_time())
         self._wake: asyncio.Event | None = None
         self._sender: asyncio.Task[None] | None = None
         self._handled: collections.deque[Handled] = collections.deque()
@@ -335,6 +347,9 @@ class Release:
         rows = decoded.get("rows") if isinstance(decoded, dict) else None
         if not isinstance(rows, list) or not rows:
             return
+        if self.share < 1.0 and random.random() >= self.share:
+            self.skipped_rows += len(rows)
+            return
         if self._queued_rows + len(rows) > MAX_SHADOW_QUEUE_ROWS:
             self.dropped_rows += len(rows)
             return
@@ -353,7 +368,7 @@ class Release:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-            await asyncio.sleep(SHADOW_WAIT_S)
+            await asyncio.sleep(self.shadow_wait)
             batch = self._take_batch()
             try:
                 await self._shadow_batch(batch)
@@ -447,6 +462,7 @@ class Release:
                 handled = []
                 while self._handled:
                     handled.append(self._handled.popleft())
+                self._adapt_share()
                 self.log.write(handled, self)
                 if time.monotonic() >= next_rules:
                     next_rules = time.monotonic() + RULES_EVERY_S
@@ -454,6 +470,19 @@ class Release:
             except Exception:
                 log.exception("mlnb release: the traffic log or the rules failed once")
         self.log.close()
+
+    def _adapt_share(self) -> None:
+        """Sample the shadow while the worker is saturated: its work must not slow the
+        answers down (the callers wait for those), and a saturated core has no room for it."""
+        wall, cpu = time.monotonic(), time.process_time()
+        busy = (cpu - self._cpu[1]) / max(wall - self._cpu[0], 1e-6)
+        self._cpu = (wall, cpu)
+        if self.saturation is None:
+            return
+        if busy >= self.saturation:
+            self.share = max(MIN_SHADOW_SHARE, self.share / 2)
+        elif busy < self.saturation * 0.8:
+            self.share = min(1.0, self.share * 2)
 
     def figures(self) -> dict[str, dict[str, float | None]]:
         """Each version's figures, for the rules and the switch record."""
@@ -563,7 +592,20 @@ class TrafficLog:
             documentation="Rows not shadowed because the candidate could not keep up",
             labelnames=["role", "version"],
         )
+        self.skipped = _metric(
+            "Counter",
+            "mlnb_release_shadow_skipped_rows",
+            documentation="Rows not shadowed because the worker was saturated (a sample was)",
+            labelnames=["role", "version"],
+        )
+        self.shadow_share = _metric(
+            "Gauge",
+            "mlnb_release_shadow_share",
+            documentation="Share of requests the shadow takes now (1 unless saturated)",
+            **gauge,
+        )
         self._dropped = 0
+        self._skipped = 0
 
     def write(self, handled: list[Handled], release: Release) -> None:
         import numpy as np
@@ -615,12 +657,35 @@ class TrafficLog:
                 release.dropped_rows - self._dropped
             )
             self._dropped = release.dropped_rows
+        candidate = {"role": "candidate", "version": self.versions["candidate"]}
+        if release.skipped_rows > self._skipped:
+            self.skipped.labels(**candidate).inc(release.skipped_rows - self._skipped)
+            self._skipped = release.skipped_rows
+        self.shadow_share.labels(**candidate).set(release.share)
 
     def close(self) -> None:
         try:
             self.writer.close()
         except Exception:
             log.exception("mlnb release: the traffic log segment could not be completed")
+
+
+def _saturation(text: str | None) -> float | None:
+    """``$MLNB_SHADOW_SATURATION``: a share of one core, or None ("off": never sample)."""
+    if text is None or not text.strip():
+        return DEFAULT_SATURATION
+    if text.strip().lower() in ("off", "none", "no"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        log.warning(
+            "mlnb release: %s=%r is not a number; using %s",
+            SATURATION_ENV,
+            text,
+            DEFAULT_SATURATION,
+        )
+        return DEFAULT_SATURATION
 
 
 def _candidate_share(routing: release_state.Routing) -> float:
