@@ -590,7 +590,7 @@ def test_live_metrics_of_a_release_folder(tmp_path: Path) -> None:
 def test_live_metrics_of_a_folder_that_is_not_one_names_the_fix(tmp_path: Path) -> None:
     from mlnb.monitoring.logs import MonitorLogError
 
-    with pytest.raises(MonitorLogError, match="reference.json"):
+    with pytest.raises(MonitorLogError, match=r"reference\.json"):
         live_metrics(tmp_path)
     (tmp_path / "release.json").write_text("[" * 100 + "]" * 100)
     with pytest.raises(MonitorLogError) as caught:
