@@ -97,3 +97,20 @@ def test_grid_table_and_bad_grid(store: Path, tmp_path: Path) -> None:
     bad = mlnb("run", str(TINY), "--store", str(store), "--grid", str(grid))
     assert bad.returncode == 2
     assert "scael is not a parameter of the notebook" in bad.stderr
+
+
+def test_check_passes_parameters_to_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mlnb check NB -p NAME VALUE` judges the run with that parameter (as retraining does)."""
+    from mlnb.cli import check as check_cli
+    from mlnb.cli import main
+
+    seen: list[list[str]] = []
+
+    def fake_run(notebook: str, options: list[str], store: object, no_cache: bool) -> tuple:
+        seen.append(options)
+        return {"run_id": "r", "status": "succeeded", "metrics": {"accuracy": 0.95}}, None
+
+    monkeypatch.setattr(check_cli, "run_in_child", fake_run)
+    code = main(["check", "a.ipynb", "b.ipynb", "-p", "data_path", "new.csv", "-p", "C", "0.5"])
+    assert seen == [["-p", "data_path", "new.csv", "-p", "C", "0.5"]] * 2
+    assert code == 0

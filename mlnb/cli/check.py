@@ -33,6 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     parser.add_argument("--no-cache", action="store_true", help="run every stage")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="run with this parameter, as `mlnb run -p` (repeatable; every notebook)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     for number, notebook in enumerate(args.notebooks, 1):
         print(f"[{number}/{len(args.notebooks)}] {notebook} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        record, error = run_in_child(notebook, [], args.store, args.no_cache)
+        options = [part for name, value in args.parameter for part in ("-p", name, value)]
+        record, error = run_in_child(notebook, options, args.store, args.no_cache)
         verdict = judge(notebook, record, floors, error)
         verdicts.append(verdict)
         print(_verdict_line(verdict, time.perf_counter() - started), flush=True)

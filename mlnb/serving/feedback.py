@@ -34,15 +34,15 @@ from pydantic_core import from_json
 
 from mlnb.errors import FeedbackRejected
 from mlnb.serving.http import (
-    BODY_TIMEOUT_ENV,
-    DEFAULT_BODY_TIMEOUT_S,
     MAX_BODY_DEPTH,
     MONITORING_ENV,
     BodyDeadlines,
     Receive,
     Scope,
     Send,
-    encode,
+    content_length,
+    default_body_timeout,
+    send_json,
 )
 
 log = logging.getLogger("mlnb.serving")
@@ -344,7 +344,9 @@ class FeedbackMiddleware:
         self.slot = book_slot if isinstance(book_slot, BookSlot) else None
         self.book = None if isinstance(book_slot, BookSlot) else book_slot
         self.max_body_bytes = max_body_bytes
-        self.deadlines = BodyDeadlines(_body_timeout() if body_timeout is None else body_timeout)
+        self.deadlines = BodyDeadlines(
+            default_body_timeout() if body_timeout is None else body_timeout
+        )
         setting = os.environ.get(MONITORING_ENV, "on").lower()
         self.monitoring = setting not in ("off", "0", "false")
 
@@ -355,7 +357,7 @@ class FeedbackMiddleware:
             await self._feedback(scope, receive, send)
         elif scope["path"].startswith(self.under):
             shown = scope["path"][:80]
-            await _send(
+            await send_json(
                 send,
                 404,
                 _error(
@@ -370,7 +372,7 @@ class FeedbackMiddleware:
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             message = f"{self.path} takes POST, not {scope['method'][:16]}"
-            await _send(
+            await send_json(
                 send,
                 405,
                 _error("method-not-allowed", message, f"POST {_FORMS}"),
@@ -379,7 +381,7 @@ class FeedbackMiddleware:
             return
         book = self._book()
         if book is None:
-            await _send(send, 503, self._unavailable())
+            await send_json(send, 503, self._unavailable())
             return
         body = await self._body(scope, receive, send)
         if body is None:
@@ -390,11 +392,11 @@ class FeedbackMiddleware:
             else:
                 answer = _take(book, body)
         except FeedbackRejected as rejection:
-            await _send(send, rejection.status, rejection.to_json())
+            await send_json(send, rejection.status, rejection.to_json())
             return
         except Exception as exc:
             log.exception("mlnb: recording labels failed")
-            await _send(
+            await send_json(
                 send,
                 500,
                 _error(
@@ -404,7 +406,7 @@ class FeedbackMiddleware:
                 ),
             )
             return
-        await _send(send, 200, answer)
+        await send_json(send, 200, answer)
 
     def _book(self) -> Book | None:
         if not self.monitoring:
@@ -431,9 +433,9 @@ class FeedbackMiddleware:
     async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         """The whole body, or None when an error was answered instead."""
         limit = self.max_body_bytes
-        declared = _content_length(scope)
+        declared = content_length(scope)
         if declared is not None and declared > limit:
-            await _send(send, 413, too_large(declared, limit).to_json())
+            await send_json(send, 413, too_large(declared, limit).to_json())
             return None
         chunks: list[bytes] = []
         size = 0
@@ -456,12 +458,14 @@ class FeedbackMiddleware:
                 status=408,
                 fix="send the whole body at once, as long as its Content-Length says",
             )
-            await _send(send, 408, rejection.to_json(), ((b"connection", b"close"),))
+            await send_json(send, 408, rejection.to_json(), ((b"connection", b"close"),))
             return None
         finally:
             self.deadlines.done(task)
         if size > limit:
-            await _send(send, 413, too_large(size, limit).to_json(), ((b"connection", b"close"),))
+            await send_json(
+                send, 413, too_large(size, limit).to_json(), ((b"connection", b"close"),)
+            )
             return None
         if message["type"] != "http.request":  # the client went away
             return None
@@ -481,33 +485,3 @@ def _error(reason: str, message: str, fix: str) -> dict[str, Any]:
         "fix": fix,
         "item": None,
     }
-
-
-def _body_timeout() -> float:
-    text = os.environ.get(BODY_TIMEOUT_ENV, "").strip()
-    try:
-        return float(text) if text else DEFAULT_BODY_TIMEOUT_S
-    except ValueError:
-        return DEFAULT_BODY_TIMEOUT_S
-
-
-_JSON_TYPE = (b"content-type", b"application/json")
-
-
-async def _send(
-    send: Send, status: int, answer: dict[str, Any], extra: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    body = encode(answer)
-    headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode()), *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None

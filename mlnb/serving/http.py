@@ -172,18 +172,22 @@ class PredictApp:
 
     def __init__(self, handler: PredictHandler, body_timeout: float | None = None) -> None:
         self.handler = handler
-        self.deadlines = BodyDeadlines(_body_timeout() if body_timeout is None else body_timeout)
+        self.deadlines = BodyDeadlines(
+            default_body_timeout() if body_timeout is None else body_timeout
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         if scope["method"] != "POST":
-            await _send(send, 405, _method_not_allowed(scope["method"], scope["path"]), _ALLOW_POST)
+            await send_json(
+                send, 405, _method_not_allowed(scope["method"], scope["path"]), _ALLOW_POST
+            )
             return
         limit = self.handler.max_body_bytes
-        declared = _content_length(scope)
+        declared = content_length(scope)
         if declared is not None and declared > limit:
-            await _send(send, 413, self.handler.too_large(declared).to_json())
+            await send_json(send, 413, self.handler.too_large(declared).to_json())
             return
         chunks = []
         size = 0
@@ -200,15 +204,15 @@ class PredictApp:
             if not self.deadlines.expired(task):
                 raise
             rejection = self.handler.too_slow(self.deadlines.seconds, size, declared)
-            await _send(send, 408, rejection.to_json(), _CLOSE)
+            await send_json(send, 408, rejection.to_json(), _CLOSE)
             return
         finally:
             self.deadlines.done(task)
         if size > limit:
-            await _send(send, 413, self.handler.too_large(size).to_json(), _CLOSE)
+            await send_json(send, 413, self.handler.too_large(size).to_json(), _CLOSE)
         elif message["type"] == "http.request":  # not http.disconnect: someone to answer
             status, body, headers = await self.respond(scope, b"".join(chunks))
-            await _send_bytes(send, status, body, headers)
+            await send_bytes(send, status, body, headers)
 
     async def respond(self, scope: Scope, body: bytes) -> tuple[int, bytes, list[Header]]:
         """The status, JSON body and headers answering one whole request body: the
@@ -382,15 +386,17 @@ class PredictMiddleware:
             await self.app(scope, receive, send)
         elif scope["path"] == self.path:
             if scope["method"] != "POST":
-                await _send(send, 405, _method_not_allowed(scope["method"], self.path), _ALLOW_POST)
+                await send_json(
+                    send, 405, _method_not_allowed(scope["method"], self.path), _ALLOW_POST
+                )
                 return
             predict = self.predict or self._from_slot()
             if predict is None:
-                await _send(send, 503, _NOT_READY)
+                await send_json(send, 503, _NOT_READY)
                 return
             await predict(scope, receive, send)
         elif scope["path"].startswith(self.under):
-            await _send(send, 404, _not_found(scope["path"], self.path))
+            await send_json(send, 404, _not_found(scope["path"], self.path))
         else:
             await self.app(scope, receive, send)
 
@@ -447,7 +453,7 @@ def _bad_json(exc: ValueError) -> RequestRejected:
     )
 
 
-def _body_timeout() -> float:
+def default_body_timeout() -> float:
     text = os.environ.get(BODY_TIMEOUT_ENV, "").strip()
     try:
         return float(text) if text else DEFAULT_BODY_TIMEOUT_S
@@ -461,13 +467,13 @@ _ALLOW_POST = ((b"allow", b"POST"),)
 _CLOSE = ((b"connection", b"close"),)
 
 
-async def _send(
+async def send_json(
     send: Send, status: int, answer: dict[str, Any], extra: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    await _send_bytes(send, status, encode(answer), extra)
+    await send_bytes(send, status, encode(answer), extra)
 
 
-async def _send_bytes(
+async def send_bytes(
     send: Send, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode()), *extra]
@@ -475,7 +481,7 @@ async def _send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
-def _content_length(scope: Scope) -> int | None:
+def content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             try:

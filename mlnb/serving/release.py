@@ -52,10 +52,10 @@ from mlnb.serving.http import (
     Scope,
     Send,
     _method_not_allowed,
-    _send,
     answer_headers,
     encode,
     request_id_of,
+    send_json,
 )
 
 log = logging.getLogger("mlnb.serving")
@@ -731,12 +731,12 @@ class ReleaseMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
-            await _send(send, 405, _method_not_allowed(scope["method"], self.path))
+            await send_json(send, 405, _method_not_allowed(scope["method"], self.path))
             return
         if self._app is None and self.slot.release is not None:
             self._app = ReleaseApp(self.slot.release)
         if self._app is None:
-            await _send(
+            await send_json(
                 send,
                 503,
                 {
