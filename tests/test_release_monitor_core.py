@@ -40,22 +40,12 @@ from mlnb.monitoring.release_summary import ReleaseSummary, summarise_release
 from mlnb.monitoring.segments import SegmentWriter
 from mlnb.run.profile import column_profile
 from mlnb.serving.info import ServiceInfo
+from mlnb.serving.release import traffic_schema
 
 LONG = "petal width (cm) measured at the stem, after the first frost"
 HOSTILE = '<img src=x onerror="alert(1)">&amp;'
 START = 1_790_000_000.0  # seconds since the epoch: late 2026
-TRAFFIC_SCHEMA = pa.schema(
-    [
-        ("time", pa.timestamp("us", tz="UTC")),
-        ("request_id", pa.string()),
-        ("version", pa.string()),
-        ("role", pa.string()),
-        ("status", pa.int16()),
-        ("latency_ms", pa.float64()),
-        ("rows", pa.int32()),
-        ("error", pa.string()),
-    ]
-)
+TRAFFIC_SCHEMA = traffic_schema()  # what the release's worker writes
 
 
 @pytest.fixture(autouse=True)

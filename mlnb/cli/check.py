@@ -17,6 +17,7 @@ from mlnb.check import (
     unused_floors,
 )
 from mlnb.cli.child import run_in_child
+from mlnb.cli.run import add_parameter_option
 
 HELP = "run notebooks and fail when a run fails or a metric is below its floor (for CI)"
 
@@ -33,15 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     parser.add_argument("--no-cache", action="store_true", help="run every stage")
-    parser.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="run with this parameter, as `mlnb run -p` (repeatable; every notebook)",
-    )
+    add_parameter_option(parser, "run with this parameter, as `mlnb run -p` (every notebook)")
 
 
 def run(args: argparse.Namespace) -> int:

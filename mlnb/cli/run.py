@@ -12,8 +12,8 @@ from mlnb.inspection import UNTAGGED
 HELP = "run a notebook's pipeline in a fresh kernel, reusing unchanged stages"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("notebook", help="path to the .ipynb file")
+def add_parameter_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``-p NAME VALUE`` (repeatable), as papermill takes it: ``mlnb run`` and ``mlnb check``."""
     parser.add_argument(
         "-p",
         "--parameter",
@@ -21,7 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar=("NAME", "VALUE"),
-        help="set a parameter, typed as papermill types it (True, None, 3, 0.5, text)",
+        help=help,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notebook", help="path to the .ipynb file")
+    add_parameter_option(
+        parser, "set a parameter, typed as papermill types it (True, None, 3, 0.5, text)"
     )
     parser.add_argument(
         "-r",

@@ -42,6 +42,7 @@ from mlnb.serving.http import (
     Send,
     content_length,
     default_body_timeout,
+    read_body,
     send_json,
 )
 
@@ -437,21 +438,8 @@ class FeedbackMiddleware:
         if declared is not None and declared > limit:
             await send_json(send, 413, too_large(declared, limit).to_json())
             return None
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        message: dict[str, Any] = {"type": "http.request"}
-        task = self.deadlines.start()
-        try:
-            while more and size <= limit:
-                message = dict(await receive())
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                chunks.append(chunk)
-                more = message.get("more_body", False)
-        except asyncio.CancelledError:
-            if not self.deadlines.expired(task):
-                raise
+        outcome, body, size = await read_body(receive, self.deadlines, limit)
+        if outcome == "timeout":
             rejection = FeedbackRejected(
                 f"the body did not arrive within {self.deadlines.seconds:g} s ({size} bytes)",
                 reason="body-timeout",
@@ -460,16 +448,14 @@ class FeedbackMiddleware:
             )
             await send_json(send, 408, rejection.to_json(), ((b"connection", b"close"),))
             return None
-        finally:
-            self.deadlines.done(task)
-        if size > limit:
+        if outcome == "too-large":
             await send_json(
                 send, 413, too_large(size, limit).to_json(), ((b"connection", b"close"),)
             )
             return None
-        if message["type"] != "http.request":  # the client went away
+        if outcome == "gone":  # the client went away
             return None
-        return b"".join(chunks)
+        return body
 
 
 def _take(book: Book, body: bytes) -> dict[str, Any]:

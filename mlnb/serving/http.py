@@ -189,30 +189,15 @@ class PredictApp:
         if declared is not None and declared > limit:
             await send_json(send, 413, self.handler.too_large(declared).to_json())
             return
-        chunks = []
-        size = 0
-        more = True
-        task = self.deadlines.start()
-        try:
-            while more and size <= limit:
-                message = await receive()
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                chunks.append(chunk)
-                more = message.get("more_body", False)
-        except asyncio.CancelledError:
-            if not self.deadlines.expired(task):
-                raise
+        outcome, body, size = await read_body(receive, self.deadlines, limit)
+        if outcome == "timeout":
             rejection = self.handler.too_slow(self.deadlines.seconds, size, declared)
             await send_json(send, 408, rejection.to_json(), _CLOSE)
-            return
-        finally:
-            self.deadlines.done(task)
-        if size > limit:
+        elif outcome == "too-large":
             await send_json(send, 413, self.handler.too_large(size).to_json(), _CLOSE)
-        elif message["type"] == "http.request":  # not http.disconnect: someone to answer
-            status, body, headers = await self.respond(scope, b"".join(chunks))
-            await send_bytes(send, status, body, headers)
+        elif outcome == "read":  # not http.disconnect: someone to answer
+            status, answer, headers = await self.respond(scope, body)
+            await send_bytes(send, status, answer, headers)
 
     async def respond(self, scope: Scope, body: bytes) -> tuple[int, bytes, list[Header]]:
         """The status, JSON body and headers answering one whole request body: the
@@ -234,6 +219,37 @@ def answer_headers(request_id: str, seconds: float) -> list[Header]:
         (REQUEST_ID_HEADER, request_id.encode()),
         (b"server-timing", b"mlnb;dur=%.3f" % (seconds * 1000)),
     ]
+
+
+async def read_body(
+    receive: Receive, deadlines: BodyDeadlines, limit: int
+) -> tuple[str, bytes, int]:
+    """Read a request body within its deadline and at most ``limit`` bytes (one read past
+    it). The outcome (``"read"``; ``"too-large"``; ``"timeout"``, the deadline passed;
+    ``"gone"``, the client disconnected), the body when read, and the bytes received."""
+    chunks = []
+    size = 0
+    more = True
+    message: Message = {"type": "http.request"}
+    task = deadlines.start()
+    try:
+        while more and size <= limit:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+    except asyncio.CancelledError:
+        if not deadlines.expired(task):
+            raise
+        return "timeout", b"", size
+    finally:
+        deadlines.done(task)
+    if size > limit:
+        return "too-large", b"", size
+    if message["type"] != "http.request":
+        return "gone", b"", size
+    return "read", b"".join(chunks), size
 
 
 class RequestIds:

@@ -535,6 +535,24 @@ class Release:
         self._thread.join(30)
 
 
+def traffic_schema() -> Any:
+    """The columns of ``R/traffic``: one row per version that handled a request."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("time", pa.timestamp("us", tz="UTC")),
+            ("request_id", pa.string()),
+            ("version", pa.string()),
+            ("role", pa.string()),
+            ("status", pa.int16()),
+            ("latency_ms", pa.float64()),
+            ("rows", pa.int32()),
+            ("error", pa.string()),
+        ]
+    )
+
+
 class TrafficLog:
     """``R/traffic`` segments and the ``mlnb_release_*`` series, a batch at a time."""
 
@@ -546,18 +564,7 @@ class TrafficLog:
 
         self.pa = pa
         self.versions = versions
-        self.schema = pa.schema(
-            [
-                ("time", pa.timestamp("us", tz="UTC")),
-                ("request_id", pa.string()),
-                ("version", pa.string()),
-                ("role", pa.string()),
-                ("status", pa.int16()),
-                ("latency_ms", pa.float64()),
-                ("rows", pa.int32()),
-                ("error", pa.string()),
-            ]
-        )
+        self.schema = traffic_schema()
         rotate = float(os.environ.get("MLNB_LOG_ROTATE_SECONDS") or 60)
         self.writer = SegmentWriter(folder / "traffic", self.schema, rotate_seconds=rotate)
         self.requests = _metric(
