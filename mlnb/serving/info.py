@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+BUILD_KEYS = (
+    "run",
+    "notebook",
+    "notebook_sha256",
+    "git_commit",
+    "git_dirty",
+    "mlnb_version",
+    "model_format",
+)
 
 
 @dataclass(frozen=True)
 class ServiceInfo:
     """One Bento's identity, its request schema and the training data it was built from.
 
-    ``monitor_dir`` is absolute: the build's default (``<store>/monitoring/<name>/<version>``)
-    unless ``$MLNB_MONITOR_DIR`` overrides it when the service starts.
+    ``monitor_dir`` is absolute: ``$MLNB_MONITOR_DIR`` when the service starts with it set,
+    else ``./mlnb-monitoring/<name>/<version>`` under the serving process's working folder.
+    ``build`` is the Bento's lineage, the same strings its labels carry (:data:`BUILD_KEYS`;
+    ``"unknown"`` where the build could not tell, e.g. ``git_commit`` outside a repository).
     """
 
     bento_name: str
@@ -31,6 +43,8 @@ class ServiceInfo:
     metrics: dict[str, Any] | None = None
     # False for a version inside a release: the release's own book takes its labels
     takes_feedback: bool = True
+    # run, notebook, notebook_sha256, git_commit, git_dirty, mlnb_version, model_format
+    build: dict[str, str] = field(default_factory=dict)
 
     @property
     def tag(self) -> str:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlnb.errors import RequestRejected
 from mlnb.serving.http import DEFAULT_MAX_BODY_BYTES, PredictHandler
-from mlnb.serving.info import ServiceInfo
+from mlnb.serving.info import BUILD_KEYS, ServiceInfo
 from mlnb.serving.schema import RequestSchema
 
 if TYPE_CHECKING:
@@ -202,7 +202,20 @@ class ServiceSpec:
             contract=self.data.get("contract"),  # None in a spec older than contract checks
             metrics=self.data.get("metrics"),
             takes_feedback=not role,
+            build=self.build,
         )
+
+    @property
+    def build(self) -> dict[str, str]:
+        """The Bento's lineage (:data:`~mlnb.serving.info.BUILD_KEYS`), from the spec's
+        ``build`` object; a spec older than it gives the run and the model format it knows,
+        and ``"unknown"`` for the rest."""
+        known = self.data.get("build") or {}
+        fallback = {
+            "run": str(self.data.get("run_id", "unknown")),
+            "model_format": str(self.data.get("format", "unknown")),
+        }
+        return {key: str(known.get(key) or fallback.get(key) or "unknown") for key in BUILD_KEYS}
 
     def start(self, hooks: Any) -> None:
         """Once per worker: configure the monitoring hooks, then tune the garbage collector."""
