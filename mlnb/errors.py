@@ -9,10 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mlnb.cell_numbers import cell_label
+
 
 @dataclass(frozen=True)
 class CellRef:
-    """Where in a notebook something went wrong: the cell index and its first line."""
+    """Where in a notebook something went wrong: the cell's 0-based index and its first line.
+
+    People read the 1-based number (``str(ref)`` says "cell 6" for ``cells[5]``).
+    """
 
     index: int
     first_line: str
@@ -23,7 +28,7 @@ class CellRef:
         return cls(index, first if len(first) <= 60 else first[:57] + "...")
 
     def __str__(self) -> str:
-        return f"cell {self.index} ({self.first_line!r})"
+        return f"{cell_label(self.index)} ({self.first_line!r})"
 
 
 class MlnbError(Exception):
@@ -62,6 +67,7 @@ class MlnbError(Exception):
             "fix": self.fix,
             "notebook": self.notebook,
             "cell": None if self.cell is None else self.cell.index,
+            "cell_index": None if self.cell is None else self.cell.index,
             "cell_first_line": None if self.cell is None else self.cell.first_line,
             "stage": self.stage,
         }

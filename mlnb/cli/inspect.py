@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from mlnb.cell_numbers import cell_ranges
 from mlnb.inspection import declared_dependencies, inferred_dependencies, notes_for, pipeline_json
 from mlnb.pipeline import Pipeline, load_pipeline
+
+__all__ = ["add_arguments", "cell_ranges", "render_table", "run"]
 
 HELP = "show the stages, dependencies and parameters mlnb reads from a notebook"
 
@@ -64,20 +67,6 @@ def render_table(pipeline: Pipeline) -> str:
     if pipeline.setup_cells:
         lines.append(f"setup cells (run before every stage): {cell_ranges(pipeline.setup_cells)}")
     return "\n".join(lines)
-
-
-def cell_ranges(cells: tuple[int, ...]) -> str:
-    """``(1, 2, 3, 5)`` -> ``"1-3, 5"``."""
-    parts: list[str] = []
-    start = prev = None
-    for index in [*cells, None]:
-        if index is not None and prev is not None and index == prev + 1:
-            prev = index
-            continue
-        if start is not None:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = index
-    return ", ".join(parts)
 
 
 def _shorten(text: str, width: int) -> str:
