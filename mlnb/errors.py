@@ -426,3 +426,13 @@ class FeedbackRejected(RequestRejected):
         body = super().to_json()
         body["item"] = self.item
         return body
+
+
+# --- finding the store from where the user stands (issue 20) ---
+
+
+class AmbiguousStoreError(StoreError):
+    """Several stores below the current folder, for a command that must not guess."""
+
+    code = "ambiguous-store"
+    http_status = 409
