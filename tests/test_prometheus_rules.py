@@ -198,8 +198,8 @@ def test_the_unit_tests_fail_when_a_threshold_moves(tmp_path: Path) -> None:
 
 
 @needs_promtool
-def test_promtool_lints_the_exposition_clean(exposition: str) -> None:
+def test_promtool_lints_the_workers_series_clean(worker_exposition: str) -> None:
     linted = subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, text=True
+        [PROMTOOL, "check", "metrics"], input=worker_exposition, capture_output=True, text=True
     )
     assert linted.returncode == 0, linted.stdout + linted.stderr
