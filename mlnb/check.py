@@ -148,8 +148,9 @@ def describe_failure(record: Mapping[str, Any]) -> str:
     error = record.get("error") or {}
     if not error:
         return f"run {record.get('run_id', '?')} ended {record.get('status', '?')}"
-    where = f"stage {error.get('stage')!r}, cell {error.get('cell')}"
-    return f"{where}: {error.get('ename', 'Error')}: {error.get('evalue', '')}".strip()
+    from mlnb.run.record import error_place
+
+    return f"{error_place(error)}: {error.get('ename', 'Error')}: {error.get('evalue', '')}".strip()
 
 
 def junit_xml(verdicts: Sequence[NotebookVerdict], suite: str = "mlnb check") -> str:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mlnb.cell_numbers import cell_ranges
 from mlnb.errors import MlnbError
 from mlnb.notebook import NotebookFile, read_notebook
 from mlnb.pipeline import Pipeline, Stage
@@ -39,7 +40,7 @@ def load_ext_notice(notebook: str | Path | NotebookFile) -> str | None:
     loads = [c.index for c in cells if LOAD_EXT.search(c.source)]
     if loads and min(loads) < magic[0]:
         return None
-    listed = ", ".join(str(i) for i in magic[:5]) + (", ..." if len(magic) > 5 else "")
+    listed = cell_ranges(magic[:5]) + (", ..." if len(magic) > 5 else "")
     return (
         f"note: cell(s) {listed} start with %%mlnb, and no cell before them runs "
         "%load_ext mlnb: mlnb run loads it by itself, but under Jupyter or papermill the cell "

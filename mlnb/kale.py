@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 
+from mlnb.cell_numbers import cell_label
 from mlnb.errors import CellRef, MixedTagsError, StageOptionsError, TwoStageTagsError
 from mlnb.layout import Layout, StageDraft
 from mlnb.notebook import NotebookFile, RawCell
@@ -65,7 +66,7 @@ def _mixed(notebook: NotebookFile, step_cell: RawCell, mlnb_cell: RawCell) -> Ex
     return MixedTagsError(
         f"the notebook has Kale step tags ({step_ref}: {step_tag}) and mlnb stage marks "
         f"({mlnb_ref}: {mark}); mlnb reads one kind per notebook and would ignore the other",
-        fix=f"to keep the Kale steps, remove {what} from cell {mlnb_cell.index} (to name a "
+        fix=f"to keep the Kale steps, remove {what} from {cell_label(mlnb_cell.index)} (to name a "
         f'step\'s model, give one of its cells the metadata "{METADATA_KEY}": {options}); '
         "or, to use mlnb's stages, replace the step:/block:/prev: tags with "
         "mlnb:data, mlnb:train and mlnb:serve tags (and skip with mlnb:skip)",

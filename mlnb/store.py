@@ -512,7 +512,8 @@ class Store:
             if row is None:
                 raise RunNotFoundError(
                     f"no run {run_id!r} in the store {self.root}",
-                    fix="list the runs with `mlnb runs` (pass --store DIR for another store)",
+                    fix="list this store's runs with `mlnb runs --store DIR`; a run of another "
+                    "notebook is in its store: pass --notebook NB.ipynb (or --store DIR)",
                 )
             record = json.loads(row[0])
         return self._reap_if_stale(record)
@@ -625,6 +626,7 @@ class Store:
         record["error"] = record.get("error") or {
             "stage": running[0]["name"] if running else None,
             "cell": None,
+            "cell_index": None,
             "ename": "RunAborted",
             "evalue": f"the mlnb run process (pid {pid}) ended without recording a result",
         }

@@ -187,6 +187,6 @@ def test_hostile_cells_get_a_syntax_error_naming_the_cell_not_a_traceback(source
 
     with pytest.raises(CellSyntaxError) as caught:
         _pipeline([code_cell(source, ("mlnb:data",))])
-    assert str(caught.value).startswith("nb.ipynb: cell 0 (")
+    assert str(caught.value).startswith("nb.ipynb: cell 1 (")  # cells[0], as people count
     assert "is not valid Python" in caught.value.message
     assert "None" not in caught.value.message

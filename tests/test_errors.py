@@ -39,9 +39,12 @@ def test_broken_notebook_gives_its_error(path: Path) -> None:
     expected_cell = _expected_cell(path)
     if expected_cell is not None:
         assert error.cell is not None and error.cell.index == expected_cell
-        assert f"cell {expected_cell} (" in str(error)
+        # People read 1-based numbers, as JupyterLab's status bar counts (markdown included)
+        assert f"cell {expected_cell + 1} (" in str(error)
     payload = error.to_json()
     assert payload["error"] == path.stem and payload["message"] == error.message
+    if expected_cell is not None:  # JSON keeps the 0-based index, under both names for now
+        assert payload["cell_index"] == payload["cell"] == expected_cell
 
 
 def test_every_notebook_error_has_a_broken_notebook() -> None:

@@ -69,8 +69,8 @@ def test_mlnb_marks_in_a_kale_notebook_are_refused(write_notebook, mlnb_cell, sh
     error = caught.value
     assert error.cell is not None and error.cell.index == 3  # the cell to change
     text = str(error)
-    assert "cell 1 ('X = [1, 2]'): step:load" in text
-    assert f"cell 3 ({shown.splitlines()[0]!r}" in text or f": {shown}" in text
+    assert "cell 2 ('X = [1, 2]'): step:load" in text  # cells[1]: people count from 1
+    assert f"cell 4 ({shown.splitlines()[0]!r}" in text or f": {shown}" in text
     assert '"mlnb": {"version": 1, "model": "clf"' in text  # how to name the model the Kale way
     assert "mlnb:data, mlnb:train and mlnb:serve" in text  # or switch to mlnb's tags
 
@@ -94,7 +94,7 @@ def test_the_cli_refuses_a_mixed_notebook_without_a_traceback(write_notebook) ->
     result = mlnb("inspect", str(path), "--json")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert json.loads(result.stdout)["error"] == "mixed-tags"
-    assert "Fix: to keep the Kale steps, remove the tag mlnb:train from cell 1" in result.stderr
+    assert "Fix: to keep the Kale steps, remove the tag mlnb:train from cell 2" in result.stderr
 
 
 # --- a Kale step names its model with cell.metadata.mlnb ---
@@ -124,7 +124,7 @@ def test_two_cells_of_a_step_naming_different_models_is_an_error(write_notebook)
     with pytest.raises(StageOptionsError) as caught:
         load_pipeline(path)
     assert caught.value.cell is not None and caught.value.cell.index == 1
-    assert "step 'train' gets 'model' twice: 'a' from cell 0" in str(caught.value)
+    assert "step 'train' gets 'model' twice: 'a' from cell 1" in str(caught.value)
 
 
 def test_step_options_on_a_setup_cell_or_bad_options_are_errors(write_notebook) -> None:

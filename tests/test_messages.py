@@ -37,7 +37,7 @@ def test_a_syntax_error_in_the_parameters_cell_names_the_line() -> None:
     with pytest.raises(ParametersSyntaxError) as caught:
         read_parameters(source, cell=CellRef.of(2, source), notebook="nb.ipynb")
     text = str(caught.value)
-    assert text.startswith("nb.ipynb: cell 2 ('alpha = 0.5'): line 2 ('beta = (3,')")
+    assert text.startswith("nb.ipynb: cell 3 ('alpha = 0.5'): line 2 ('beta = (3,')")  # 1-based
     assert "none of its parameters can be read" in text and "Fix:" in text
     assert read_parameters("alpha = 0.5  # choices: 0.5, 1")[0].choices == ("0.5", "1")
 
@@ -112,11 +112,11 @@ def test_a_cell_failing_with_a_usage_error_shows_ipythons_message(tmp_path: Path
     record = json.loads(result.stdout)
     assert record["error"]["ename"] == "UsageError"
     assert record["error"]["evalue"] == "Cell magic `%%no_such_magic` not found."
-    assert record["error"]["cell"] == 3
+    assert record["error"]["cell"] == record["error"]["cell_index"] == 3  # 0-based in JSON
     # what the panel shows for that run (it reads the --json record, not stderr)
     shown = error_text(result.stderr, result.stdout)
     assert shown.endswith(
-        "failed in stage 'train', cell 3 ('%%no_such_magic'): "
+        "failed in stage 'train', cell 4 ('%%no_such_magic'): "  # as JupyterLab counts
         "UsageError: Cell magic `%%no_such_magic` not found."
     )
 
@@ -126,7 +126,7 @@ def test_the_grid_and_the_panel_show_a_points_error() -> None:
     error["evalue"] = "Input contains NaN"
     row = {"parameters": {"C": 0.1}, "status": "failed", "run_id": "r1", "error": error}
     assert point_failure(row) == (
-        "point C=0.1: run r1 failed in stage 'fit', cell 4 ('model.fit(X)'): "
+        "point C=0.1: run r1 failed in stage 'fit', cell 5 ('model.fit(X)'): "
         "ValueError: Input contains NaN"
     )
     no_record = {"parameters": {"C": 1}, "status": "error", "error": "no parameter 'D'"}

@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="predictions",
         help="which log to export (default predictions)",
     )
+    parser.add_argument(
+        "--notebook",
+        metavar="NB",
+        help="the notebook the Bento was built from: its store holds the logs (default: "
+        "./.mlnb, else the store below that holds the Bento's logs)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON object")
     parser.add_argument(
         "-o", "--output", help="write a self-contained HTML report (export: the lines) here"
@@ -58,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             f"unexpected argument {args.export_target!r}",
             fix="pass one Bento tag or folder, or `mlnb monitor export TARGET`",
         )
-    folder = resolve_monitor_folder(args.target, args.store)
+    folder = resolve_monitor_folder(args.target, _store(args, args.target))
     if is_release_folder(folder):
         from mlnb.cli.monitor_release import run_release
 
@@ -84,7 +90,8 @@ def export(args: argparse.Namespace) -> int:
     from mlnb.monitoring.logs import open_monitor_folder
     from mlnb.monitoring.paths import resolve_monitor_folder
 
-    logs = open_monitor_folder(resolve_monitor_folder(args.export_target, args.store))
+    target = args.export_target
+    logs = open_monitor_folder(resolve_monitor_folder(target, _store(args, target)))
     if not args.output:
         write_json_lines(logs, sys.stdout, args.log)
         return 0
@@ -98,6 +105,16 @@ def export(args: argparse.Namespace) -> int:
         tmp.unlink(missing_ok=True)
     print(f"{lines} {args.log} rows written to {output}", file=sys.stderr)
     return 0
+
+
+def _store(args: argparse.Namespace, target: str) -> str | None:
+    """The store to look for a Bento tag's logs in (a folder given needs none)."""
+    if Path(target).is_dir():
+        return None
+    from mlnb.cli.bento_store import store_of_bento
+
+    choice = store_of_bento(target, args.store, args.notebook, command="mlnb monitor")
+    return None if choice is None else str(choice.root)
 
 
 def _write_atomically(output: Path, text: str) -> None:

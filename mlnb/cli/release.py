@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--why", default="", help="promote/rollback: the reason recorded")
     parser.add_argument(
+        "--notebook",
+        metavar="NB",
+        help="the notebook the primary was built from: the release logs in its store "
+        "(default: the store below that holds the primary)",
+    )
+    parser.add_argument(
         "--templates", metavar="DIR", help="a folder with your own release_service.py.j2"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -85,7 +91,7 @@ def _build(args: argparse.Namespace) -> int:
         )
     bento.quiet_bentoml()
     primary_tag = bento.bento_tag(args.target)
-    store_root = Path(args.store) if args.store else _store_of(read_version(primary_tag).spec)
+    store_root = _store_root(args, primary_tag) or _store_of(read_version(primary_tag).spec)
 
     def progress(message: str) -> None:
         print(f"mlnb release: {message}", file=sys.stderr, flush=True)
@@ -118,6 +124,14 @@ def _build(args: argparse.Namespace) -> int:
         print(f"compare:    mlnb monitor {result['release']}")
         print(f"switch:     mlnb release promote {result['release']}   (or rollback)")
     return 0
+
+
+def _store_root(args: argparse.Namespace, tag: str) -> Path | None:
+    """--store or --notebook's store, else the store found below that holds ``tag``."""
+    from mlnb.cli.bento_store import store_of_bento
+
+    choice = store_of_bento(tag, args.store, args.notebook, command="mlnb release")
+    return None if choice is None else choice.root
 
 
 def _store_of(spec: dict[str, Any]) -> Path:
@@ -163,6 +177,14 @@ def release_folder(target: str, store: str | None = None) -> Path:
     return Path(json.loads(spec_path.read_text(encoding="utf-8"))["monitor_dir"])
 
 
+def _act_store(args: argparse.Namespace) -> str | None:
+    given: str | None = args.store
+    if Path(args.release).is_dir() or os.environ.get("MLNB_MONITOR_DIR"):
+        return given
+    root = _store_root(args, args.release)
+    return None if root is None else str(root)
+
+
 def _act(args: argparse.Namespace) -> int:
     from mlnb.build.release import ReleaseError
     from mlnb.serving import release_state
@@ -172,7 +194,7 @@ def _act(args: argparse.Namespace) -> int:
             f"mlnb release {args.target} needs the release",
             fix=f"mlnb release {args.target} RELEASE_TAG",
         )
-    folder = release_folder(args.release, args.store)
+    folder = release_folder(args.release, _act_store(args))
     if args.target == "status":
         routing = release_state.read_routing(folder)
         switches = release_state.read_switches(folder)

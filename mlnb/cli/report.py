@@ -18,6 +18,12 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument(
+        "--notebook",
+        metavar="NB",
+        help="the notebook whose store holds the run (.mlnb beside it, unless --store); "
+        "default: ./.mlnb, else the store below that holds the run",
+    )
     parser.add_argument("-o", "--output", help="the HTML file to write (report-RUN_ID.html)")
     parser.add_argument(
         "--template", help="your own nbconvert template folder (index.html.j2, conf.json)"
@@ -37,8 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlnb.run_report import render_run_report, run_importance
     from mlnb.store import Store, dumps
+    from mlnb.store_finder import holds_runs, use_store
 
-    store = Store.default(args.store)
+    choice = use_store(
+        args.store,
+        args.notebook,
+        holds=holds_runs(args.run_id),
+        holds_what=f"holds run {args.run_id}",
+    )
+    store = Store(choice.root)
     record = store.get_run(args.run_id)
     importance = run_importance(store, record)
     output: Path | None = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from mlnb.inspection import UNTAGGED
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"mlnb: {failure_message(record)}", file=sys.stderr)
         if not record["stages"]:
             print(UNTAGGED, file=sys.stderr)
+        print(follow_ups(record, args.notebook, args.store, os.getcwd()))
     return 0 if record["status"] == "succeeded" else 1
 
 
@@ -138,16 +141,36 @@ def summary(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def follow_ups(record: dict[str, Any], notebook: str, store: str | None, cwd: str) -> str:
+    """The next commands, as typed from ``cwd``: they find the store this run used."""
+    from mlnb.store_finder import relative
+
+    nb = shlex.quote(relative(Path(os.path.abspath(notebook)), Path(cwd)))
+    run_id = record["run_id"]
+    # --store only when the run's store is not the one the commands find by the notebook
+    beside = Path(os.path.abspath(notebook)).parent / ".mlnb"
+    where = f"--notebook {nb}"
+    extra = ""
+    if store and Path(os.path.abspath(store)) != beside:
+        extra = f" --store {shlex.quote(relative(Path(os.path.abspath(store)), Path(cwd)))}"
+    lines = ["next:"]
+    lines.append(f"  mlnb runs show {run_id} {where}{extra}   # stages, metrics, lineage")
+    if record["status"] == "succeeded":
+        lines.append(f"  mlnb report {run_id} {where}{extra}   # the run as one HTML page")
+        if record.get("model"):
+            lines.append(f"  mlnb build {nb}{extra}   # a BentoML service from this run")
+            lines.append(f"  mlnb serve {nb}{extra}   # serve it on http://127.0.0.1:3000")
+    lines.append(f"  mlnb runs {where}{extra}   # every run of this notebook")
+    return "\n".join(lines)
+
+
 def failure_message(record: dict[str, Any]) -> str:
+    from mlnb.run.record import error_place
+
     error = record.get("error") or {}
-    where = []
-    if error.get("stage"):
-        where.append(f"stage {error['stage']!r}")
-    if error.get("cell") is not None:
-        first = f" ({error['first_line']!r})" if error.get("first_line") else ""
-        where.append(f"cell {error['cell']}{first}")
-    place = f" in {', '.join(where)}" if where else ""
-    if not where and error.get("injected") == "start":
+    known = error.get("stage") or isinstance(error.get("cell_index", error.get("cell")), int)
+    place = f" in {error_place(error)}" if known else ""
+    if not known and error.get("injected") == "start":
         place = " before its first stage"
     message = f"run {record['run_id']} failed{place}: {error.get('ename')}"
     if error.get("evalue"):

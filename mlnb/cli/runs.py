@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlnb.store_finder import FIX_ELSEWHERE
+
 HELP = "list the recorded runs (newest first), show one, or compare two"
 
 
@@ -39,22 +41,44 @@ def _shared(parser: argparse.ArgumentParser, default: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mlnb.run.compare import diff_runs
+    from mlnb.run.record import with_index_keys
     from mlnb.store import Store, dumps
+    from mlnb.store_finder import holds_runs, use_store
 
-    if args.notebook:
-        store = Store.for_notebook(args.notebook, args.store)
+    if args.action == "show":
+        wanted = [args.run_id]
+    elif args.action == "diff":
+        wanted = [args.a, args.b]
     else:
-        store = Store.default(args.store)
+        wanted = []
+    choice = use_store(
+        args.store,
+        args.notebook,
+        holds=holds_runs(*wanted) if wanted else None,
+        holds_what=f"holds run {' and '.join(wanted)}" if wanted else None,
+    )
+    store = Store(choice.root)
     if args.action == "show":
         record = store.get_run(args.run_id)
-        print(dumps(record, indent=2) if args.json else render_run(record))
+        print(dumps(with_index_keys(record), indent=2) if args.json else render_run(record))
     elif args.action == "diff":
         result = diff_runs(store.get_run(args.a), store.get_run(args.b))
         print(dumps(result, indent=2) if args.json else render_diff(result))
     else:
         records = store.list_runs(args.notebook)
-        print(dumps([abbreviate(r) for r in records]) if args.json else render_list(records))
+        if args.json:
+            print(dumps([with_index_keys(abbreviate(r)) for r in records]))
+        elif records:
+            print(render_list(records))
+        else:
+            print(no_runs_yet(choice.where_looked(), args.notebook))
     return 0
+
+
+def no_runs_yet(where: str, notebook: str | None) -> str:
+    """The empty listing: where it looked and how to point elsewhere (not back here)."""
+    which = f"of {notebook} " if notebook else ""
+    return f"no runs {which}recorded yet in {where}\nFix: {FIX_ELSEWHERE}"
 
 
 def abbreviate(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,7 +92,7 @@ def abbreviate(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def render_list(records: list[dict[str, Any]]) -> str:
     if not records:
-        return "no runs recorded yet (mlnb run NOTEBOOK records one)"
+        return no_runs_yet("this store", None)
     rows = [("run", "status", "started (UTC)", "seconds", "notebook", "stages", "metrics")]
     for r in records:
         stages = " ".join(f"{s['name']}:{s['status']}" for s in r.get("stages", []))
@@ -88,6 +112,8 @@ def render_list(records: list[dict[str, Any]]) -> str:
 
 
 def render_run(r: Mapping[str, Any]) -> str:
+    from mlnb.run.record import error_place
+
     lines = [
         f"run {r['run_id']}: {r['status']}",
         f"notebook: {r['notebook']['path']} (sha256 {r['notebook']['sha256'][:12]})",
@@ -109,8 +135,7 @@ def render_run(r: Mapping[str, Any]) -> str:
         lines.append(f"model: {m['variable']} ({m['class']}) from stage {m['stage']}: {m['path']}")
     error = r.get("error")
     if error:
-        where = f"stage {error.get('stage')!r}, cell {error.get('cell')}"
-        lines.append(f"error: {where}: {error.get('ename')}: {error.get('evalue')}")
+        lines.append(f"error: {error_place(error)}: {error.get('ename')}: {error.get('evalue')}")
     env = r.get("environment") or {}
     if env:
         packages = ", ".join(f"{k}=={v}" for k, v in (env.get("packages") or {}).items())

@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     if _is_notebook(args.target):
         tag, store_root = _notebook_bento(args)
     else:
-        tag, store_root = _known_bento(args.target), args.store
+        tag = _known_bento(args.target)
+        store_root = _store_of_tag(tag, args)
     name, _, version = tag.partition(":")
     if store_root and not env.get("MLNB_MONITOR_DIR"):
         from mlnb.monitoring.paths import default_monitor_folder
@@ -66,6 +67,17 @@ def _notebook_bento(args: argparse.Namespace) -> tuple[str, str]:
 
     result = build_bento(args.target, store=args.store, templates=args.templates, progress=progress)
     return result.bento, str(store.root)
+
+
+def _store_of_tag(tag: str, args: argparse.Namespace) -> str | None:
+    """The store whose monitoring folder a served tag logs into: --store, else the store
+    found below that built it or holds its logs (none found: the Bento's own default)."""
+    from mlnb.cli.bento_store import store_of_bento
+
+    if os.environ.get("MLNB_MONITOR_DIR"):
+        return args.store
+    choice = store_of_bento(tag, args.store, None, command="mlnb serve")
+    return None if choice is None else str(choice.root)
 
 
 def _known_bento(tag: str) -> str:

@@ -31,17 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlnb.errors import StoreError
     from mlnb.store import Store, dumps
+    from mlnb.store_finder import FIX_ELSEWHERE, use_store
     from mlnb.store_verify import verify
 
-    if args.notebook:
-        store = Store.for_notebook(args.notebook, args.store)
-    else:
-        store = Store.default(args.store)
+    # Verifying (or repairing) a store other than the one meant would say "all sound" about
+    # the wrong thing: with several stores below and none named, refuse and list them.
+    choice = use_store(
+        args.store, args.notebook, ambiguity="refuse", command=f"mlnb store {args.action}"
+    )
+    store = Store(choice.root)
     if not store.root.is_dir():
-        raise StoreError(
-            f"there is no store at {store.root}",
-            fix="pass --store DIR or --notebook NB (its store is .mlnb beside it)",
-        )
+        raise StoreError(f"there is no store in {choice.where_looked()}", fix=FIX_ELSEWHERE)
     with store:
         report = verify(store, repair=args.repair, progress=_Progress())
     remaining = len(report.open_problems)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlnb import bounded_json
+from mlnb.cell_numbers import cell_label
 from mlnb.errors import InputLimitError, UnknownParameterError
 from mlnb.pipeline import Pipeline
 
@@ -84,7 +85,7 @@ def run_parameters(
             )
         else:
             fix = f"pass one of: {', '.join(known) or '(none)'}; or add {unknown[0]!r} to the "
-            fix += f"parameters cell (cell {pipeline.parameters_cell})"
+            fix += f"parameters cell ({cell_label(pipeline.parameters_cell)})"
         raise UnknownParameterError(
             f"-p {unknown[0]}: the notebook has no parameter {unknown[0]!r}",
             fix=fix,

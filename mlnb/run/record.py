@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mlnb import __version__
+from mlnb.cell_numbers import cell_label
 from mlnb.run.plan import RunPlan, StagePlan
 from mlnb.store import Store, utc_now
 
@@ -54,6 +55,35 @@ def new_record(plan: RunPlan, run_id: str, store: Store, status: str = "running"
     }
 
 
+def with_index_keys(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A run record with the explicit 0-based keys (``error.cell_index``, each stage's
+    ``cell_indexes``) filled in from the old ones: records written before issue 20 have only
+    ``cell`` and ``cells``. The record itself is not changed."""
+    public = dict(record)
+    error = public.get("error")
+    if isinstance(error, Mapping) and "cell_index" not in error:
+        public["error"] = {**error, "cell_index": error.get("cell")}
+    stages = public.get("stages")
+    if isinstance(stages, list):
+        public["stages"] = [
+            {**s, "cell_indexes": s.get("cells")}
+            if isinstance(s, Mapping) and "cell_indexes" not in s and "cells" in s
+            else s
+            for s in stages
+        ]
+    return public
+
+
+def error_place(error: Mapping[str, Any]) -> str:
+    """Where a run failed, for people: ``stage 'train', cell 6 ('model.fit(X)')``."""
+    where = [f"stage {error['stage']!r}"] if error.get("stage") else []
+    index = error.get("cell_index", error.get("cell"))
+    if isinstance(index, int):
+        first = f" ({error['first_line']!r})" if error.get("first_line") else ""
+        where.append(f"{cell_label(index)}{first}")
+    return ", ".join(where) or "before its first stage"
+
+
 def stage_entry(plan: StagePlan) -> dict[str, Any]:
     entry = plan.entry or {}
     cached = plan.action == "cached"
@@ -61,6 +91,7 @@ def stage_entry(plan: StagePlan) -> dict[str, Any]:
         "name": plan.name,
         "kind": plan.stage.kind,
         "cells": list(plan.stage.cells),
+        "cell_indexes": list(plan.stage.cells),
         "depends_on": list(plan.stage.depends_on),
         "action": plan.action,
         "status": "cached" if cached else "not-run",
@@ -251,6 +282,7 @@ class Recorder:
             error = {
                 "stage": None,
                 "cell": None,
+                "cell_index": None,
                 "ename": "IncompleteRun",
                 "evalue": "the notebook stopped before its last cell (sys.exit()?)",
             }

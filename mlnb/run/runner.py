@@ -221,6 +221,7 @@ def _error(failure: Any, plan: RunPlan, document: dict[str, Any]) -> dict[str, A
     error: dict[str, Any] = {
         "stage": stage,
         "cell": index,
+        "cell_index": index,
         "ename": failure.ename,
         "evalue": failure.evalue,
     }
