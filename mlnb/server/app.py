@@ -44,6 +44,7 @@ class MlnbExtension(ExtensionApp):
             store=self.store,
             python=self.python,
             max_jobs=self.max_jobs,
+            allow_hidden=bool(getattr(self.serverapp.contents_manager, "allow_hidden", False)),
         )
         self.settings["mlnb_service"] = self.service
 

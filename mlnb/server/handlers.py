@@ -16,12 +16,18 @@ before validation failed.)
     GET  /mlnb/runs/ID?path=NB          the run record, live while it runs
     GET  /mlnb/runs/ID/importance?path=NB  {"status": "computed"|"not-computed", "importance"}
     POST /mlnb/runs/ID/importance       {"path"}: compute it (a subprocess), then as GET
+    GET  /mlnb/runs/ID/report?path=NB   the run's HTML report (``mlnb report``), sandboxed
+    GET  /mlnb/runs/ID/notebook?path=NB the executed notebook, as a download
     POST /mlnb/builds                   {"path", "run_id"?} -> 202 the build job
     GET  /mlnb/jobs/ID                  a build job: status, result (bento, model, format)
+
+Cells are named by their 0-based index under explicit keys (``cell_index``, ``cell_indexes``);
+the older ``cell``/``cells`` keys carry the same values. People read cell numbers 1-based.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Mapping
@@ -29,7 +35,7 @@ from http import HTTPStatus
 from typing import Any
 
 import tornado.web
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 
 from mlnb import bounded_json
@@ -72,8 +78,20 @@ def error_body(status: int, error: BaseException | None, reason: str | None) -> 
             "cell_first_line": None,
             "stage": None,
         }
+    body.setdefault("cell_index", body.get("cell"))
     body["status"] = status
     return body
+
+
+def error_page(body: Mapping[str, Any]) -> str:
+    """The error shape as a small HTML page (for routes a browser opens), every value escaped."""
+    fix = body.get("fix")
+    return (
+        "<!doctype html><meta charset='utf-8'><title>mlnb: error</title>"
+        f"<h1>{html.escape(str(body.get('status')))}: {html.escape(str(body.get('error')))}</h1>"
+        f"<p class='mlnb-error-message'>{html.escape(str(body.get('message')))}</p>"
+        + (f"<p class='mlnb-fix'>Fix: {html.escape(str(fix))}</p>" if fix else "")
+    )
 
 
 class MlnbHandler(APIHandler):
@@ -183,6 +201,47 @@ class ImportanceHandler(MlnbHandler):
         self.send(await self.service.compute_importance(body.get("path"), run_id))
 
 
+class ReportHandler(JupyterHandler):
+    """The run's report as a page: its scripts confined to a unique origin, as Jupyter serves
+    HTML files (``sandbox allow-scripts``), so the report cannot act on the server."""
+
+    @property
+    def content_security_policy(self) -> str:
+        return super().content_security_policy + "; sandbox allow-scripts"
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        service: MlnbService = self.settings["mlnb_service"]
+        path = self.get_query_argument("path", default=None)
+        page = await service.run_report(path, run_id)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(page)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, MlnbError):
+            status_code = error.http_status
+            self.set_status(status_code)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(error_page(error_body(status_code, error, self._reason)))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, MlnbError):
+            self.log.info("mlnb: GET %s: %s", self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+
+class ExecutedNotebookHandler(MlnbHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        content, filename = await self.service.executed_notebook(self.path_argument(), run_id)
+        self.set_header("Content-Type", "application/x-ipynb+json")
+        self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
+        self.finish(content)
+
+
 class BuildsHandler(MlnbHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
@@ -196,16 +255,18 @@ class JobHandler(MlnbHandler):
         self.send(self.service.get_job(job_id))
 
 
-ROUTES: list[tuple[str, type[MlnbHandler]]] = [
+ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     ("version", VersionHandler),
     ("inspect", InspectHandler),
     ("runs", RunsHandler),
     ("runs/([^/]+)", RunHandler),
     ("runs/([^/]+)/importance", ImportanceHandler),
+    ("runs/([^/]+)/report", ReportHandler),
+    ("runs/([^/]+)/notebook", ExecutedNotebookHandler),
     ("builds", BuildsHandler),
     ("jobs/([^/]+)", JobHandler),
 ]
 
 
-def routes(base_url: str = "/") -> list[tuple[str, type[MlnbHandler]]]:
+def routes(base_url: str = "/") -> list[tuple[str, type[JupyterHandler]]]:
     return [(url_path_join(base_url, "mlnb", pattern), cls) for pattern, cls in ROUTES]

@@ -89,6 +89,7 @@ class Job:
                 "fix": "read the log below; run the same command in a terminal to see more",
                 "notebook": self.path,
                 "cell": None,
+                "cell_index": None,
                 "cell_first_line": None,
                 "stage": None,
             }

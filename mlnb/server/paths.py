@@ -51,3 +51,29 @@ def resolve_notebook(root: str | Path, api_path: object) -> Path:
             notebook=api_path,
         )
     return target
+
+
+def file_in_store(store_root: str | Path, relative: str) -> Path:
+    """The resolved path of ``relative`` inside the store, refused when it leaves the store
+    (a ``..`` or a symlink pointing elsewhere)."""
+    base = Path(store_root).resolve()
+    target = (base / relative).resolve()
+    if base not in target.parents:
+        raise PathOutsideRootError(
+            f"{relative!r} lies outside the mlnb store",
+            fix="remove the link or file that points out of the store's folder",
+        )
+    return target
+
+
+def lab_path(root: str | Path, target: Path, *, allow_hidden: bool) -> str | None:
+    """``target`` as JupyterLab names it (relative to the server root), or None when the
+    Contents API would not open it: outside the root, or hidden (``.mlnb/...``) while
+    ``ContentsManager.allow_hidden`` is off."""
+    base = Path(root).resolve()
+    if base not in target.parents:
+        return None
+    relative = target.relative_to(base)
+    if not allow_hidden and any(part.startswith(".") for part in relative.parts):
+        return None
+    return relative.as_posix()

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from mlnb.parameters import Parameter
 from mlnb.pipeline import Pipeline, pipeline_from_notebook
 from mlnb.run.params import yaml_arguments
 from mlnb.server.jobs import JobManager
-from mlnb.server.paths import resolve_notebook
+from mlnb.server.paths import file_in_store, lab_path, resolve_notebook
 from mlnb.store import RUN_ID_PATTERN, Store, new_run_id
 
 API_VERSION = 1
@@ -48,6 +49,7 @@ MAX_CLI_OUTPUT_BYTES = 256 * 1024 * 1024  # `mlnb runs --json` of a store with m
 MAX_CLI_OUTPUT_DEPTH = 200
 _JOB_ID = re.compile(r"^[0-9a-f]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NOT_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class MlnbService:
@@ -60,11 +62,13 @@ class MlnbService:
         store: str | None = None,
         python: str = sys.executable,
         max_jobs: int = 2,
+        allow_hidden: bool = False,
     ) -> None:
         self.root = Path(root).resolve()
         self.store = store or None
         self.python = python
         self.jobs = JobManager(max_jobs)
+        self.allow_hidden = allow_hidden  # ContentsManager.allow_hidden: may Lab open .mlnb/?
 
     # --- version and inspect ---
 
@@ -109,7 +113,8 @@ class MlnbService:
         payload = await self._cli_json(argv + self._store_arguments(), cwd=path.parent)
         if not isinstance(payload, list):
             raise StoreError("`mlnb runs --json` did not print a list", notebook=name)
-        return {"runs": payload}
+        store = Store.for_notebook(path, self.store).root
+        return {"runs": [self._with_lab_paths(r, store) for r in payload if isinstance(r, dict)]}
 
     async def get_run(self, api_path: object, run_id: str) -> dict[str, Any]:
         """The run's record as it stands (live while it runs), merged with its job's state."""
@@ -134,7 +139,44 @@ class MlnbService:
             if not job.running and record.get("status") in ("starting", "running"):
                 record = _failed_by_job(record, job.error, job.returncode, job.log)
             record["job"] = {"status": job.status, "returncode": job.returncode, "log": job.log}
-        return record
+        return self._with_lab_paths(record, Store.for_notebook(path, self.store).root)
+
+    def _with_lab_paths(self, record: dict[str, Any], store: Path) -> dict[str, Any]:
+        """The record with ``executed_notebook_path``: the executed notebook as JupyterLab
+        names it when the Contents API can open it, else None (download it from
+        ``/mlnb/runs/ID/notebook``)."""
+        found: str | None = None
+        relative = record.get("executed_notebook")
+        if isinstance(relative, str):
+            try:
+                found = lab_path(
+                    self.root, file_in_store(store, relative), allow_hidden=self.allow_hidden
+                )
+            except MlnbError:
+                found = None
+        return {**record, "executed_notebook_path": found}
+
+    # --- what a run left: its report and its executed notebook ---
+
+    async def run_report(self, api_path: object, run_id: str) -> str:
+        """The run's HTML report, rendered by ``mlnb report`` in a subprocess (the model's
+        global importance is computed there, never in the server)."""
+        path, _ = self._run_path(api_path, run_id)
+        await asyncio.to_thread(_executed_notebook, path, self.store, run_id)
+        store = Store.for_notebook(path, self.store).root
+        with tempfile.TemporaryDirectory(prefix="mlnb-report-") as folder:
+            output = Path(folder) / "report.html"
+            argv = [self.python, "-m", "mlnb", "report", run_id, "--json", "-o", str(output)]
+            await self._cli_json([*argv, "--store", str(store)], cwd=path.parent)
+            return await asyncio.to_thread(output.read_text, encoding="utf-8")
+
+    async def executed_notebook(self, api_path: object, run_id: str) -> tuple[bytes, str]:
+        """The executed notebook's bytes and a file name for the download
+        (``NOTEBOOK-RUN_ID.ipynb``)."""
+        path, _ = self._run_path(api_path, run_id)
+        executed = await asyncio.to_thread(_executed_notebook, path, self.store, run_id)
+        stem = _NOT_IN_FILENAME.sub("_", path.stem)
+        return await asyncio.to_thread(executed.read_bytes), f"{stem}-{run_id}.ipynb"
 
     # --- global importance of a run's model ---
 
@@ -292,7 +334,10 @@ def draft_stages(notebook: NotebookFile) -> list[dict[str, Any]]:
         layout = kale_layout(notebook) if is_kale_notebook(notebook) else mlnb_layout(notebook)
     except MlnbError:
         return []
-    return [{"name": d.name, "kind": d.kind, "cells": list(d.cells)} for d in layout.stages]
+    return [
+        {"name": d.name, "kind": d.kind, "cells": list(d.cells), "cell_indexes": list(d.cells)}
+        for d in layout.stages
+    ]
 
 
 def _read_run(path: Path, store: str | None, run_id: str) -> dict[str, Any]:
@@ -308,6 +353,20 @@ def _read_run(path: Path, store: str | None, run_id: str) -> dict[str, Any]:
             fix="list this notebook's runs with GET /mlnb/runs?path=...",
         )
     return record
+
+
+def _executed_notebook(path: Path, store: str | None, run_id: str) -> Path:
+    """The run's executed notebook, checked to lie inside the store; 404 when there is none."""
+    record = _read_run(path, store, run_id)
+    relative = record.get("executed_notebook")
+    if isinstance(relative, str):
+        executed = file_in_store(Store.for_notebook(path, store).root, relative)
+        if executed.is_file():
+            return executed
+    raise RunNotFoundError(
+        f"run {run_id!r} left no executed notebook (its kernel never started)",
+        fix="run the notebook again; the record's error says why it stopped",
+    )
 
 
 def _cached_importance(path: Path, store: str | None, run_id: str) -> dict[str, Any] | None:
@@ -327,13 +386,15 @@ def _failed_by_job(
 ) -> dict[str, Any]:
     """A record for a run whose process ended without finishing it (or before starting it)."""
     message = (error or {}).get("message") or f"the mlnb run process exited {returncode}"
+    cell = (error or {}).get("cell_index", (error or {}).get("cell"))
     return {
         **record,
         "status": "failed",
         "error": record.get("error")
         or {
             "stage": (error or {}).get("stage"),
-            "cell": (error or {}).get("cell"),
+            "cell": cell,
+            "cell_index": cell,
             "ename": (error or {}).get("error", "RunAborted"),
             "evalue": message,
             "fix": (error or {}).get("fix"),

@@ -13,7 +13,17 @@ import pytest
 import mlnb
 from tests.conftest import ROOT
 
-ERROR_KEYS = {"error", "message", "fix", "notebook", "cell", "cell_first_line", "stage", "status"}
+ERROR_KEYS = {
+    "error",
+    "message",
+    "fix",
+    "notebook",
+    "cell",
+    "cell_index",
+    "cell_first_line",
+    "stage",
+    "status",
+}
 
 
 async def call(
@@ -48,6 +58,7 @@ ROUTES = [
     ("GET", "runs", {"path": "breast_cancer.ipynb"}, None),
     ("POST", "runs", None, {"path": "breast_cancer.ipynb", "parameters": {}}),
     ("GET", "runs/20260101-000000-abcdef", {"path": "breast_cancer.ipynb"}, None),
+    ("GET", "runs/20260101-000000-abcdef/notebook", {"path": "breast_cancer.ipynb"}, None),
     ("POST", "builds", None, {"path": "breast_cancer.ipynb"}),
     ("GET", "jobs/abc123", None, None),
 ]
@@ -124,12 +135,12 @@ async def test_a_validation_error_names_cell_and_stage_and_lists_the_stages(
     assert status == 400
     assert_error(payload, 400, "undefined-name")
     assert payload["stage"] == "data"
-    assert payload["cell"] == 1
+    assert payload["cell_index"] == 1 and payload["cell"] == 1  # cells[1], cell 2 to people
     assert payload["notebook"] == "sub/broken.ipynb"
     assert "'x'" in payload["message"] and payload["fix"]
     assert payload["stages"] == [
-        {"name": "data", "kind": "data", "cells": [1]},
-        {"name": "train", "kind": "train", "cells": [2]},
+        {"name": "data", "kind": "data", "cells": [1], "cell_indexes": [1]},
+        {"name": "train", "kind": "train", "cells": [2], "cell_indexes": [2]},
     ]
 
 
