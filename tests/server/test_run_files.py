@@ -48,9 +48,7 @@ async def fetch(jp_fetch: Any, route: str, **kwargs: Any) -> Any:
     return await jp_fetch("mlnb", *route.split("/"), raise_error=False, **kwargs)
 
 
-async def test_the_report_is_the_runs_page_sandboxed_and_escaped(
-    jp_fetch: Any, root: Path
-) -> None:
+async def test_the_report_is_the_runs_page_sandboxed_and_escaped(jp_fetch: Any, root: Path) -> None:
     a_run(root)
     response = await fetch(jp_fetch, f"runs/{RUN_ID}/report", params=NOTEBOOK)
     assert response.code == 200, response.body[-2000:]
@@ -128,7 +126,9 @@ async def test_unknown_runs_bad_ids_and_no_token_are_refused(jp_fetch: Any, root
     # download is refused as the API is.
     headers = {"Authorization": ""}
     route = f"runs/{RUN_ID}/report"
-    response = await fetch(jp_fetch, route, params=NOTEBOOK, headers=headers, follow_redirects=False)
+    response = await fetch(
+        jp_fetch, route, params=NOTEBOOK, headers=headers, follow_redirects=False
+    )
     assert response.code == 302 and "/login" in response.headers["Location"]
     response = await fetch(jp_fetch, f"runs/{RUN_ID}/notebook", params=NOTEBOOK, headers=headers)
     assert response.code == 403 and b"answer" not in response.body
