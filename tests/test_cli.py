@@ -18,6 +18,12 @@ def test_inspect_json_shape() -> None:
     for stage in payload["stages"]:
         assert {"name", "kind", "cells", "defines", "uses", "depends_on"} <= set(stage)
     assert payload["stages"][1]["depends_on"] == ["load"]
+    # 0-based indexes under explicit names, beside the old keys
+    assert [s["cell_indexes"] for s in payload["stages"]] == [[4, 5], [7, 8], [10, 11]]
+    assert all(s["cells"] == s["cell_indexes"] for s in payload["stages"])
+    assert payload["parameters_cell_index"] == payload["parameters_cell"] == 2
+    assert payload["setup_cell_indexes"] == payload["setup_cells"] == [1]
+    assert payload["skipped_cell_indexes"] == payload["skipped_cells"] == []
 
 
 def test_inspect_table_for_people() -> None:
@@ -26,7 +32,8 @@ def test_inspect_table_for_people() -> None:
     lines = result.stdout.splitlines()
     assert lines[1] == "parameters: n_estimators=60, max_depth=6, seed=0, test_size=0.2"
     assert lines[2].split() == ["#", "stage", "kind", "cells", "depends", "on", "defines"]
-    assert lines[4].split()[:5] == ["2", "fit", "train", "4", "load"]
+    # cells[4] is "cell 5", as JupyterLab's status bar counts (markdown cells included)
+    assert lines[4].split()[:5] == ["2", "fit", "train", "5", "load"]
 
 
 def test_kale_steps_have_kind_step() -> None:

@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "-y",
+        "--parameters-yaml",
         "--parameters_yaml",
+        dest="parameters_yaml",
         action="append",
         default=[],
         metavar="YAML",
@@ -53,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "-f",
+        "--parameters-file",
         "--parameters_file",
+        dest="parameters_file",
         action="append",
         default=[],
         metavar="FILE",
@@ -90,21 +94,21 @@ def run(args: argparse.Namespace) -> int:
                 fix="put the fixed values into the grid file as one-value lists",
             )
         return run_grid(args)
-    from mlnb.run.params import given_parameters, runner_pairs
+    from mlnb.run.params import given_with_sources, runner_pairs
     from mlnb.run.progress import Progress, Quiet
     from mlnb.run.runner import run_notebook
     from mlnb.store import dumps
 
-    typed, raw = runner_pairs(
-        given_parameters(
-            args.parameters_file, args.parameters_yaml, args.parameter, args.raw_parameter
-        )
+    given, sources = given_with_sources(
+        args.parameters_file, args.parameters_yaml, args.parameter, args.raw_parameter
     )
+    typed, raw = runner_pairs(given)
     record = run_notebook(
         args.notebook,
         store=args.store,
         parameters=typed,
         raw_parameters=raw,
+        parameter_sources=sources,
         no_cache=args.no_cache,
         run_id=args.run_id,
         progress=Quiet() if args.json else Progress(),

@@ -63,12 +63,14 @@ def run_parameters(
     pipeline: Pipeline,
     typed: Sequence[tuple[str, str]] = (),
     raw: Sequence[tuple[str, str]] = (),
+    sources: Mapping[str, str] | None = None,
 ) -> RunParameters:
     """Check the given names against the parameters cell and merge them over the defaults.
 
     ``typed`` pairs come from ``-p`` (typed by :func:`resolve_type`; a value that is not a
     string is kept as it is), ``raw`` pairs from ``-r`` (kept as strings), later pairs
-    winning, as in papermill.
+    winning, as in papermill. ``sources`` says where each name was given (``-f FILE``,
+    ``-y``: :func:`parameter_sources`), for the error about a name the notebook lacks.
     """
     given: dict[str, Any] = {}
     for name, value in typed:
@@ -78,16 +80,20 @@ def run_parameters(
     known = pipeline.parameter_defaults
     unknown = [name for name in given if name not in known]
     if unknown:
+        name = unknown[0]
+        source = (sources or {}).get(name) or f"-p {name}"
         if pipeline.parameters_cell is None:
             fix = (
                 "tag the cell that sets the notebook's parameters 'parameters' "
                 "(papermill's tag), then pass -p NAME VALUE for those names"
             )
         else:
-            fix = f"pass one of: {', '.join(known) or '(none)'}; or add {unknown[0]!r} to the "
+            fix = f"pass one of: {', '.join(known) or '(none)'}; or add {name!r} to the "
             fix += f"parameters cell ({cell_label(pipeline.parameters_cell)})"
+            if not source.startswith("-p "):
+                fix = f"remove {name!r} from {source.rpartition(', key')[0] or source}, or {fix}"
         raise UnknownParameterError(
-            f"-p {unknown[0]}: the notebook has no parameter {unknown[0]!r}",
+            f"{source}: the notebook has no parameter {name!r}",
             fix=fix,
             notebook=pipeline.notebook,
         )
@@ -101,16 +107,34 @@ def given_parameters(
     raw: Iterable[Sequence[str]] = (),
 ) -> dict[str, Any]:
     """What ``-f``, ``-y``, ``-p`` and ``-r`` give, merged in papermill's order."""
+    return given_with_sources(files, yamls, typed, raw)[0]
+
+
+def given_with_sources(
+    files: Iterable[str] = (),
+    yamls: Iterable[str] = (),
+    typed: Iterable[Sequence[str]] = (),
+    raw: Iterable[Sequence[str]] = (),
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`given_parameters`, and where each name came from in words (the last one
+    winning): ``the parameters file 'params.yaml', key 'C'``, ``-y, key 'C'``, ``-p C``."""
     given: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for file in files:
-        given.update(file_parameters(file))
+        for name, value in file_parameters(file).items():
+            given[name] = value
+            sources[name] = f"the parameters file {str(file)!r}, key {name!r}"
     for text in yamls:
-        given.update(yaml_parameters(text, "-y"))
+        for name, value in yaml_parameters(text, "-y").items():
+            given[name] = value
+            sources[name] = f"-y, key {name!r}"
     for name, value in typed:
         given[name] = resolve_type(value)
+        sources[name] = f"-p {name}"
     for name, value in raw:
         given[name] = value
-    return given
+        sources[name] = f"-r {name}"
+    return given, sources
 
 
 def runner_pairs(

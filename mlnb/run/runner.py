@@ -17,7 +17,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ def run_notebook(
     store: str | Path | None = None,
     parameters: Sequence[tuple[str, str]] = (),
     raw_parameters: Sequence[tuple[str, str]] = (),
+    parameter_sources: Mapping[str, str] | None = None,
     no_cache: bool = False,
     run_id: str | None = None,
     progress: Any = None,
@@ -55,7 +56,7 @@ def run_notebook(
     pipeline = load_pipeline(notebook)
     if kernel:
         pipeline = dataclasses.replace(pipeline, kernel_name=kernel)
-    values = run_parameters(pipeline, parameters, raw_parameters)
+    values = run_parameters(pipeline, parameters, raw_parameters, parameter_sources)
     the_store = Store.for_notebook(notebook, store)
     run_id = check_run_id(run_id) if run_id else new_run_id()
     notice = notice_of(progress)
