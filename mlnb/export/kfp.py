@@ -2,7 +2,13 @@
 
 The pipeline module is rendered from ``templates/kfp_pipeline.py.j2`` (one lightweight
 component per stage, the notebook parameters as pipeline parameters), imported, and compiled
-with ``kfp.compiler``. Stage outputs travel between tasks as KFP artifacts.
+with ``kfp.compiler``. Stage outputs travel between tasks as KFP artifacts; a train stage
+also outputs a ``system.Metrics`` (its metrics) and a ``system.Model`` (its model, with the
+framework and the metrics as metadata), which KFP's UI shows.
+
+Each task pip-installs this mlnb release and the packages the notebook imports, pinned to
+the versions of the notebook's last successful run (its record's environment), else to the
+versions installed where the export runs.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import re
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,11 @@ from mlnb.templating import environment
 TEMPLATE = "kfp_pipeline.py.j2"
 DEFAULT_IMAGE = "python:3.11"
 KFP_TYPES = {"int": "int", "float": "float", "bool": "bool", "str": "str"}
+# the component functions' own arguments: a notebook parameter may not take these names
+RESERVED = frozenset({"notebook", "outputs", "metrics", "model"})
+# what every task runs on besides the notebook's imports: values travel between tasks as
+# joblib files, stages run through papermill in an ipykernel
+TASK_RUNTIME = ("joblib", "papermill", "ipykernel")
 
 
 class ExportError(MlnbError):
@@ -35,6 +47,8 @@ class StageTask:
     name: str
     function: str
     task: str
+    metrics: bool = False  # outputs a system.Metrics: a train stage, or one defining metrics
+    model: bool = False  # outputs a system.Model: a train stage
     parameters: list[dict[str, Any]] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)  # upstream stages whose outputs it reads
     after: list[str] = field(default_factory=list)  # tasks it waits for without data
@@ -48,8 +62,11 @@ def stage_tasks(pipeline: Pipeline) -> list[StageTask]:
     tasks: list[StageTask] = []
     by_name: dict[str, StageTask] = {}
     ident = {s.name: _identifier(s.name) for s in pipeline.stages}
+    _check_parameter_names(pipeline)
     for stage in pipeline.stages:
         task = StageTask(stage.name, f"stage_{ident[stage.name]}", f"{ident[stage.name]}_task")
+        task.model = stage.kind == "train" or bool(stage.options.model)
+        task.metrics = task.model or any(n in stage.defines for n in pipeline.metric_names)
         task.parameters = [
             {"name": p.name, "type": KFP_TYPES[p.type_name]}
             for p in pipeline.parameters
@@ -70,6 +87,47 @@ def stage_tasks(pipeline: Pipeline) -> list[StageTask]:
     return tasks
 
 
+def _check_parameter_names(pipeline: Pipeline) -> None:
+    for parameter in pipeline.parameters:
+        if parameter.name in RESERVED or parameter.name.startswith("from_"):
+            raise ExportError(
+                f"the notebook parameter {parameter.name!r} has the name of an argument of "
+                "every exported task (notebook, outputs, metrics, model, from_<stage>)",
+                fix=f"rename the parameter {parameter.name!r} in the parameters cell",
+            )
+
+
+def task_packages(pipeline: Pipeline, recorded: Mapping[str, str] | None = None) -> list[str]:
+    """What each task pip-installs: this mlnb release and every package the notebook imports,
+    ``name==version``, at the ``recorded`` versions (a run record's environment) where they
+    are known, else at the versions installed here. Modules that are not installed packages
+    (the standard library, files beside the notebook) are not pinned."""
+    from mlnb.run.lineage import imported_modules, package_versions
+
+    sources = [*pipeline.setup_sources, *(s for stage in pipeline.stages for s in stage.sources)]
+    installed = package_versions(imported_modules(sources) | set(TASK_RUNTIME))
+    known = {_normal(name): version for name, version in (recorded or {}).items()}
+    pins = {"mlnb": __version__}
+    for name, version in installed.items():
+        if _normal(name) != "mlnb":
+            pins[name] = known.get(_normal(name), version)
+    return [f"{name}=={version}" for name, version in pins.items()]
+
+
+def recorded_packages(notebook: str | Path) -> dict[str, str]:
+    """The package versions of the notebook's last successful run, ``{}`` when its store
+    holds none (or cannot be read: the export then pins what is installed here)."""
+    from mlnb.store import Store
+
+    try:
+        with Store.for_notebook(notebook) as store:
+            record = store.latest_successful(notebook)
+    except Exception:  # a missing or damaged store: nothing recorded to prefer
+        return {}
+    packages = ((record or {}).get("environment") or {}).get("packages") or {}
+    return {str(name): str(version) for name, version in packages.items()}
+
+
 def render_pipeline_module(
     pipeline: Pipeline,
     notebook_json: str,
@@ -78,7 +136,15 @@ def render_pipeline_module(
     packages: list[str] | None = None,
     install_kfp: bool = True,
     templates: str | None = None,
+    recorded: Mapping[str, str] | None = None,
 ) -> str:
+    """The pipeline module's source. ``packages``: what each task installs (default
+    :func:`task_packages`, pinned to ``recorded`` or, when None, to the notebook's last
+    successful run's versions)."""
+    if packages is None:
+        if recorded is None:
+            recorded = recorded_packages(pipeline.notebook)
+        packages = task_packages(pipeline, recorded)
     env = environment(templates).overlay()
     env.filters["pyrepr"] = repr
     tasks = stage_tasks(pipeline)
@@ -88,7 +154,7 @@ def render_pipeline_module(
         mlnb_version=__version__,
         notebook_json=notebook_json,
         image=image,
-        packages=packages if packages is not None else [f"mlnb=={__version__}"],
+        packages=packages,
         install_kfp=install_kfp,
         stages=tasks,
         source_tasks={t.function.removeprefix("stage_"): t.task for t in tasks},
@@ -134,6 +200,10 @@ def notebook_text(path: str | Path) -> str:
             cell["outputs"] = []
             cell["execution_count"] = None
     return json.dumps(document, separators=(",", ":"))
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _identifier(name: str) -> str:
