@@ -66,12 +66,12 @@ def refused(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> s
 PLACES = {
     "serve code, folded": (
         cells(f'KEY = "{AWS_KEY[:4]}" + "{AWS_KEY[4:]}"\n\n{PREDICT}'),
-        "cell 4 ('KEY = \"...')",
+        "cell 5 ('KEY = \"...')",
         "line 1 holds what looks like an AWS access key id",
     ),
     "a comment in the serve code": (
         cells(f"# the old key was {AWS_KEY}\n{PREDICT}"),
-        "cell 4 ('#...')",  # the first line holds the key: cut
+        "cell 5 ('#...')",  # the first line holds the key: cut
         "line 1 holds what looks like an AWS access key id",
     ),
     "setup cell": (
@@ -79,7 +79,7 @@ PLACES = {
             "def predict(frame):\n    assert DB\n    return clf.predict(frame).tolist()",
             setup="import pandas as pd\nDB = 'postgres://bob:s3cr3tpw@db:5432/x'",
         ),
-        "cell 0 ('import pandas as pd')",
+        "cell 1 ('import pandas as pd')",
         "line 2 holds what looks like a password in a URL",
     ),
     "parameter default the serve code uses": (
@@ -88,7 +88,7 @@ PLACES = {
             "    return clf.predict(frame).tolist()",
             params="threshold = 0.5\napi_password = 'hunter2hunter'",
         ),
-        "cell 1 ('threshold = 0.5')",
+        "cell 2 ('threshold = 0.5')",
         "line 2 holds what looks like a secret (api_password)",
     ),
     "data cell, shown in the report": (
@@ -97,7 +97,7 @@ PLACES = {
             data="TOKEN = ''.join(['ghp_', 'abcdefghijklmnopqrstuvwxyz0123456789'])\n"
             "X = pd.DataFrame({'a': [1.0, 2.0, 3.0, 4.0]})\ny = [0, 1, 0, 1]",
         ),
-        'cell 2 ("TOKEN = \'...")',
+        'cell 3 ("TOKEN = \'...")',
         "line 1 (shown in the Bento's report.html) holds what looks like a GitHub token",
     ),
 }
@@ -233,7 +233,7 @@ def test_a_side_effect_is_refused_before_any_run_unless_allowed(
     serve = "def predict(frame):\n    subprocess.run(['touch', '/tmp/x'])\n    return []"
     path = write_notebook(cells(serve), "effects.ipynb")
     err = refused(path, tmp_path, capsys)
-    assert "cell 4 ('def predict(frame):'): line 2 calls subprocess.run" in err
+    assert "cell 5 ('def predict(frame):'): line 2 calls subprocess.run" in err
     assert "which runs a command, in predict, which the service runs on requests" in err
     assert "Fix: " in err and "mlnb build --allow-side-effects" in err
     assert precheck(str(path), allow_side_effects=True).functions["predict"]
@@ -297,11 +297,11 @@ def edited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_the_side_effect_at_import_is_refused_then_allowed(edited: dict[str, Any]) -> None:
     refused = edited["refused"]
     assert refused.returncode == 2
-    assert 'cell 10 ("_rc = open(' in refused.stderr
+    assert 'cell 11 ("_rc = open(' in refused.stderr
     assert "line 1 calls open(..., 'a'), which changes files, at import" in refused.stderr
     assert "--allow-side-effects" in refused.stderr
     assert edited["after_refusal"] == edited["after_runs"]  # refused before executing it
-    assert "warning (--allow-side-effects): cell 10, line 1 calls open" in edited["built"].stderr
+    assert "warning (--allow-side-effects): cell 11, line 1 calls open" in edited["built"].stderr
 
 
 def test_the_build_executes_the_serve_code_once_per_check(edited: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ def test_the_examples_keep_their_definitions_and_leave_the_demo_call_out() -> No
     serve = extract_serve_code(pipeline, "model", pipeline.parameter_defaults)
     assert serve.setup_source == "import pandas as pd"
     assert serve.source.startswith('LABELS = ["malignant", "benign"]\n\n\ndef predict(')
-    assert serve.left_out == ["cell 11, line 1: predict(X_test.head(3))"]
+    assert serve.left_out == ["cell 12, line 1: predict(X_test.head(3))"]
     assert serve.functions == {"predict": True, "preprocess": False, "postprocess": False}
     assert serve.model_members == {"predict_proba"}
 
@@ -65,9 +65,9 @@ def test_parameters_become_constants_and_unreachable_demo_assignments_go(write_n
     assert serve.functions == {"predict": True, "preprocess": True, "postprocess": False}
     assert serve.setup_source == ""  # json is only used by the demo lines
     assert serve.left_out == [
-        "cell 5, line 1: sample = X.head(2) (reads 'X')",
-        "cell 5, line 2: predict(sample)",
-        "cell 5, line 3: print(json.dumps({}))",
+        "cell 6, line 1: sample = X.head(2) (reads 'X')",
+        "cell 6, line 2: predict(sample)",
+        "cell 6, line 3: print(json.dumps({}))",
     ]
 
 
@@ -81,7 +81,7 @@ def test_a_name_from_another_stage_is_refused_naming_the_cell(
         [SETUP, PARAMS, DATA, TRAIN, code_cell(source, tags=("mlnb:serve",))], "uses_x.ipynb"
     )
     err = build_error(path, tmp_path, capsys)
-    assert "cell 4 ('def predict(frame):')" in err
+    assert "cell 5 ('def predict(frame):')" in err
     assert "reads 'X', which stage 'data' defines" in err
     assert "Fix: make 'X' part of the model" in err
 
@@ -101,7 +101,7 @@ def test_a_credential_in_the_serve_code_is_refused_with_cell_and_line(
     )
     path = write_notebook([SETUP, PARAMS, DATA, TRAIN, serve], "secret.ipynb")
     err = build_error(path, tmp_path, capsys)
-    assert "cell 4 ('import os')" in err and "line 3" in err
+    assert "cell 5 ('import os')" in err and "line 3" in err
     assert "looks like a secret (API_TOKEN)" in err
     assert "9f8e7d6c5b4a3f2e1d0c" not in err  # the value is masked
     assert 'os.environ["API_KEY"]' in err

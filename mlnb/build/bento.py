@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,28 @@ def build_bento(build_ctx: Path, name: str, version: str) -> bool:
             fix=f"look at the generated files in {build_ctx}, or rerun with --debug",
         ) from exc
     return True
+
+
+@dataclass(frozen=True)
+class StoredLineage:
+    """What a Bento in the store says of where it came from: its labels' run, and when."""
+
+    run: str | None
+    created: str | None  # the Bento's creation date, YYYY-MM-DD
+
+    def describe(self) -> str:
+        run = f"run {self.run}" if self.run else "a run it does not name"
+        return f"built from {run} on {self.created}" if self.created else f"built from {run}"
+
+
+def stored_lineage(tag: str) -> StoredLineage:
+    """The run named by the ``mlnb.run`` label of the Bento ``tag``, and its creation date."""
+    import bentoml
+
+    info = bentoml.bentos.get(tag).info
+    created = getattr(info, "creation_time", None)
+    run = (info.labels or {}).get("mlnb.run")
+    return StoredLineage(run, created.date().isoformat() if created is not None else None)
 
 
 def bento_path(tag: str) -> Path:

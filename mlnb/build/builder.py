@@ -34,6 +34,7 @@ from mlnb.build import (
     bento,
     explaining,
     folder,
+    lineage,
     localmods,
     modelfile,
     pins,
@@ -41,12 +42,13 @@ from mlnb.build import (
     secrets,
     version,
 )
-from mlnb.build.context import labels_of, serve_contract, service_context, service_spec
+from mlnb.build.context import serve_contract, service_context, service_spec
 from mlnb.build.format import choose_format
 from mlnb.build.inputs import BuildInputs, collect
 from mlnb.build.onnx_convert import task_of
 from mlnb.build.servecode import ServeCode, extract_serve_code
 from mlnb.build.sideeffects import check_no_side_effects
+from mlnb.cell_numbers import cell_label
 from mlnb.errors import CellRef, RequestRejected, ServeCodeError
 from mlnb.monitoring.reference import prediction_profile
 from mlnb.notebook import read_notebook
@@ -59,6 +61,7 @@ from mlnb.store import sha256_file, utc_now
 Progress = Callable[[str], None]
 AGREEMENT_ROWS = 1000
 PROFILE_ROWS = 1000  # training rows answered for the prediction reference
+EXAMPLE_CANDIDATES = 50  # training rows looked at for the OpenAPI page's example
 DEFAULT_TIMEOUT_S = 10
 
 
@@ -73,6 +76,8 @@ class BuildResult:
     reason: str | None = None  # why the native model is served
     agreement: str | None = None
     left_out: list[str] = field(default_factory=list)
+    reused_from_run: str | None = None  # the run an existing Bento of this version names
+    build: dict[str, str] = field(default_factory=dict)  # the Bento's lineage (its labels)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +89,9 @@ class BuildResult:
             "reason": self.reason,
             "agreement": self.agreement,
             "build_dir": str(self.build_dir),
+            "reused": not self.created,
+            "reused_from_run": self.reused_from_run,
+            "build": self.build,
         }
 
 
@@ -154,6 +162,7 @@ def build(
     )  # fmt: skip
     python_version = pins.python_minor(inputs.python_version)
     contract = serve_contract(inputs, progress)
+    example = _example_row(inputs, schema)
     bento_version = version.content_version(
         serve=serve.fingerprint(),
         model=model_tag,
@@ -166,16 +175,25 @@ def build(
         local_modules={relative: sha256_file(path) for relative, path in carried.items()},
         contract=contract,
         explain=explain.section,
+        example=example,
     )
     tag = f"{name}:{bento_version}"
-    build_dir = inputs.store.root / "builds" / f"{name}-{bento_version}"
+    build_dir = folder.build_folder(inputs.store.root, name, bento_version)
+    lineage_info = lineage.build_info(
+        inputs.run,
+        notebook=inputs.pipeline.notebook,
+        project=inputs.store.root.parent,
+        model_format=model_format,
+        model_class=inputs.model_record.get("class"),
+    )
+    labels = lineage.labels(lineage_info, model_format)
     context = service_context(
         inputs, serve, task, native, name, bento_version, model_tag, model_format, reason,
-        requirements, python_version, sorted(local_names),
+        requirements, python_version, sorted(local_names), labels,
     )  # fmt: skip
     spec = service_spec(
         inputs, schema, task, native, name, bento_version, model_format, predictions_reference,
-        contract=contract,
+        contract=contract, build=lineage_info, example=example,
     )  # fmt: skip
     spec["explain"] = explain.section  # what /explain loads, each file with its sha256
     service = render.render(render.SERVICE_TEMPLATE, context, templates)
@@ -191,12 +209,9 @@ def build(
         "mlnb_service.json": json.dumps(spec, indent=2, allow_nan=False) + "\n",
     }
     secrets.check_no_credentials(secrets.scan_files(generated), inputs.pipeline.notebook, None)
-    folder.write_build_dir(
-        build_dir,
-        {**generated, REPORT_FILE: _run_report(inputs, progress), **explain.files},
-        carried,
-    )
-    labels = labels_of(inputs, model_format)
+    report = _run_report(inputs, progress, lineage_info["notebook"])
+    folder.write_build_dir(build_dir, {**generated, REPORT_FILE: report, **explain.files}, carried)
+    _describe_folder(build_dir, progress)
     metadata = {
         "run_id": inputs.run_id,
         "notebook_sha256": inputs.run["notebook"].get("sha256"),
@@ -212,15 +227,23 @@ def build(
     else:
         progress(f"model {model_tag} exists already")
     created = bento.build_bento(build_dir, name, bento_version)
-    progress(f"bento {tag} {'built' if created else 'exists already (same content): reused'}")
+    reused_from = None
+    if created:
+        progress(f"bento {tag} built")
+    else:
+        existing = bento.stored_lineage(tag)
+        reused_from = existing.run
+        progress(f"reused the existing Bento {tag} ({existing.describe()}; same content)")
     if not any(b.get("bento") == tag for b in inputs.run.get("builds") or []):
-        inputs.store.add_build(
-            inputs.run_id,
-            {"bento": tag, "model": model_tag, "format": model_format, "built_at": utc_now()},
-        )
+        entry: dict[str, Any] = {
+            "bento": tag, "model": model_tag, "format": model_format, "built_at": utc_now(),
+        }  # fmt: skip
+        if reused_from is not None:
+            entry["reused_from_run"] = reused_from
+        inputs.store.add_build(inputs.run_id, entry)
     return BuildResult(
         tag, model_tag, model_format, inputs.run_id, build_dir, created, reason,
-        choice.agreement, serve.left_out,
+        choice.agreement, serve.left_out, reused_from, lineage_info,
     )  # fmt: skip
 
 
@@ -228,13 +251,31 @@ REPORT_FILE = "report.html"
 SERVE_CODE_FILE = f"{SERVE_CODE_MODULE}.py"  # the notebook's code and the model load
 
 
-def _run_report(inputs: BuildInputs, progress: Progress) -> str:
-    """The run's report (``mlnb report``), so a deployed version carries how it was made."""
+def _run_report(inputs: BuildInputs, progress: Progress, notebook: str) -> str:
+    """The run's report (``mlnb report``), so a deployed version carries how it was made;
+    the notebook named as the Bento's labels name it (``notebook``), not by the build
+    machine's absolute path."""
+    from markupsafe import escape
+
     from mlnb.run_report import render_run_report
 
     html = render_run_report(inputs.store, inputs.run_id)
+    recorded = str(inputs.run["notebook"].get("path") or "")
+    if recorded and recorded != notebook:
+        html = html.replace(str(escape(recorded)), str(escape(notebook)))
     progress(f"report of run {inputs.run_id} included as {REPORT_FILE}")
     return html
+
+
+def _describe_folder(build_dir: Path, progress: Progress) -> None:
+    hidden = folder.hidden_part(build_dir)
+    if hidden is None:
+        progress(f"build folder {build_dir} (bentoml build accepts it as it is)")
+    else:
+        progress(
+            f"build folder {build_dir}: under the hidden folder {hidden}, which bentoml build "
+            "refuses; copy it elsewhere to build it by hand"
+        )
 
 
 def precheck(notebook: str, *, allow_side_effects: bool = False) -> ServeCode:
@@ -280,7 +321,7 @@ def _check_side_effects(
 ) -> None:
     effects = check_no_side_effects(serve, dict(sources), pipeline.notebook, allowed=allowed)
     for effect in effects:  # allowed: said, not silent
-        progress(f"warning (--allow-side-effects): cell {effect.cell}, {effect.describe()}")
+        progress(f"warning (--allow-side-effects): {cell_label(effect.cell)}, {effect.describe()}")
 
 
 def _describe_serve_code(serve: ServeCode, progress: Progress) -> None:
@@ -346,6 +387,26 @@ def _valid_rows(path: Path, schema: RequestSchema, limit: int) -> pd.DataFrame:
         if not valid:
             raise
         return schema.frame({"rows": valid})
+
+
+def _example_row(inputs: BuildInputs, schema: RequestSchema) -> dict[str, Any] | None:
+    """The first training row the service accepts, as a client sends it (the OpenAPI page's
+    example): one with no missing value when the first rows hold one. The build's credential
+    scan reads it with the rest of mlnb_service.json."""
+    path = inputs.data_path("sample")
+    if path is None:
+        return None
+    records = schema.wire_rows(pd.read_parquet(path).head(EXAMPLE_CANDIDATES)[schema.names])
+    accepted = []
+    for record in records:
+        try:
+            schema.frame({"rows": [record]})
+            json.dumps(record, allow_nan=False)
+        except (RequestRejected, ValueError, TypeError):
+            continue
+        accepted.append(record)
+    complete = [record for record in accepted if None not in record.values()]
+    return (complete or accepted or [None])[0]
 
 
 def _background_rows(inputs: BuildInputs, schema: RequestSchema) -> pd.DataFrame | None:

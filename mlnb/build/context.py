@@ -1,4 +1,4 @@
-"""What the templates are given: the rendering context, the Bento's labels and its spec file.
+"""What the templates are given: the rendering context and the Bento's spec file.
 
 ``service_context`` is every name ``service.py.j2``, ``mlnb_serve_code.py.j2`` and
 ``bentofile.yaml.j2`` may use (a template of the older layout, which loaded the model in
@@ -20,19 +20,11 @@ from mlnb.build.inputs import BuildInputs, Progress
 from mlnb.build.localmods import FOLDER
 from mlnb.build.modelfile import MODEL_FILES
 from mlnb.build.servecode import ServeCode
+from mlnb.cell_numbers import cell_ranges
 from mlnb.serving.schema import RequestSchema
 
 QUOTES = '"' * 3
 DEFAULT_TIMEOUT_S = 10
-
-
-def labels_of(inputs: BuildInputs, model_format: str) -> dict[str, str]:
-    return {
-        "mlnb.run": inputs.run_id,
-        "mlnb.notebook": Path(inputs.pipeline.notebook).name,
-        "mlnb.notebook-sha256": str(inputs.run["notebook"].get("sha256", ""))[:16],
-        "mlnb.format": model_format,
-    }
 
 
 def service_context(
@@ -48,6 +40,7 @@ def service_context(
     requirements: list[str],
     python_version: str,
     local_modules: list[str],
+    labels: dict[str, str],
 ) -> dict[str, Any]:
     model_class = str(inputs.model_record.get("class") or type(native).__name__)
     if model_format == "onnx":
@@ -59,8 +52,6 @@ def service_context(
     else:
         fmt = "natively (loaded with joblib)"
         model_description = f"the {model_class.rsplit('.', 1)[-1]} itself"
-    from mlnb.cli.inspect import cell_ranges
-
     return {
         "mlnb_version": __version__,
         "notebook_name": Path(inputs.pipeline.notebook).name,
@@ -87,7 +78,7 @@ def service_context(
         "timeout": DEFAULT_TIMEOUT_S,
         "description": f"Model service for {Path(inputs.pipeline.notebook).name}, "
         f"run {inputs.run_id} (mlnb)",
-        "labels": labels_of(inputs, model_format),
+        "labels": labels,
         "requirements": requirements,
         "python_version": python_version,
         "local_modules": local_modules,
@@ -114,10 +105,15 @@ def service_spec(
     prediction_profile: dict[str, Any] | None,
     *,
     contract: dict[str, Any] | None,
+    build: dict[str, str],
+    example: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """mlnb_service.json: what the service reads at start-up (:class:`ServiceSpec`);
-    ``contract`` is :func:`serve_contract`'s."""
-    from mlnb.monitoring.paths import default_monitor_folder
+    ``contract`` is :func:`serve_contract`'s, ``build`` the Bento's lineage
+    (:func:`mlnb.build.lineage.build_info`), ``example`` a training row as a client sends it
+    (the OpenAPI page's example). It names no folder of the build machine: the notebook is
+    relative to the project, the monitoring folder relative to the serving process."""
+    from mlnb.monitoring.paths import relative_monitor_folder
 
     classes = getattr(native, "classes_", None)
     return {
@@ -125,17 +121,19 @@ def service_spec(
         "bento_name": name,
         "bento_version": bento_version,
         "run_id": inputs.run_id,
-        "notebook": inputs.run["notebook"].get("path"),
+        "notebook": build["notebook"],
         "task": task,
         "format": model_format,
         "model_file": None if model_format == "onnx" else MODEL_FILES[inputs.model_format],
         "classes": None if classes is None else [_plain(c) for c in classes],
         "schema": schema.to_json(),
-        "monitor_dir": str(default_monitor_folder(inputs.store.root, name, bento_version)),
+        "monitor_dir": relative_monitor_folder(name, bento_version),
         "profile": inputs.training_data.get("profile"),
         "prediction_profile": prediction_profile,
         "contract": contract,
         "metrics": inputs.run.get("metrics") or {},
+        "build": build,
+        "example": example,
     }
 
 

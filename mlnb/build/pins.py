@@ -1,12 +1,16 @@
-"""Exact requirement pins for a Bento, from the run's environment.
+"""Exact requirement pins for a Bento, from the run's environment: a lock made offline.
 
 BentoML's own locking resolves against the public index (it fails offline), so the build turns
-it off and writes exact pins itself: the packages the service imports (BentoML, numpy, pandas,
-pyarrow for the monitoring logs, onnxruntime or scikit-learn and joblib, and whatever the serve
-code imports) and, for a native model, every library its pickle refers to (lightgbm, xgboost,
-statsmodels, cloudpickle for code carried by value, ...), at the versions the run recorded,
-else the versions installed where the build runs. Modules beside the notebook are carried into
-the Bento, not pinned.
+it off and writes exact pins itself. The service's direct needs are the packages it imports
+(BentoML, numpy, pandas, pyarrow for the monitoring logs, onnxruntime or scikit-learn and
+joblib, and whatever the serve code imports) and, for a native model, every library its pickle
+refers to (lightgbm, xgboost, statsmodels, cloudpickle for code carried by value, ...). The
+lock is their closure: every distribution they require, transitively, as the installed
+packages' metadata declares it (extras followed, environment markers evaluated here), each
+pinned at the version the run recorded, else the version installed where the build runs (the
+run records the packages the notebook imports; their own dependencies are read where the
+build runs). Not the whole environment: a package nothing the service loads needs stays out.
+Modules beside the notebook are carried into the Bento, not pinned.
 """
 
 from __future__ import annotations
@@ -51,10 +55,47 @@ def requirements(
         names[distribution] = None
     recorded = {_normal(name): version for name, version in run_packages.items()}
     pins = []
-    for name in names:
+    for name in closure(names):
         version = recorded.get(_normal(name)) or _installed(name)
         pins.append(f"{name}=={version}")
     return sorted(pins, key=str.lower)
+
+
+def closure(names: Iterable[str]) -> list[str]:
+    """``names`` and every installed distribution they require, transitively: the extras
+    asked for followed, requirements whose environment marker does not hold here left out,
+    as are requirements not installed here (nothing here loads them). Each once: ``names``
+    as given, the others by their installed name."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    direct = list(names)
+    pinned = {_normal(name): name for name in direct}
+    followed: set[tuple[str, str]] = set()  # (name, extra) read; "" for the base requirements
+    queue = [(name, "") for name in direct]
+    while queue:
+        name, extra = queue.pop()
+        key = _normal(name)
+        if (key, extra) in followed:
+            continue
+        followed.add((key, extra))
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a direct need missing here: requirements() names it
+        pinned.setdefault(key, str(distribution.metadata["Name"]))
+        for line in distribution.requires or []:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            marker = requirement.marker
+            if marker is None and extra:
+                continue  # the base requirements, read with the base
+            if marker is not None and not marker.evaluate({"extra": extra}):
+                continue
+            queue.append((requirement.name, ""))
+            queue.extend((requirement.name, wanted) for wanted in sorted(requirement.extras))
+    return list(pinned.values())
 
 
 def model_distributions(modules: Iterable[str], local: frozenset[str] = frozenset()) -> list[str]:

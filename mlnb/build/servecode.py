@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlnb.analysis import BUILTIN_NAMES, free_names, python_source
+from mlnb.cell_numbers import cell_label
 from mlnb.errors import CellRef, ServeCodeError
 from mlnb.pipeline import Pipeline, Stage
 
@@ -53,7 +54,7 @@ class ServeCode:
     setup: list[Block] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
     blocks: list[Block] = field(default_factory=list)
-    left_out: list[str] = field(default_factory=list)  # "cell 11, line 1: predict(...)"
+    left_out: list[str] = field(default_factory=list)  # "cell 12, line 1: predict(...)"
     model_members: frozenset[str] = frozenset()
     cells: tuple[int, ...] = ()
     stage: str | None = None
@@ -141,7 +142,7 @@ def _blocks(cell: int, source: str, notebook: str) -> tuple[list[Block], list[st
             )
         elif not (isinstance(node, ast.Pass) and start == 1 and source.startswith("%%")):
             snippet = original[start - 1].strip()
-            left.append(f"cell {cell}, line {start}: {snippet[:60]}")
+            left.append(f"{cell_label(cell)}, line {start}: {snippet[:60]}")
         previous_end = end
     return kept, left
 
@@ -207,7 +208,7 @@ def _resolve(
             name = sorted(unresolved)[0]
             first = block.code.strip().splitlines()[0][:60]
             code.left_out.append(
-                f"cell {block.cell}, line {block.first_line}: {first} (reads {name!r})"
+                f"{cell_label(block.cell)}, line {block.first_line}: {first} (reads {name!r})"
             )
             continue
         kept.append(block)

@@ -22,7 +22,7 @@ class ServiceInfo:
     """One Bento's identity, its request schema and the training data it was built from.
 
     ``monitor_dir`` is absolute: ``$MLNB_MONITOR_DIR`` when the service starts with it set,
-    else ``./mlnb-monitoring/<name>/<version>`` under the serving process's working folder.
+    else ``mlnb-monitoring/<name>/<version>`` under the folder ``bentoml serve`` started in.
     ``build`` is the Bento's lineage, the same strings its labels carry (:data:`BUILD_KEYS`;
     ``"unknown"`` where the build could not tell, e.g. ``git_commit`` outside a repository).
     """

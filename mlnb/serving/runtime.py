@@ -117,10 +117,23 @@ class ServiceSpec:
         return joblib.load(folder / name)
 
     def row_model(self) -> Any:
-        """A row as a pydantic model: what the OpenAPI page shows for ``rows``."""
+        """A row as a pydantic model: what the OpenAPI page shows for ``rows`` (every training
+        column with its type, nullability and categories), with the spec's ``example`` (a
+        training row the build saw; none in an older spec)."""
         from mlnb.serving.row_model import row_model
 
-        return row_model(self.schema)
+        return openapi_row(row_model(self.schema), self.data.get("example"))
+
+    def rows_field(self) -> Any:
+        """The declared ``rows`` parameter's description, and the example request's rows."""
+        import pydantic
+
+        example = self.data.get("example")
+        return pydantic.Field(
+            description="rows keyed by the training columns (or lists of values in their "
+            f"order), at most {self.schema.max_rows}",
+            json_schema_extra={"example": [example]} if example else None,
+        )
 
     def handler(
         self,
@@ -185,15 +198,13 @@ class ServiceSpec:
         return str(self.data.get("service_name") or self.data["bento_name"])
 
     def info(self) -> ServiceInfo:
-        monitor_dir = os.environ.get(MONITOR_DIR_ENV) or self.data["monitor_dir"]
+        monitor_dir = self.monitor_folder()
         role = self.data.get("release_role")  # a version inside a release: R/<role>
-        if role and os.environ.get(MONITOR_DIR_ENV):
-            monitor_dir = str(Path(monitor_dir) / str(role))
         return ServiceInfo(
             bento_name=self.data["bento_name"],
             bento_version=self.data["bento_version"],
             run_id=self.data["run_id"],
-            monitor_dir=Path(monitor_dir).resolve(),
+            monitor_dir=monitor_dir,
             task=self.task,
             classes=self.data.get("classes"),
             features=list(self.data["schema"]["fields"]),
@@ -204,6 +215,32 @@ class ServiceSpec:
             takes_feedback=not role,
             build=self.build,
         )
+
+    def monitor_folder(self) -> Path:
+        """Where this worker logs, absolute: ``$MLNB_MONITOR_DIR`` (a release's version in
+        its role's folder under it), else the spec's folder, which :mod:`mlnb.build` writes
+        relative (``mlnb-monitoring/<name>/<version>``: under :func:`serving_folder`; an older
+        Bento's is an absolute folder of the machine that built it)."""
+        role = self.data.get("release_role")
+        chosen = os.environ.get(MONITOR_DIR_ENV)
+        if chosen:
+            return (Path(chosen) / str(role) if role else Path(chosen)).resolve()
+        return (serving_folder() / str(self.data["monitor_dir"])).resolve()
+
+    def announce(self, folder: Path) -> None:
+        """One log line at start-up: where the monitoring logs go, and why there."""
+        why = (
+            f"from ${MONITOR_DIR_ENV}"
+            if os.environ.get(MONITOR_DIR_ENV)
+            else f"under the folder bentoml serve started in; ${MONITOR_DIR_ENV} chooses another"
+        )
+        if log.getEffectiveLevel() > logging.INFO:  # BentoML leaves only its own at INFO
+            log.setLevel(logging.INFO)
+        log.info("mlnb: %s logs its monitoring in %s (%s)", self.tag, folder, why)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.data['bento_name']}:{self.data['bento_version']}"
 
     @property
     def build(self) -> dict[str, str]:
@@ -221,7 +258,9 @@ class ServiceSpec:
         """Once per worker: configure the monitoring hooks, then tune the garbage collector."""
         if os.environ.get("MLNB_MONITORING", "on").lower() not in ("off", "0", "false"):
             try:
-                hooks.configure(self.info())
+                info = self.info()
+                self.announce(info.monitor_dir)
+                hooks.configure(info)
             except Exception:
                 log.exception("mlnb: the monitoring hooks failed to start; serving without")
         if os.environ.get(GC_TUNING_ENV, "on").lower() not in ("off", "0", "false"):
@@ -236,6 +275,17 @@ class ServiceSpec:
             shutdown()
         except Exception:
             log.exception("mlnb: the monitoring hooks failed to stop")
+
+
+def serving_folder() -> Path:
+    """The folder ``bentoml serve`` was started in, as the shell that started it said
+    (``$PWD``): BentoML moves its processes into the Bento's own folder before the service
+    is imported, so their working folder is the Bento's. The process's working folder when
+    ``$PWD`` is unset or not a folder."""
+    told = os.environ.get("PWD")
+    if told and os.path.isabs(told) and os.path.isdir(told):
+        return Path(told)
+    return Path.cwd()
 
 
 def bentoml_config(
@@ -272,6 +322,24 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
+
+
+def openapi_row(model: Any, example: Mapping[str, Any] | None) -> Any:
+    """``model`` as the OpenAPI 3.0 page wants it: a nullable column as ``nullable: true``
+    (pydantic writes ``anyOf`` with ``type: null``, which 3.0 lacks), and the example row."""
+
+    def describe(schema: dict[str, Any], _: Any = None) -> None:
+        for prop in (schema.get("properties") or {}).values():
+            options = prop.get("anyOf")
+            if options and {"type": "null"} in options and len(options) == 2:
+                prop.pop("anyOf")
+                prop.update(next(o for o in options if o != {"type": "null"}))
+                prop["nullable"] = True
+        if example:
+            schema["example"] = dict(example)
+
+    config = {**model.model_config, "json_schema_extra": describe}
+    return type(model.__name__, (model,), {"model_config": config, "__module__": __name__})
 
 
 def api_answer(handler: PredictHandler, rows: Any) -> Any:
