@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mlnb.errors import AmbiguousStoreError
+from mlnb.errors import AmbiguousStoreError, StoreError
 
 STORE_DIR = ".mlnb"
 DB_NAME = "mlnb.db"
@@ -76,7 +76,7 @@ class StoreChoice:
             names = ", ".join(relative(nb, self.cwd) for nb in self.notebooks[:3])
             more = f" and {len(self.notebooks) - 3} more" if len(self.notebooks) > 3 else ""
             line += f" (of {names}{more})"
-        if self.preferred:
+        if self.preferred and self.others:
             line += f": it {self.preferred}"
         if self.others:
             others = ", ".join(relative(found.root, self.cwd) for found in self.others)
@@ -98,6 +98,14 @@ class StoreChoice:
                 f"./{STORE_DIR} nor beside any notebook below {self.cwd} ({MAX_DEPTH} levels deep)"
             )
         return shown
+
+
+    def exists(self) -> StoreChoice:
+        """The choice, when its folder is there; else a :class:`StoreError` naming where it
+        looked and how to point elsewhere."""
+        if self.reason != "none" and self.root.is_dir():
+            return self
+        raise StoreError(f"there is no store in {self.where_looked()}", fix=FIX_ELSEWHERE)
 
 
 FIX_ELSEWHERE = (

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         holds=holds_runs(args.run_id),
         holds_what=f"holds run {args.run_id}",
     )
-    store = Store(choice.root)
+    store = Store(choice.exists().root)
     record = store.get_run(args.run_id)
     importance = run_importance(store, record)
     output: Path | None = None

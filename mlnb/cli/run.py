@@ -140,32 +140,34 @@ def summary(record: dict[str, Any]) -> str:
             "metrics: " + ", ".join(f"{k}={_number(v)}" for k, v in record["metrics"].items())
         )
     if record.get("executed_notebook"):
-        executed = os.path.join(record["store"], record["executed_notebook"])
-        lines.append(f"executed notebook: {executed}")
+        from mlnb.store_finder import relative
+
+        executed = Path(record["store"], record["executed_notebook"])
+        lines.append(f"executed notebook: {relative(executed, Path.cwd())}")
     return "\n".join(lines)
 
 
 def follow_ups(record: dict[str, Any], notebook: str, store: str | None, cwd: str) -> str:
-    """The next commands, as typed from ``cwd``: they find the store this run used."""
+    """The next commands, as typed from ``cwd``; each finds the store this run used."""
     from mlnb.store_finder import relative
 
-    nb = shlex.quote(relative(Path(os.path.abspath(notebook)), Path(cwd)))
+    here = Path(cwd)
+    source = Path(os.path.abspath(notebook))
+    nb = shlex.quote(relative(source, here))
+    extra = ""  # --store only when the run's store is not the one beside the notebook
+    if store and Path(os.path.abspath(store)) != source.parent / ".mlnb":
+        extra = f" --store {shlex.quote(relative(Path(os.path.abspath(store)), here))}"
     run_id = record["run_id"]
-    # --store only when the run's store is not the one the commands find by the notebook
-    beside = Path(os.path.abspath(notebook)).parent / ".mlnb"
-    where = f"--notebook {nb}"
-    extra = ""
-    if store and Path(os.path.abspath(store)) != beside:
-        extra = f" --store {shlex.quote(relative(Path(os.path.abspath(store)), Path(cwd)))}"
-    lines = ["next:"]
-    lines.append(f"  mlnb runs show {run_id} {where}{extra}   # stages, metrics, lineage")
+    commands = [(f"mlnb runs show {run_id} --notebook {nb}{extra}", "stages, metrics, lineage")]
     if record["status"] == "succeeded":
-        lines.append(f"  mlnb report {run_id} {where}{extra}   # the run as one HTML page")
+        commands.append((f"mlnb report {run_id} --notebook {nb}{extra}", "the run as HTML"))
         if record.get("model"):
-            lines.append(f"  mlnb build {nb}{extra}   # a BentoML service from this run")
-            lines.append(f"  mlnb serve {nb}{extra}   # serve it on http://127.0.0.1:3000")
-    lines.append(f"  mlnb runs {where}{extra}   # every run of this notebook")
-    return "\n".join(lines)
+            commands.append((f"mlnb build {nb}{extra}", "a BentoML service of this run"))
+            commands.append((f"mlnb serve {nb}{extra}", "serve it (builds it if needed)"))
+    commands.append((f"mlnb runs --notebook {nb}{extra}", "every run of this notebook"))
+    width = max(len(command) for command, _ in commands)
+    lines = [f"  {command.ljust(width)}  # {why}" for command, why in commands]
+    return "\n".join(["next:", *lines])
 
 
 def failure_message(record: dict[str, Any]) -> str:

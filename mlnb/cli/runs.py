@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         holds=holds_runs(*wanted) if wanted else None,
         holds_what=f"holds run {' and '.join(wanted)}" if wanted else None,
     )
-    store = Store(choice.root)
+    store = Store((choice.exists() if wanted else choice).root)
     if args.action == "show":
         record = store.get_run(args.run_id)
         print(dumps(with_index_keys(record), indent=2) if args.json else render_run(record))

@@ -29,9 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlnb.errors import StoreError
     from mlnb.store import Store, dumps
-    from mlnb.store_finder import FIX_ELSEWHERE, use_store
+    from mlnb.store_finder import use_store
     from mlnb.store_verify import verify
 
     # Verifying (or repairing) a store other than the one meant would say "all sound" about
@@ -39,9 +38,7 @@ def run(args: argparse.Namespace) -> int:
     choice = use_store(
         args.store, args.notebook, ambiguity="refuse", command=f"mlnb store {args.action}"
     )
-    store = Store(choice.root)
-    if not store.root.is_dir():
-        raise StoreError(f"there is no store in {choice.where_looked()}", fix=FIX_ELSEWHERE)
+    store = Store(choice.exists().root)
     with store:
         report = verify(store, repair=args.repair, progress=_Progress())
     remaining = len(report.open_problems)
