@@ -121,7 +121,7 @@ def test_the_walk_skips_hidden_folders_packages_venvs_and_the_deep(tmp_path: Pat
     assert choice.where_looked() == (
         f"./.mlnb nor beside any notebook below {tmp_path} ({MAX_DEPTH} levels deep)"
     )
-    with pytest.raises(StoreError, match="there is no store in ./.mlnb nor beside"):
+    with pytest.raises(StoreError, match=r"there is no store in \./\.mlnb nor beside"):
         choice.exists()
     # one level less deep is found
     shallow = tmp_path.joinpath(*(f"e{i}" for i in range(MAX_DEPTH)))

@@ -22,7 +22,7 @@ from mlnb.store import Store
 from .conftest import EXAMPLES
 
 NOTEBOOK = "example_notebooks/breast_cancer.ipynb"
-ANNOUNCED = "mlnb: using the store example_notebooks/.mlnb (of example_notebooks/breast_cancer.ipynb)"
+ANNOUNCED = f"mlnb: using the store example_notebooks/.mlnb (of {NOTEBOOK})"
 
 
 def mlnb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -119,8 +119,7 @@ def test_with_no_store_anywhere_the_hint_says_where_it_looked(tmp_path: Path) ->
     listed = mlnb("runs", cwd=tmp_path)
     assert listed.returncode == 0
     assert listed.stdout.splitlines() == [
-        f"no runs recorded yet in ./.mlnb nor beside any notebook below {tmp_path} "
-        "(4 levels deep)",
+        f"no runs recorded yet in ./.mlnb nor beside any notebook below {tmp_path} (4 levels deep)",
         "Fix: run a notebook first (`mlnb run NB.ipynb`), or point at its store: "
         "--notebook NB.ipynb (its store is .mlnb beside it) or --store DIR",
     ]
