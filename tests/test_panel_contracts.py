@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
@@ -139,12 +140,19 @@ def test_top_features_are_computed_in_a_process_then_read_from_the_store(tmp_pat
     record = make_run(store)
     record["notebook"] = {"path": str(notebook.resolve())}
     store.save_run(record)
-    panel = MlnbPanel(notebook, store=str(store.root))
-    assert panel.features.value == ""  # not computed yet
-    assert panel.start_importance() == "r1"
-    assert panel.features_status.value == "computing the top features of run r1..."
-    panel.wait_importance(120)
+
+    async def compute() -> MlnbPanel:  # the panel follows the process on the (kernel's) loop
+        panel = MlnbPanel(notebook, store=str(store.root))
+        assert panel.features.value == ""  # not computed yet
+        assert panel.start_importance() == "r1"
+        assert panel.features_status.value == "computing the top features of run r1..."
+        assert panel.features_button.disabled
+        await panel.settled(120)
+        return panel
+
+    panel = asyncio.run(compute())
     assert panel.features_status.value == "run r1", panel.error.value
+    assert not panel.features_button.disabled
     assert "<td style='padding:2px 8px'>strong</td>" in panel.features.value
     assert "linear SHAP (exact)" in panel.features.value
     # A new panel shows them at once: the store's cache, nothing computed.

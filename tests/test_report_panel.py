@@ -84,9 +84,10 @@ panel.inputs["scale"].value = 3.5
 panel.inputs["label"].value = "large"
 panel.run_button.click()
 started_busy = panel.busy
-panel.wait(180)
+await panel.settled(180)  # on the kernel's own loop, which follows the run
 print(json.dumps({
     "busy_after_click": started_busy,
+    "buttons_disabled": [panel.run_button.disabled, panel.build_button.disabled],
     "status": panel.status.value,
     "bar": [panel.bar.value, panel.bar.max, panel.bar.bar_style],
     "record": panel.last_record,
@@ -136,6 +137,8 @@ def test_panel_in_a_real_kernel_runs_with_the_forms_parameters(tmp_path: Path) -
     assert record["status"] == "succeeded"
     assert record["parameters"]["scale"] == 3.5 and record["parameters"]["label"] == "large"
     assert done["bar"] == [2, 2, "success"]
-    assert done["status"] == f"run {record['run_id']} succeeded"
+    assert done["status"].startswith(f"run {record['run_id']} succeeded in ")
+    assert done["status"].endswith(" s (2 ran)")
+    assert done["buttons_disabled"] == [False, False]
     assert record["run_id"] in done["history"]
     assert "ran" in done["stages"]

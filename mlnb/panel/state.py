@@ -1,4 +1,5 @@
-"""The in-notebook panel in the core's terms: form fields, stage rows, history, a run process.
+"""The in-notebook panel in the core's terms: form fields, stage rows, history, a run process,
+and the panel's state machine (:class:`PanelState`, :func:`step`): events in, what to show out.
 
 Nothing here imports ipywidgets; :mod:`mlnb.panel.widgets` is a thin view over these.
 """
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ class StageRow:
 
 
 def stage_rows(pipeline: Pipeline, latest: Mapping[str, Any] | None) -> list[StageRow]:
-    from mlnb.cli.inspect import cell_ranges
+    from mlnb.cell_numbers import cell_ranges  # 1-based, as JupyterLab numbers cells
 
     statuses = {s.get("name"): s.get("status", "-") for s in (latest or {}).get("stages", [])}
     return [
@@ -144,6 +145,156 @@ def progress(record: Mapping[str, Any] | None, total: int) -> tuple[int, str]:
     if status == "running":
         return done, f"running stage {running}" if running else "running"
     return done, f"run {record.get('run_id')} {status}"
+
+
+# --- the panel's state machine (issue 20): events in, what the panel shows out ---
+
+SAVED_NOTE = "runs {notebook} as saved on disk: save it (Ctrl+S) to include unsaved edits"
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """Run was pressed: ``mlnb run`` started in a process of its own."""
+
+    run_id: str
+    total: int  # stages in the pipeline
+    notebook: str  # the file's name, as the status line says it
+
+
+@dataclass(frozen=True)
+class BuildStarted:
+    """Build was pressed: ``mlnb build`` started in a process of its own."""
+
+
+@dataclass(frozen=True)
+class RecordSeen:
+    """A poll of the store while the run goes on: its record as written so far (None: not yet)."""
+
+    record: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class CommandEnded:
+    """The process ended. ``record`` is the run's final record (``mlnb run --json`` prints it;
+    else the store's), None for a build or when the run wrote none."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    record: Mapping[str, Any] | None = None
+
+
+PanelEvent = RunStarted | BuildStarted | RecordSeen | CommandEnded
+
+
+@dataclass(frozen=True)
+class PanelState:
+    """Everything the panel shows about the command it runs; the view sets its widgets from this
+    alone. ``history_version`` grows when a command ends: the view then reloads the runs."""
+
+    action: str = ""  # "run", "build", or "" before the first command
+    busy: bool = False
+    run_id: str | None = None
+    status: str = ""
+    done: int = 0
+    total: int = 1
+    bar_style: str = ""  # ipywidgets' bar styles: "", "info", "success", "danger"
+    error: str = ""
+    record: Mapping[str, Any] | None = None
+    history_version: int = 0
+
+    @property
+    def buttons_enabled(self) -> bool:
+        """Run and Build can be pressed: nothing is running."""
+        return not self.busy
+
+
+def step(state: PanelState, event: PanelEvent) -> PanelState:
+    """The state after ``event``. Events that do not fit (a poll after the end, an end with
+    nothing running) leave the state as it is, so a late or doubled event changes nothing."""
+    if isinstance(event, RunStarted):
+        return PanelState(
+            action="run",
+            busy=True,
+            run_id=event.run_id,
+            status=f"{SAVED_NOTE.format(notebook=event.notebook)}; starting a kernel...",
+            total=max(event.total, 1),
+            bar_style="info",
+            history_version=state.history_version,
+        )
+    if isinstance(event, BuildStarted):
+        return PanelState(
+            action="build",
+            busy=True,
+            status="building a Bento from the latest successful run...",
+            bar_style="info",
+            record=state.record,
+            history_version=state.history_version,
+        )
+    if not state.busy:
+        return state
+    if isinstance(event, RecordSeen):
+        if state.action != "run" or event.record is None:
+            return state
+        done, text = progress(event.record, state.total)
+        return replace(state, done=min(done, state.total), status=text, record=event.record)
+    return _ended(state, event)
+
+
+def _ended(state: PanelState, event: CommandEnded) -> PanelState:
+    ok = event.returncode == 0
+    ended = replace(
+        state,
+        busy=False,
+        bar_style="success" if ok else "danger",
+        error="" if ok else error_text(event.stderr, event.stdout),
+        history_version=state.history_version + 1,
+    )
+    if state.action == "build":
+        return replace(ended, status=build_summary(event.stdout) if ok else "build failed")
+    record = event.record if event.record is not None else state.record
+    if record is None or record.get("run_id") != state.run_id:
+        return replace(ended, status=f"run {state.run_id} failed (exit code {event.returncode})")
+    stages = record.get("stages", [])
+    done = sum(1 for s in stages if s.get("status") in ("ran", "cached", "failed"))
+    return replace(
+        ended,
+        record=record,
+        done=state.total if record.get("status") == "succeeded" else min(done, state.total),
+        status=run_summary(record),
+    )
+
+
+def run_summary(record: Mapping[str, Any]) -> str:
+    """``run 20261202-... succeeded in 0.41 s (3 cached)``: the status line once a run ended."""
+    counts: dict[str, int] = {}
+    for stage in record.get("stages", []):
+        counts[str(stage.get("status"))] = counts.get(str(stage.get("status")), 0) + 1
+    parts = ", ".join(f"{n} {status}" for status, n in counts.items())
+    line = f"run {record.get('run_id')} {record.get('status')}"
+    if isinstance(record.get("seconds"), (int, float)):
+        line += f" in {float(record['seconds']):.2f} s"
+    return f"{line} ({parts})" if parts else line
+
+
+def build_summary(stdout: str) -> str:
+    """``built NAME:VERSION (onnx)`` from what ``mlnb build --json`` printed."""
+    try:
+        result = json.loads(stdout)
+    except ValueError:
+        return "built"
+    if not isinstance(result, dict):
+        return "built"
+    return f"built {result.get('bento')} ({result.get('format')})"
+
+
+def final_record(stdout: str) -> dict[str, Any] | None:
+    """The run record ``mlnb run --json`` printed, or None."""
+    try:
+        found = json.loads(stdout) if stdout.strip() else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) and "run_id" in found else None
 
 
 @dataclass

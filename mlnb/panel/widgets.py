@@ -1,7 +1,11 @@
 """The ipywidgets view of the panel: a thin layer over :mod:`mlnb.panel.state`.
 
-Run and Build start ``mlnb`` subprocesses; a watcher thread follows the run record in the store
-and updates the progress bar, so the kernel stays free while a run goes on. The latest run's
+Run and Build start ``mlnb`` subprocesses; a task on the kernel's own event loop follows the
+process and the run record in the store (:mod:`mlnb.panel.loop`), so the kernel stays free while
+a run goes on and every widget change reaches the front end. What the panel shows of the command
+comes from one state machine (:class:`mlnb.panel.state.PanelState`, :func:`~mlnb.panel.state.step`).
+Run runs the notebook as saved on disk, and says so. History rows link to each run's report and
+executed notebook (:mod:`mlnb.panel.links`). The latest run's
 data contract verdict per data stage is shown with its first violations, and "Top features"
 computes the global importance of the newest successful run's model in a process of its own
 (:mod:`mlnb.importance`; read from the store's cache when it was computed before). The ``HTML``
@@ -11,8 +15,8 @@ given (names, parameters, metrics, messages); the other widgets show their value
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +25,16 @@ from markupsafe import Markup
 
 from mlnb.errors import MlnbError
 from mlnb.importance import cached_importance
+from mlnb.panel.links import Link, run_links, server_place
+from mlnb.panel.loop import POLL_SECONDS, KernelLoop, follow, require
 from mlnb.panel.state import (
-    CommandProcess,
+    SAVED_NOTE,
+    BuildStarted,
+    CommandEnded,
     FormField,
+    PanelEvent,
+    PanelState,
+    RunStarted,
     build_command,
     cli_parameters,
     contract_rows,
@@ -34,14 +45,12 @@ from mlnb.panel.state import (
     importance_command,
     importance_from_output,
     importance_note,
-    progress,
     run_command,
     stage_rows,
+    step,
 )
 from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.store import Store, new_run_id
-
-POLL_SECONDS = 0.3
 
 
 class MlnbPanel:
@@ -67,7 +76,12 @@ class MlnbPanel:
             "`jupyter kernelspec list` shows the installed ones",
             style={"description_width": "initial"},
         )
-        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.run_button = w.Button(
+            description="Run",
+            button_style="primary",
+            icon="play",
+            tooltip="mlnb run: " + SAVED_NOTE.format(notebook=self.notebook.name),
+        )
         self.build_button = w.Button(description="Build", icon="cube")
         self.bar = w.IntProgress(value=0, min=0, max=1, description="stages")
         self.status = w.Label()
@@ -82,9 +96,12 @@ class MlnbPanel:
         )
         self.features_status = w.Label()
         self.features = w.HTML()
-        self.features_button.on_click(lambda _: self.start_importance())
-        self.run_button.on_click(lambda _: self.start_run())
-        self.build_button.on_click(lambda _: self.start_build())
+        # A click may be handled on a subshell thread (ipykernel 7 with JupyterLab's default
+        # settings): hand it to the kernel's loop, where every widget change is made.
+        self.loop = KernelLoop.capture()
+        self.features_button.on_click(lambda _: self._on_loop(self.start_importance))
+        self.run_button.on_click(lambda _: self._on_loop(self.start_run))
+        self.build_button.on_click(lambda _: self._on_loop(self.start_build))
         self.widget = w.VBox(
             [
                 self.title,
@@ -100,11 +117,11 @@ class MlnbPanel:
                 self.history,
             ]
         )
-        self.current: CommandProcess | None = None
-        self.last_record: dict[str, Any] | None = None
-        self._watcher: threading.Thread | None = None
-        self.importance_process: CommandProcess | None = None
-        self._importance_watcher: threading.Thread | None = None
+        self.state = PanelState()
+        self.server = server_place()
+        self._task: asyncio.Task[None] | None = None
+        self._importance_task: asyncio.Task[None] | None = None
+        self._importance_busy = False
         self.refresh(rebuild_form=True)
 
     # -- rendering ------------------------------------------------------------------------
@@ -132,10 +149,14 @@ class MlnbPanel:
             cached = cached_importance(self.store, model_run)  # a JSON read, nothing computed
             self.show_importance(cached, str(model_run["run_id"]))
         self.history.value = "<b>runs</b>" + _table(
-            ["run", "status", "started", "stages", "metrics", "bento"],
+            ["run", "status", "started", "stages", "metrics", "bento", "open"],
             [
-                [r.run_id, r.status, r.started_at, r.stages, r.metrics, r.bentos]
-                for r in history_rows(runs)
+                [r.run_id, r.status, r.started_at, r.stages, r.metrics, r.bentos, links]
+                for r, links in zip(
+                    history_rows(runs),
+                    [_links_html(run_links(run, self.notebook, self.server)) for run in runs],
+                    strict=False,  # history_rows shows the newest ten
+                )
             ],
         )
 
@@ -169,46 +190,43 @@ class MlnbPanel:
         table = _table(["feature", "", "mean |contribution|", "permutation"], rows)
         self.features.value = str(head) + table
 
-    # -- actions --------------------------------------------------------------------------
+    # -- actions: each runs on the kernel's event loop (KernelLoop.call) ----------------------
+
+    def _on_loop(self, action: Any) -> None:
+        require(self.loop).call(action)
 
     @property
     def importance_busy(self) -> bool:
-        process = self.importance_process
-        return process is not None and not process.finished
+        return self._importance_busy
 
     def start_importance(self) -> str | None:
         """Compute (or read from the store) the newest successful run's top features, in a
         process of its own; the status line says so while it goes."""
+        loop = require(self.loop)
         run = _model_run(self.store.list_runs(self.notebook))
         if run is None or self.importance_busy:
             return None
         run_id = str(run["run_id"])
-        self.importance_process = importance_command(run_id, self.store_arg).start()
+        command = importance_command(run_id, self.store_arg).start()
+        loop.check()
+        self._importance_busy = True
         self.features_button.disabled = True
         self.features_status.value = f"computing the top features of run {run_id}..."
-        self._importance_watcher = threading.Thread(
-            target=self._follow_importance,
-            args=(self.importance_process, run_id),
+        self._importance_task = loop.spawn(
+            follow(command, lambda event: self._importance_ended(event, run_id)),
             name="mlnb-panel-importance",
-            daemon=True,
         )
-        self._importance_watcher.start()
         return run_id
 
-    def wait_importance(self, timeout: float | None = None) -> None:
-        """Block until the top features are shown (for tests)."""
-        if self._importance_watcher is not None:
-            self._importance_watcher.join(timeout)
-
-    def _follow_importance(self, command: CommandProcess, run_id: str) -> None:
-        stop = threading.Event()
-        while not command.finished:
-            stop.wait(POLL_SECONDS)
-        stdout, stderr = command.output()
-        found = importance_from_output(stdout) if command.returncode == 0 else None
+    def _importance_ended(self, event: PanelEvent, run_id: str) -> None:
+        if not isinstance(event, CommandEnded):
+            return
+        require(self.loop).check()
+        self._importance_busy = False
+        found = importance_from_output(event.stdout) if event.returncode == 0 else None
         if found is None:
             self.features_status.value = "the top features could not be computed"
-            self.show_error(error_text(stderr, stdout))
+            self.show_error(error_text(event.stderr, event.stdout))
         else:
             cached = " (from the store)" if found.get("cached") else ""
             self.features_status.value = f"run {run_id}{cached}"
@@ -219,70 +237,70 @@ class MlnbPanel:
         return {name: widget.value for name, widget in self.inputs.items()}
 
     def start_run(self) -> str | None:
+        """Start ``mlnb run`` on the notebook as saved, with the form's values; None when a
+        command is running already."""
+        loop = require(self.loop)
         if self.busy:
             return None
         run_id = new_run_id()
         argv = cli_parameters(self.fields, self.form_values())
         kernel = self.kernel.value.strip() or None
-        self.current = run_command(self.notebook, run_id, argv, self.store_arg, kernel).start()
+        command = run_command(self.notebook, run_id, argv, self.store_arg, kernel).start()
         total = len(self.pipeline.stages) if self.pipeline else 1
-        self.bar.max, self.bar.value, self.bar.bar_style = max(total, 1), 0, "info"
-        self.status.value = "starting a kernel..."
-        self.show_error("")
-        self._watch(self.current, run_id)
+        self.emit(RunStarted(run_id, total, self.notebook.name))
+        self._task = loop.spawn(
+            follow(command, self.emit, lambda: self._read_run(run_id), POLL_SECONDS),
+            name="mlnb-panel-run",
+        )
         return run_id
 
     def start_build(self) -> None:
+        loop = require(self.loop)
         if self.busy:
             return
-        self.current = build_command(self.notebook, self.store_arg).start()
-        self.status.value = "building a Bento..."
-        self.show_error("")
-        self._watch(self.current, None)
+        command = build_command(self.notebook, self.store_arg).start()
+        self.emit(BuildStarted())
+        self._task = loop.spawn(follow(command, self.emit), name="mlnb-panel-build")
 
     @property
     def busy(self) -> bool:
-        return self.current is not None and not self.current.finished
+        return self.state.busy
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until the watcher has seen the current command finish (for tests)."""
-        if self._watcher is not None:
-            self._watcher.join(timeout)
+    @property
+    def last_record(self) -> dict[str, Any] | None:
+        """The latest run record the panel has seen (while a run goes on, or at its end)."""
+        return None if self.state.record is None else dict(self.state.record)
 
-    def _watch(self, command: CommandProcess, run_id: str | None) -> None:
-        self.run_button.disabled = self.build_button.disabled = True
-        self._watcher = threading.Thread(
-            target=self._follow, args=(command, run_id), name="mlnb-panel", daemon=True
-        )
-        self._watcher.start()
+    async def settled(self, timeout: float | None = None) -> None:
+        """Wait, on the kernel's loop, until the commands started so far have ended and the
+        panel shows it (for tests: ``await panel.settled()`` in a cell)."""
+        await asyncio.sleep(0)  # let clicks handed over from other threads start their command
+        tasks = [t for t in (self._task, self._importance_task) if t is not None]
+        if tasks:
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout)
 
-    def _follow(self, command: CommandProcess, run_id: str | None) -> None:
-        stop = threading.Event()
-        while not command.finished:
-            if run_id is not None:
-                self._show_progress(run_id)
-            stop.wait(POLL_SECONDS)
-        stdout, stderr = command.output()
-        if run_id is not None:
-            self._show_progress(run_id)
-        ok = command.returncode == 0
-        self.bar.bar_style = "success" if ok else "danger"
-        if run_id is None:
-            self.status.value = _build_summary(stdout) if ok else "build failed"
-        if not ok:
-            self.show_error(error_text(stderr, stdout))
-        self.run_button.disabled = self.build_button.disabled = False
-        self.refresh()
+    def emit(self, event: PanelEvent) -> None:
+        """The one way the panel's command state changes: step the state machine, then show it."""
+        before = self.state
+        self.state = step(before, event)
+        self._show(self.state)
+        if self.state.history_version != before.history_version:
+            self.refresh()
 
-    def _show_progress(self, run_id: str) -> None:
+    def _show(self, state: PanelState) -> None:
+        require(self.loop).check()
+        self.run_button.disabled = self.build_button.disabled = not state.buttons_enabled
+        self.bar.max = state.total
+        self.bar.value = state.done
+        self.bar.bar_style = state.bar_style
+        self.status.value = state.status
+        self.show_error(state.error)
+
+    def _read_run(self, run_id: str) -> dict[str, Any] | None:
         try:
-            record = self.store.get_run(run_id)
+            return self.store.get_run(run_id)
         except MlnbError:
-            record = None
-        self.last_record = record
-        done, text = progress(record, self.bar.max)
-        self.bar.value = done
-        self.status.value = text
+            return None
 
 
 def _input_widget(f: FormField) -> w.ValueWidget:
@@ -339,9 +357,13 @@ def _contracts_html(latest: dict[str, Any] | None) -> str:
     return "<b>data contracts</b>" + _table(["stage", "contract", "file", "violations"], cells)
 
 
-def _build_summary(stdout: str) -> str:
-    try:
-        result = json.loads(stdout)
-    except ValueError:
-        return "built"
-    return f"built {result.get('bento')} ({result.get('format')})"
+def _links_html(links: list[Link]) -> Markup:
+    """The row's links: JupyterLab's command linker opens a ``lab_path`` in a tab of the same
+    JupyterLab; the others open in a new browser tab."""
+    anchor = Markup("<a href='{}' title='{}' target='_blank' rel='noopener'{}>{}</a>")
+    opens = Markup(" data-commandlinker-command='docmanager:open' data-commandlinker-args='{}'")
+    shown = []
+    for link in links:
+        extra = opens.format(json.dumps({"path": link.lab_path})) if link.lab_path else Markup("")
+        shown.append(anchor.format(link.href, link.title, extra, link.text))
+    return Markup(" · ").join(shown)
