@@ -83,7 +83,11 @@ def _extension_installed() -> bool:
 
 
 @pytest.fixture(scope="module")
-def lab(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(
+    chromium: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Lab]:
+    """A JupyterLab for the module; a module setting ``LAB_OVERRIDES = None`` gets JupyterLab's
+    default settings, as a fresh user has them (no ``overrides.json``)."""
     if not _extension_installed():
         _unavailable("the mlnb labextension is not installed (pip install -e . builds it)")
     base = tmp_path_factory.mktemp("lab")
@@ -104,7 +108,9 @@ def lab(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab
         },
         "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
     }
-    (settings / "overrides.json").write_text(json.dumps(overrides))
+    overrides = getattr(request.module, "LAB_OVERRIDES", overrides)
+    if overrides is not None:
+        (settings / "overrides.json").write_text(json.dumps(overrides))
     token, port = secrets.token_hex(16), _free_port()
     env = {
         key: value
