@@ -34,7 +34,7 @@ def test_a_notebook_without_runs_is_run_then_built_to_onnx() -> None:
     assert built["bento"].startswith("breast_cancer:")
     assert built["model"].startswith("breast_cancer_model:")
     assert "no successful run of breast_cancer.ipynb yet: running it" in log
-    assert "left out cell 11, line 1: predict(X_test.head(3))" in log
+    assert "left out cell 12, line 1: predict(X_test.head(3))" in log  # JupyterLab's Cell 12
     assert "ONNX: the ONNX model agrees with the original on 143 held-out rows" in log
     record = run_record(built["run_id"])
     assert record["status"] == "succeeded"
@@ -53,8 +53,11 @@ def test_building_the_same_run_again_gives_the_same_tag() -> None:
         f"run {built['run_id']} then {second['run_id']}\n"
         f"first build:\n{first_log}\nsecond build:\n{again.stderr}"
     )
-    assert second["created"] is False
-    assert "exists already (same content): reused" in again.stderr
+    assert second["created"] is False and second["reused"] is True
+    assert second["reused_from_run"] == built["run_id"]
+    assert f"reused the existing Bento {built['bento']} (built from run {built['run_id']} on " in (
+        again.stderr
+    )
     assert len(run_record(built["run_id"])["builds"]) == 1
 
 

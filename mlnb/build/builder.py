@@ -270,7 +270,7 @@ def _run_report(inputs: BuildInputs, progress: Progress, notebook: str) -> str:
 def _describe_folder(build_dir: Path, progress: Progress) -> None:
     hidden = folder.hidden_part(build_dir)
     if hidden is None:
-        progress(f"build folder {build_dir} (bentoml build accepts it as it is)")
+        progress(f"build folder {build_dir} (cd there and run bentoml build to build it by hand)")
     else:
         progress(
             f"build folder {build_dir}: under the hidden folder {hidden}, which bentoml build "
