@@ -20,11 +20,19 @@ function madeUpError(status: number, message: string): IErrorInfo {
     message,
     fix: null,
     notebook: null,
+    cell_index: null,
     cell: null,
     cell_first_line: null,
     stage: null,
     status
   };
+}
+
+/** The URL of a route under `/mlnb/`, for the browser to open itself (pages, downloads). */
+export function pageUrl(endpoint: string, query: { [key: string]: string } = {}): string {
+  const settings = ServerConnection.makeSettings();
+  const search = new URLSearchParams(query).toString();
+  return URLExt.join(settings.baseUrl, 'mlnb', endpoint) + (search ? `?${search}` : '');
 }
 
 export async function requestAPI<T>(
@@ -82,5 +90,11 @@ export const api = {
     requestAPI<IImportanceAnswer>(`runs/${encodeURIComponent(runId)}/importance`, post({ path })),
   startBuild: (path: string, runId: string | null) =>
     requestAPI<IJob>('builds', post(runId ? { path, run_id: runId } : { path })),
-  job: (jobId: string) => requestAPI<IJob>(`jobs/${encodeURIComponent(jobId)}`)
+  job: (jobId: string) => requestAPI<IJob>(`jobs/${encodeURIComponent(jobId)}`),
+  /** The run's HTML report (a page the server renders with `mlnb report`). */
+  reportUrl: (path: string, runId: string) =>
+    pageUrl(`runs/${encodeURIComponent(runId)}/report`, { path }),
+  /** The run's executed notebook, as a download. */
+  executedNotebookUrl: (path: string, runId: string) =>
+    pageUrl(`runs/${encodeURIComponent(runId)}/notebook`, { path })
 };

@@ -7,10 +7,11 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
+import { MainAreaWidget } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { LabIcon } from '@jupyterlab/ui-components';
+import { IFrame, LabIcon } from '@jupyterlab/ui-components';
 
-import { SidebarModel } from './model';
+import { IShellActions, SidebarModel } from './model';
 import { MlnbSidebar } from './panel';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24">
@@ -25,6 +26,35 @@ const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24">
 export const mlnbIcon = new LabIcon({ name: 'mlnb:pipeline', svgstr: ICON_SVG });
 
 const SIDEBAR_ID = 'mlnb-sidebar';
+const REPORT_CLASS = 'mlnb-report';
+
+/** The sidebar's ways into JupyterLab's shell: tabs, the main area, the document manager. */
+function shellActions(app: JupyterFrontEnd): IShellActions {
+  const reports = new Map<string, MainAreaWidget<IFrame>>();
+  return {
+    activate: (panel: NotebookPanel) => app.shell.activateById(panel.id),
+    openReport: (url: string, runId: string) => {
+      let widget = reports.get(runId);
+      if (!widget || widget.isDisposed) {
+        // The report is the executed notebook's HTML: shown sandboxed (no scripts, its own
+        // origin), as the server's Content-Security-Policy also demands.
+        const frame = new IFrame({ sandbox: [] });
+        frame.url = url;
+        widget = new MainAreaWidget({ content: frame });
+        widget.id = `mlnb-report-${runId}`;
+        widget.addClass(REPORT_CLASS);
+        widget.title.label = `Report ${runId}`;
+        widget.title.caption = `mlnb report of run ${runId}`;
+        widget.title.icon = mlnbIcon;
+        widget.title.closable = true;
+        reports.set(runId, widget);
+        app.shell.add(widget, 'main');
+      }
+      app.shell.activateById(widget.id);
+    },
+    openNotebook: (path: string) => void app.commands.execute('docmanager:open', { path })
+  };
+}
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'mlnb:sidebar',
@@ -37,7 +67,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     tracker: INotebookTracker,
     restorer: ILayoutRestorer | null
   ) => {
-    const model = new SidebarModel((panel: NotebookPanel) => app.shell.activateById(panel.id));
+    const model = new SidebarModel(shellActions(app));
     const sidebar = new MlnbSidebar(model);
     sidebar.id = SIDEBAR_ID;
     sidebar.title.icon = mlnbIcon;

@@ -8,6 +8,8 @@ import { NotebookPanel } from '@jupyterlab/notebook';
 import { Signal } from '@lumino/signaling';
 
 import { api, ApiError } from './api';
+import { cellBadges } from './badges';
+import { showBadges } from './cellbadges';
 import { coerceAll } from './params';
 import {
   Action,
@@ -36,6 +38,22 @@ function errorText(error: unknown): string {
   return String(error);
 }
 
+/** What the sidebar asks of JupyterLab's shell (index.ts gives the real ones). */
+export interface IShellActions {
+  /** Bring the notebook's tab to the front. */
+  activate(panel: NotebookPanel): void;
+  /** Show a run's HTML report in the main area. */
+  openReport(url: string, runId: string): void;
+  /** Open a notebook JupyterLab's Contents API serves (a path relative to the server root). */
+  openNotebook(path: string): void;
+}
+
+const NO_SHELL: IShellActions = {
+  activate: () => {},
+  openReport: url => void window.open(url, '_blank'),
+  openNotebook: () => {}
+};
+
 export class SidebarModel {
   readonly changed = new Signal<SidebarModel, IState>(this);
   private _state: IState = initialState;
@@ -44,7 +62,7 @@ export class SidebarModel {
   private _polling = new Set<string>();
   private _disposed = false;
 
-  constructor(private readonly _activate: (panel: NotebookPanel) => void = () => {}) {}
+  constructor(private readonly _shell: IShellActions = NO_SHELL) {}
 
   get state(): IState {
     return this._state;
@@ -165,8 +183,33 @@ export class SidebarModel {
       const info: IErrorInfo =
         error instanceof ApiError
           ? error.info
-          : { error: 'client', message: String(error), fix: null, notebook: path, cell: null, cell_first_line: null, stage: null };
+          : { error: 'client', message: String(error), fix: null, notebook: path, cell_index: null, cell: null, cell_first_line: null, stage: null };
       this.dispatch({ type: 'inspect/error', path, error: info });
+    }
+    this._showBadges(panel);
+  }
+
+  /** Badge each cell of the notebook with its stage, as the pipeline just read says. */
+  private _showBadges(panel: NotebookPanel): void {
+    if (panel !== this._panel || panel.isDisposed) {
+      return;
+    }
+    const { pipeline, error } = this._state;
+    showBadges(panel.content, cellBadges(error ? null : pipeline, error?.stages ?? []));
+  }
+
+  /** Show a run's HTML report in the main area. */
+  openReport(runId: string): void {
+    const path = this._state.path;
+    if (path) {
+      this._shell.openReport(api.reportUrl(path, runId), runId);
+    }
+  }
+
+  /** Open a run's executed notebook in JupyterLab (when the Contents API serves it). */
+  openExecutedNotebook(run: IRun): void {
+    if (run.executed_notebook_path) {
+      this._shell.openNotebook(run.executed_notebook_path);
     }
   }
 
@@ -271,7 +314,7 @@ export class SidebarModel {
     if (!panel || index < 0 || index >= panel.content.widgets.length) {
       return;
     }
-    this._activate(panel);
+    this._shell.activate(panel);
     panel.content.activeCellIndex = index;
     panel.content.deselectAll();
     await panel.content.scrollToCell(panel.content.widgets[index], 'start');
@@ -292,10 +335,18 @@ export class SidebarModel {
       return;
     }
     this.dispatch({ type: 'submit', what: 'run' });
-    try {
-      if (panel.context.model.dirty) {
-        await panel.context.save(); // the run reads the file, so it must hold what is shown
+    if (panel.context.model.dirty) {
+      // The run reads the file, so it must hold what is shown: save, and say so.
+      const name = path.split('/').pop() ?? path;
+      try {
+        await panel.context.save();
+      } catch (error) {
+        this.dispatch({ type: 'submit/error', message: `cannot save ${name}, so the run did not start: ${errorText(error)}` });
+        return;
       }
+      this.dispatch({ type: 'run/saved', name });
+    }
+    try {
       const { run_id } = await api.startRun(path, parameters, state.kernel.trim() || undefined);
       this.dispatch({ type: 'run/progress', path, run: { run_id, status: 'starting', stages: [], parameters } });
       await this._pollRun(path, run_id);

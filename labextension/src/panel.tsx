@@ -5,6 +5,8 @@
 import { ReactWidget } from '@jupyterlab/ui-components';
 import React, { useEffect, useState } from 'react';
 
+import { api } from './api';
+import { cellNumber, cellsLabel, errorCellIndex, stageCellIndexes } from './cells';
 import { layoutDag } from './dag';
 import { SidebarModel } from './model';
 import { fieldKind, formatParameters } from './params';
@@ -17,6 +19,7 @@ import {
   isRunning,
   modelRun,
   runBlocker,
+  saveNote,
   stageStatuses,
   visibleStages
 } from './state';
@@ -123,23 +126,6 @@ function NotebookView({ model, state }: { model: SidebarModel; state: IState }):
   );
 }
 
-function cellRanges(cells: number[]): string {
-  const parts: string[] = [];
-  let start = -1;
-  let prev = -1;
-  for (const c of [...cells, NaN]) {
-    if (c === prev + 1) {
-      prev = c;
-      continue;
-    }
-    if (start >= 0) {
-      parts.push(start === prev ? `${start}` : `${start}-${prev}`);
-    }
-    start = prev = c;
-  }
-  return parts.join(', ');
-}
-
 function StageRow(props: {
   model: SidebarModel;
   stage: IStage | IDraftStage;
@@ -149,6 +135,7 @@ function StageRow(props: {
 }): JSX.Element {
   const { model, stage, number, status, error } = props;
   const full = 'depends_on' in stage ? stage : null;
+  const cells = stageCellIndexes(stage);
   return (
     <li className={`mlnb-stage${error ? ' mlnb-stage-error' : ''}`} data-stage={stage.name}>
       <div className="mlnb-stage-row">
@@ -158,9 +145,9 @@ function StageRow(props: {
         <button
           className="mlnb-link mlnb-cells"
           title="Go to the stage's first cell"
-          onClick={() => void model.goToCell(stage.cells[0])}
+          onClick={() => void model.goToCell(cells[0])}
         >
-          {stage.cells.length === 1 ? 'cell' : 'cells'} {cellRanges(stage.cells)}
+          {cellsLabel(cells)}
         </button>
         {status && <StatusChip status={status} />}
       </div>
@@ -174,13 +161,14 @@ function StageRow(props: {
 }
 
 function ErrorBox({ model, error }: { model: SidebarModel; error: IErrorInfo }): JSX.Element {
+  const cell = errorCellIndex(error);
   return (
     <div className="mlnb-error-box" data-error={error.error}>
       <div className="mlnb-error-message">{error.message}</div>
       {error.fix && <div className="mlnb-fix">Fix: {error.fix}</div>}
-      {error.cell !== null && (
-        <button className="mlnb-link" onClick={() => void model.goToCell(error.cell as number)}>
-          go to cell {error.cell}
+      {cell !== null && (
+        <button className="mlnb-link mlnb-go-to-cell" onClick={() => void model.goToCell(cell)}>
+          go to cell {cellNumber(cell)}
         </button>
       )}
     </div>
@@ -197,7 +185,7 @@ function DagView(props: {
   model: SidebarModel;
 }): JSX.Element {
   const dag = layoutDag(props.stages);
-  const cells = new Map(props.stages.map(s => [s.name, s.cells[0]]));
+  const cells = new Map(props.stages.map(s => [s.name, stageCellIndexes(s)[0]]));
   return (
     <svg
       className="mlnb-dag"
@@ -258,7 +246,7 @@ function TagSection({ model, state }: { model: SidebarModel; state: IState }): J
   return (
     <section className="mlnb-section mlnb-tagging">
       <h3>
-        Active cell {cell.index}
+        Active cell {cellNumber(cell.index)}
         {mark && <span className={`mlnb-kind mlnb-kind-${mark.kind}`}>{mark.kind}</span>}
         {mark && <span className="mlnb-muted"> {mark.name}</span>}
       </h3>
@@ -390,6 +378,7 @@ function ParameterField(props: {
 function Actions({ model, state }: { model: SidebarModel; state: IState }): JSX.Element {
   const runProblem = runBlocker(state);
   const buildProblem = buildBlocker(state);
+  const note = saveNote(state);
   return (
     <section className="mlnb-section mlnb-actions">
       <label
@@ -422,6 +411,9 @@ function Actions({ model, state }: { model: SidebarModel; state: IState }): JSX.
       >
         {state.submitting === 'build' || state.build?.status === 'running' ? 'Building…' : 'Build'}
       </button>
+      <div className="mlnb-muted mlnb-small mlnb-run-note" role="status" aria-live="polite">
+        {note ?? ''}
+      </div>
     </section>
   );
 }
@@ -437,6 +429,7 @@ function elapsed(from?: string | null, to?: string | null): string {
 
 function LiveRun({ run }: { run: IRun }): JSX.Element {
   const error = run.error;
+  const where = error ? runErrorPlace(error) : '';
   return (
     <section className={`mlnb-section mlnb-live mlnb-live-${run.status}`} data-run={run.run_id}>
       <h3>
@@ -448,9 +441,7 @@ function LiveRun({ run }: { run: IRun }): JSX.Element {
       {error && (
         <div className="mlnb-error-box">
           <div className="mlnb-error-message">
-            {error.stage ? `stage ${error.stage}` : ''}
-            {error.cell !== null && error.cell !== undefined ? `, cell ${error.cell}` : ''}
-            {error.stage || error.cell !== null ? ': ' : ''}
+            {where ? `${where}: ` : ''}
             {error.ename ? `${error.ename}: ` : ''}
             {error.evalue ?? error.message}
           </div>
@@ -459,6 +450,16 @@ function LiveRun({ run }: { run: IRun }): JSX.Element {
       <Metrics metrics={run.metrics} />
     </section>
   );
+}
+
+/** `stage fit, cell 8` for a run's error (1-based, as people read cells). */
+function runErrorPlace(error: NonNullable<IRun['error']>): string {
+  const cell = errorCellIndex(error);
+  const parts = [
+    error.stage ? `stage ${error.stage}` : '',
+    cell !== null ? `cell ${cellNumber(cell)}` : ''
+  ];
+  return parts.filter(Boolean).join(', ');
 }
 
 function StageChips({ run }: { run: IRun }): JSX.Element {
@@ -640,6 +641,7 @@ function History({ model, state }: { model: SidebarModel; state: IState }): JSX.
             )}
             <StageChips run={run} />
             <Metrics metrics={run.metrics} />
+            <RunFiles model={model} run={run} path={state.path ?? ''} />
             {(run.builds ?? []).map(b => (
               <div key={b.bento} className="mlnb-small">
                 Bento <code className="mlnb-bento">{b.bento}</code>
@@ -650,5 +652,44 @@ function History({ model, state }: { model: SidebarModel; state: IState }): JSX.
         ))}
       </ul>
     </section>
+  );
+}
+
+/** A run's report (shown in the main area) and its executed notebook (opened in JupyterLab
+ * when the server's Contents API serves it, else downloaded). */
+function RunFiles({ model, run, path }: { model: SidebarModel; run: IRun; path: string }): JSX.Element | null {
+  if (run.status !== 'succeeded' && run.status !== 'failed') {
+    return null;
+  }
+  const executed = run.executed_notebook !== null && run.executed_notebook !== undefined;
+  return (
+    <div className="mlnb-run-files mlnb-small">
+      <button
+        className="mlnb-link mlnb-report-link"
+        title="Open this run's HTML report (mlnb report) in JupyterLab"
+        onClick={() => model.openReport(run.run_id)}
+      >
+        report
+      </button>
+      {executed &&
+        (run.executed_notebook_path ? (
+          <button
+            className="mlnb-link mlnb-executed-link"
+            title={`Open the executed notebook (${run.executed_notebook_path})`}
+            onClick={() => model.openExecutedNotebook(run)}
+          >
+            executed notebook
+          </button>
+        ) : (
+          <a
+            className="mlnb-link mlnb-executed-link"
+            href={api.executedNotebookUrl(path, run.run_id)}
+            download
+            title="Download the executed notebook (the store's folder is hidden from JupyterLab's file browser)"
+          >
+            executed notebook
+          </a>
+        ))}
+    </div>
   );
 }

@@ -3,6 +3,7 @@
  * Side effects (requests, polling, editing cells) live in model.ts and dispatch actions here.
  */
 
+import { errorCellIndex, stageCellIndexes } from './cells';
 import { FieldValue, coerceAll, initialValues } from './params';
 import { IDraftStage, IErrorInfo, IImportance, IJob, IPipeline, IRun } from './types';
 
@@ -13,6 +14,7 @@ export interface IMessage {
 
 /** The notebook's active cell, as far as tagging needs it. */
 export interface ICellInfo {
+  /** 0-based; the sidebar shows index + 1, as JupyterLab's status bar does. */
   index: number;
   cellType: string;
   tags: string[];
@@ -49,6 +51,9 @@ export interface IState {
   /** The latest build job of this notebook. */
   build: IJob | null;
   submitting: 'run' | 'build' | null;
+  /** The notebook's file name when Run saved it before starting (null: it was saved already),
+   * and the run it started (null until the server named it). */
+  savedBeforeRun: { name: string; runId: string | null } | null;
   message: IMessage | null;
   importance: IImportanceState | null;
 }
@@ -67,6 +72,7 @@ export const initialState: IState = {
   activeRun: null,
   build: null,
   submitting: null,
+  savedBeforeRun: null,
   message: null,
   importance: null
 };
@@ -83,6 +89,7 @@ export type Action =
   | { type: 'cell'; cell: ICellInfo | null }
   | { type: 'runs'; path: string; runs: IRun[] }
   | { type: 'submit'; what: 'run' | 'build' }
+  | { type: 'run/saved'; name: string }
   | { type: 'submit/error'; message: string }
   | { type: 'run/progress'; path: string; run: IRun }
   | { type: 'build/progress'; path: string; job: IJob }
@@ -145,7 +152,14 @@ export function reducer(state: IState, action: Action): IState {
       }
       return { ...state, runs: action.runs };
     case 'submit':
-      return { ...state, submitting: action.what, message: null };
+      return {
+        ...state,
+        submitting: action.what,
+        message: null,
+        savedBeforeRun: action.what === 'run' ? null : state.savedBeforeRun
+      };
+    case 'run/saved':
+      return { ...state, savedBeforeRun: { name: action.name, runId: null } };
     case 'submit/error':
       return { ...state, submitting: null, message: { kind: 'error', text: action.message } };
     case 'run/progress': {
@@ -157,11 +171,16 @@ export function reducer(state: IState, action: Action): IState {
       const runs = known
         ? state.runs.map(r => (r.run_id === run.run_id ? { ...r, ...run } : r))
         : [run, ...state.runs];
+      const saved = state.savedBeforeRun;
       return {
         ...state,
         activeRun: run,
         runs,
-        submitting: state.submitting === 'run' ? null : state.submitting
+        submitting: state.submitting === 'run' ? null : state.submitting,
+        savedBeforeRun:
+          saved && saved.runId === null && state.submitting === 'run'
+            ? { ...saved, runId: run.run_id }
+            : saved
       };
     }
     case 'build/progress':
@@ -232,8 +251,9 @@ export function errorPlacement(state: IState): { stage: string | null } | null {
   if (error.stage && stages.some(s => s.name === error.stage)) {
     return { stage: error.stage };
   }
-  if (error.cell !== null) {
-    const holder = stages.find(s => s.cells.includes(error.cell as number));
+  const cell = errorCellIndex(error);
+  if (cell !== null) {
+    const holder = stages.find(s => stageCellIndexes(s).includes(cell));
     if (holder) {
       return { stage: holder.name };
     }
@@ -377,6 +397,25 @@ export function stageStatuses(run: IRun | null): { [stage: string]: string } {
     result[stage.name] = stage.status;
   }
   return result;
+}
+
+/** What the sidebar says about saving before a run: `saved nb.ipynb; running…` while it goes,
+ * `saved nb.ipynb before run ID` once it ended; null when Run did not save. */
+export function saveNote(state: IState): string | null {
+  const saved = state.savedBeforeRun;
+  if (!saved) {
+    return null;
+  }
+  const run = state.activeRun;
+  if (saved.runId === null) {
+    return state.submitting === 'run' ? `saved ${saved.name}; running…` : `saved ${saved.name}`;
+  }
+  if (run?.run_id !== saved.runId) {
+    return `saved ${saved.name} before run ${saved.runId}`;
+  }
+  return isFinished(run)
+    ? `saved ${saved.name} before run ${run.run_id}`
+    : `saved ${saved.name}; running…`;
 }
 
 /** Compare the sidebar's version with the server extension's; a message when they differ. */

@@ -1,6 +1,10 @@
 /**
  * The JSON the server extension sends (see mlnb/server/handlers.py and CONTRACTS.md).
  * Types only: nothing here runs.
+ *
+ * Cells are 0-based indexes under explicit keys (`cell_index`, `cell_indexes`, ...); the older
+ * keys (`cell`, `cells`, ...) carry the same values and are read only when the new one is
+ * absent (see cells.ts). People read 1-based numbers.
  */
 
 export type JSONValue =
@@ -15,6 +19,7 @@ export type JSONValue =
 export interface IStage {
   name: string;
   kind: string; // data | train | serve, or `step` for Kale notebooks
+  cell_indexes?: number[];
   cells: number[];
   defines: string[];
   uses: string[];
@@ -40,6 +45,9 @@ export interface IPipeline {
   stages: IStage[];
   parameters: { [name: string]: JSONValue };
   parameter_details: IParameter[];
+  parameters_cell_index?: number | null;
+  setup_cell_indexes?: number[];
+  skipped_cell_indexes?: number[];
   parameters_cell: number | null;
   setup_cells: number[];
   skipped_cells: number[];
@@ -50,6 +58,7 @@ export interface IPipeline {
 export interface IDraftStage {
   name: string;
   kind: string;
+  cell_indexes?: number[];
   cells: number[];
 }
 
@@ -59,6 +68,7 @@ export interface IErrorInfo {
   message: string;
   fix: string | null;
   notebook: string | null;
+  cell_index?: number | null;
   cell: number | null;
   cell_first_line: string | null;
   stage: string | null;
@@ -154,8 +164,14 @@ export interface IRun {
   finished_at?: string | null;
   builds?: IBuild[];
   model?: { class?: string; path?: string } | null;
+  /** `runs/ID/notebook.ipynb` relative to the store, or null when the kernel never started. */
+  executed_notebook?: string | null;
+  /** The executed notebook as JupyterLab names it, when the Contents API opens it; else null
+   * (download it from /mlnb/runs/ID/notebook). */
+  executed_notebook_path?: string | null;
   error?: {
     stage?: string | null;
+    cell_index?: number | null;
     cell?: number | null;
     ename?: string;
     evalue?: string;

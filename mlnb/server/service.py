@@ -162,7 +162,7 @@ class MlnbService:
         """The run's HTML report, rendered by ``mlnb report`` in a subprocess (the model's
         global importance is computed there, never in the server)."""
         path, _ = self._run_path(api_path, run_id)
-        await asyncio.to_thread(_executed_notebook, path, self.store, run_id)
+        await asyncio.to_thread(_executed_notebook, path, self.store, run_id)  # inside the store
         store = Store.for_notebook(path, self.store).root
         with tempfile.TemporaryDirectory(prefix="mlnb-report-") as folder:
             output = Path(folder) / "report.html"
@@ -175,6 +175,11 @@ class MlnbService:
         (``NOTEBOOK-RUN_ID.ipynb``)."""
         path, _ = self._run_path(api_path, run_id)
         executed = await asyncio.to_thread(_executed_notebook, path, self.store, run_id)
+        if executed is None:
+            raise RunNotFoundError(
+                f"run {run_id!r} left no executed notebook (its kernel never started)",
+                fix="run the notebook again; the run's error says why it stopped",
+            )
         stem = _NOT_IN_FILENAME.sub("_", path.stem)
         return await asyncio.to_thread(executed.read_bytes), f"{stem}-{run_id}.ipynb"
 
@@ -355,18 +360,15 @@ def _read_run(path: Path, store: str | None, run_id: str) -> dict[str, Any]:
     return record
 
 
-def _executed_notebook(path: Path, store: str | None, run_id: str) -> Path:
-    """The run's executed notebook, checked to lie inside the store; 404 when there is none."""
+def _executed_notebook(path: Path, store: str | None, run_id: str) -> Path | None:
+    """The run's executed notebook, checked to lie inside the store; None when it left none
+    (its kernel never started)."""
     record = _read_run(path, store, run_id)
     relative = record.get("executed_notebook")
-    if isinstance(relative, str):
-        executed = file_in_store(Store.for_notebook(path, store).root, relative)
-        if executed.is_file():
-            return executed
-    raise RunNotFoundError(
-        f"run {run_id!r} left no executed notebook (its kernel never started)",
-        fix="run the notebook again; the record's error says why it stopped",
-    )
+    if not isinstance(relative, str):
+        return None
+    executed = file_in_store(Store.for_notebook(path, store).root, relative)
+    return executed if executed.is_file() else None
 
 
 def _cached_importance(path: Path, store: str | None, run_id: str) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ import {
   isRunning,
   reducer,
   runBlocker,
+  saveNote,
   stageStatuses,
   versionProblem,
   visibleStages
@@ -146,5 +147,47 @@ describe('selectors', () => {
   it('maps stage statuses by name', () => {
     expect(stageStatuses(run('r', 'failed', [{ name: 'load', status: 'cached' }, { name: 'fit', status: 'failed' }]))).toEqual({ load: 'cached', fit: 'failed' });
     expect(stageStatuses(null)).toEqual({});
+  });
+});
+
+describe('placing errors by the explicit cell keys', () => {
+  it('reads cell_index and cell_indexes before the older keys', () => {
+    let s = ready();
+    const draft = [
+      { name: 'load', kind: 'data', cell_indexes: [1, 2], cells: [7] },
+      { name: 'fit', kind: 'train', cell_indexes: [3, 4], cells: [8] }
+    ];
+    s = reducer(s, { type: 'inspect/error', path: 'nb.ipynb', error: error({ cell_index: 4, cell: 1, stages: draft }) });
+    expect(errorPlacement(s)).toEqual({ stage: 'fit' });
+  });
+});
+
+describe('saying that Run saved the notebook', () => {
+  it('says nothing when the notebook was saved already', () => {
+    const s = reducer(ready(), { type: 'submit', what: 'run' });
+    expect(saveNote(s)).toBeNull();
+  });
+
+  it('says it saved and runs, then which run it saved before', () => {
+    let s = reducer(ready(), { type: 'submit', what: 'run' });
+    s = reducer(s, { type: 'run/saved', name: 'nb.ipynb' });
+    expect(saveNote(s)).toBe('saved nb.ipynb; running…');
+    s = reducer(s, { type: 'run/progress', path: 'nb.ipynb', run: run('r1', 'starting') });
+    expect(saveNote(s)).toBe('saved nb.ipynb; running…');
+    s = reducer(s, { type: 'run/progress', path: 'nb.ipynb', run: run('r1', 'succeeded') });
+    expect(saveNote(s)).toBe('saved nb.ipynb before run r1');
+    // A run found going later (started elsewhere) does not take the note over.
+    s = reducer(s, { type: 'run/progress', path: 'nb.ipynb', run: run('r2', 'running') });
+    expect(saveNote(s)).toBe('saved nb.ipynb before run r1');
+    // The next Run starts afresh.
+    s = reducer(s, { type: 'submit', what: 'run' });
+    expect(saveNote(s)).toBeNull();
+  });
+
+  it('does not claim a run when the run did not start', () => {
+    let s = reducer(ready(), { type: 'submit', what: 'run' });
+    s = reducer(s, { type: 'run/saved', name: 'nb.ipynb' });
+    s = reducer(s, { type: 'submit/error', message: 'cannot start the run: busy' });
+    expect(saveNote(s)).toBe('saved nb.ipynb');
   });
 });
