@@ -205,3 +205,14 @@ def page(browser: Any, lab: Lab, request: pytest.FixtureRequest) -> Iterator[Any
         yield page
     finally:
         context.close()
+
+
+def answer_the_news_question(page: Any) -> None:
+    """A JupyterLab with default settings asks whether to fetch Jupyter news: answer No, as a
+    person would, whenever the question shows up in the way of a click."""
+    toast = page.locator(".jp-Notification-Toast, .Toastify__toast").filter(
+        has_text="official Jupyter news"
+    )
+    page.add_locator_handler(
+        toast, lambda found: found.get_by_role("button", name="No", exact=True).click()
+    )
