@@ -72,7 +72,8 @@ def test_a_cell_that_raises_then_a_fixed_rerun(tmp_path: Path) -> None:
     result = mlnb_run(notebook)  # for people: progress and the error on stderr
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
-    assert "failed in stage 'train', cell 5 ('if fail:'): ValueError: boom at 45" in result.stderr
+    # cells[5]: "cell 6", as JupyterLab's status bar counts it
+    assert "failed in stage 'train', cell 6 ('if fail:'): ValueError: boom at 45" in result.stderr
     lines = [line.split()[:4] for line in result.stderr.splitlines() if line.startswith("  ")]
     assert lines == [
         ["✓", "data", "data", "ran"],
