@@ -174,7 +174,9 @@ def start_server(target: str, extra_env: dict[str, str] | None = None) -> Server
         process = subprocess.Popen(
             command,
             cwd=the_project.root,
-            env={**the_project.env, **(extra_env or {})},
+            # as a shell starts it: $PWD names the folder it starts in, where a service logs
+            # its monitoring unless $MLNB_MONITOR_DIR says otherwise
+            env={**the_project.env, "PWD": str(the_project.root), **(extra_env or {})},
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
