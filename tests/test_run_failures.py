@@ -85,6 +85,7 @@ def test_a_cell_that_raises_then_a_fixed_rerun(tmp_path: Path) -> None:
     assert failed["error"] == {
         "stage": "train",
         "cell": 5,
+        "cell_index": 5,  # the explicit 0-based name beside the old key
         "ename": "ValueError",
         "evalue": "boom at 45",
         "first_line": "if fail:",
