@@ -148,3 +148,20 @@ def test_cell_numbers_are_one_based_as_jupyterlab_counts() -> None:
     assert cell_list((3,)) == "cell 4" and cell_list((6, 3, 4)) == "cells 4-5, 7"
     assert number_ranges((1, 2, 3, 5)) == "1-3, 5"
     assert str(CellRef.of(5, "\n  import pandas\nx = 1")) == "cell 6 ('import pandas')"
+
+
+def test_a_bento_tag_finds_the_store_that_built_it_or_holds_its_logs(tmp_path: Path) -> None:
+    from mlnb.cli.bento_store import built_bentos, holds_bento
+
+    built = make_store(tmp_path / "a", ("r1", OLD))
+    with Store(built) as store:
+        store.add_build("r1", {"bento": "breast_cancer:abc123", "format": "onnx"})
+    logged = make_store(tmp_path / "b", ("r2", NEW))
+    (logged / "monitoring" / "diabetes" / "v1").mkdir(parents=True)
+    (logged / "monitoring" / "diabetes" / "v1" / "reference.json").write_text("{}")
+    assert built_bentos(built) == {"breast_cancer:abc123"} and built_bentos(logged) == set()
+    for tag, store in (("breast_cancer:abc123", built), ("diabetes:v1", logged)):
+        choice = find_store(tmp_path, environ=NO_ENV, holds=holds_bento(tag), holds_what=tag)
+        assert choice.root == store, tag
+    assert holds_bento("breast_cancer")(built)  # a tag without its version: the name
+    assert not holds_bento("other:1")(built) and not holds_bento("other:1")(logged)
