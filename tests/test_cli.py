@@ -30,7 +30,7 @@ def test_inspect_table_for_people() -> None:
     result = mlnb("inspect", str(EXAMPLES / "diabetes.ipynb"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[1] == "parameters: n_estimators=60, max_depth=6, seed=0, test_size=0.2"
+    assert lines[1] == "parameters (cell 3): n_estimators=60, max_depth=6, seed=0, test_size=0.2"
     assert lines[2].split() == ["#", "stage", "kind", "cells", "depends", "on", "defines"]
     # cells[4] is "cell 5", as JupyterLab's status bar counts (markdown cells included)
     assert lines[4].split()[:5] == ["2", "fit", "train", "5", "load"]

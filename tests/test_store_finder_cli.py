@@ -102,6 +102,10 @@ def test_every_command_from_the_root_finds_the_store_below_and_says_which(
     assert listed.stderr.strip() == ANNOUNCED
     shown = mlnb("runs", "show", run_id, cwd=root)
     assert shown.returncode == 0 and "parameters: test_size=0.25" in shown.stdout
+    rows = [line.split()[:3] for line in shown.stdout.splitlines()]
+    stages = [row for row in rows if row[:1] in (["load"], ["fit"], ["serve"])]
+    # the cells as JupyterLab numbers them
+    assert stages == [["load", "data", "5-6"], ["fit", "train", "8-9"], ["serve", "serve", "11-12"]]
     assert shown.stderr.strip() == ANNOUNCED
     report = mlnb("report", run_id, "-o", "r.html", cwd=root)
     assert report.returncode == 0 and (root / "r.html").is_file(), report.stderr

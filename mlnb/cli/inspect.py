@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mlnb.cell_numbers import cell_ranges
+from mlnb.cell_numbers import cell_label, cell_ranges
 from mlnb.inspection import declared_dependencies, inferred_dependencies, notes_for, pipeline_json
 from mlnb.pipeline import Pipeline, load_pipeline
 
@@ -38,7 +38,12 @@ def render_table(pipeline: Pipeline) -> str:
     lines = [f"{pipeline.notebook}{flavour}: {len(pipeline.stages)} stage(s)"]
     if pipeline.parameters:
         params = ", ".join(f"{p.name}={p.default!r}" for p in pipeline.parameters)
-        lines.append(f"parameters: {params}")
+        where = (
+            f" ({cell_label(pipeline.parameters_cell)})"
+            if pipeline.parameters_cell is not None
+            else ""
+        )
+        lines.append(f"parameters{where}: {params}")
     header = ["#", "stage", "kind", "cells", "depends on"]
     if kale:
         header += ["prev:", "inferred"]

@@ -112,6 +112,7 @@ def render_list(records: list[dict[str, Any]]) -> str:
 
 
 def render_run(r: Mapping[str, Any]) -> str:
+    from mlnb.cell_numbers import cell_ranges
     from mlnb.run.record import error_place
 
     lines = [
@@ -121,12 +122,12 @@ def render_run(r: Mapping[str, Any]) -> str:
         f"  seconds: {_fmt(r.get('seconds'))}",
         "parameters: " + (", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "-"),
     ]
-    rows = [("stage", "kind", "status", "seconds", "key", "reason")]
+    rows = [("stage", "kind", "cells", "status", "seconds", "key", "reason")]
     for s in r.get("stages", []):
         key = (s.get("cache_key") or "")[:12]
-        rows.append(
-            (s["name"], s["kind"], s["status"], _fmt(s.get("seconds")), key, s.get("reason") or "")
-        )
+        cells = cell_ranges(s.get("cell_indexes", s.get("cells")) or ()) or "-"
+        seconds = _fmt(s.get("seconds"))
+        rows.append((s["name"], s["kind"], cells, s["status"], seconds, key, s.get("reason") or ""))
     lines.append(_table(rows))
     if r.get("metrics"):
         lines.append("metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in r["metrics"].items()))
