@@ -134,8 +134,9 @@ def find_store(
     """
     base = Path(os.path.abspath(cwd))
     env = os.environ if environ is None else environ
-    if store:
-        return StoreChoice(_absolute(store, base), "given", base)
+    if store:  # the CLI's --store defaults to $MLNB_STORE: say which it was
+        reason: Reason = "environment" if env.get("MLNB_STORE") == str(store) else "given"
+        return StoreChoice(_absolute(store, base), reason, base)
     if env.get("MLNB_STORE"):
         return StoreChoice(_absolute(env["MLNB_STORE"], base), "environment", base)
     if notebook:
