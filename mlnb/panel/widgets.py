@@ -117,6 +117,14 @@ class MlnbPanel:
                 self.history,
             ]
         )
+        for widget, name in (
+            (self.run_button, "run"),
+            (self.build_button, "build"),
+            (self.status, "status"),
+            (self.error, "error"),
+            (self.history, "history"),
+        ):
+            widget.add_class(f"mlnb-panel-{name}")  # for styles and tests
         self.state = PanelState()
         self.server = server_place()
         self._task: asyncio.Task[None] | None = None
