@@ -27,7 +27,7 @@ import shlex
 import sqlite3
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -65,7 +65,6 @@ class StoreChoice:
     notebooks: tuple[Path, ...] = ()
     others: tuple[FoundStore, ...] = ()
     preferred: str | None = None  # what made this store the choice ("holds run X")
-    walked: bool = field(default=False)
 
     def announcement(self) -> str | None:
         """The one line a command prints on stderr when it found the store itself."""
@@ -98,7 +97,6 @@ class StoreChoice:
                 f"./{STORE_DIR} nor beside any notebook below {self.cwd} ({MAX_DEPTH} levels deep)"
             )
         return shown
-
 
     def exists(self) -> StoreChoice:
         """The choice, when its folder is there; else a :class:`StoreError` naming where it
@@ -157,11 +155,10 @@ def find_store(
             notebooks=below[0].notebooks,
             others=(found,),
             preferred=holds_what,
-            walked=True,
         )
     candidates = order_newest(walk_stores(base))
     if not candidates:
-        return StoreChoice(here, "none", base, walked=True)
+        return StoreChoice(here, "none", base)
     chosen, preferred = candidates[0], None
     if holds is not None:
         holding = [found for found in candidates if holds(found.root)]
@@ -177,7 +174,6 @@ def find_store(
         notebooks=chosen.notebooks,
         others=others,
         preferred=preferred,
-        walked=True,
     )
 
 
