@@ -12,6 +12,7 @@ widget.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections.abc import Callable, Coroutine, Mapping
@@ -91,10 +92,13 @@ async def follow(
 ) -> None:
     """Poll ``command`` on the loop until it ends, emitting what the store shows meanwhile and
     then its end. A command that ended before the first poll gets its end all the same; the final
-    run record comes from what ``mlnb run --json`` printed, else from the store."""
+    run record comes from what ``mlnb run --json`` printed, else from the store. A poll that
+    fails (a record half read, a store being repaired) is skipped: the end is shown whatever
+    happened on the way."""
     while not command.finished:
         if read_record is not None:
-            emit(RecordSeen(read_record()))
+            with contextlib.suppress(Exception):  # the next poll, or the end, shows the truth
+                emit(RecordSeen(read_record()))
         await asyncio.sleep(poll_seconds)
     stdout, stderr = command.output()
     record = final_record(stdout)

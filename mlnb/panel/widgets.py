@@ -293,7 +293,10 @@ class MlnbPanel:
         self.state = step(before, event)
         self._show(self.state)
         if self.state.history_version != before.history_version:
-            self.refresh()
+            try:
+                self.refresh()
+            except (MlnbError, OSError) as error:  # the store went away: say so, stay usable
+                self.show_error(f"{self.state.error}\n{error}".strip())
 
     def _show(self, state: PanelState) -> None:
         require(self.loop).check()
