@@ -147,6 +147,10 @@ class MlnbMagics(Magics):
         if command == "run":
             options = parameters_as_yaml(options)
         argv = [sys.executable, "-m", "mlnb", command, str(path), *options]
+        if command == "run":
+            from mlnb.panel.state import SAVED_NOTE
+
+            print(f"mlnb: {SAVED_NOTE.format(notebook=path.name)}")
         env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
         completed = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
         print(completed.stdout, end="")

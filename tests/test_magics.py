@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, NOTEBOOKS
 
 
 @pytest.fixture
@@ -100,3 +100,16 @@ def test_panel_takes_the_kernel_to_run_in(shell: InteractiveShell, capsys) -> No
     assert panel is not None and panel.kernel.value == "project-env"
     assert not _run(shell, f"%mlnb panel {notebook} --kernel").success  # the name is missing
     assert "--kernel needs a kernel name" in "".join(capsys.readouterr())
+
+
+@pytest.mark.slow
+def test_run_says_it_runs_the_saved_file(shell: InteractiveShell, capsys, tmp_path: Path) -> None:
+    notebook = tmp_path / "tiny.ipynb"
+    notebook.write_text((NOTEBOOKS / "tiny.ipynb").read_text())
+    result = _run(shell, f"%mlnb run {notebook} --store {tmp_path / 'store'} -p scale 3")
+    out = capsys.readouterr().out
+    assert result.success, out
+    assert out.startswith(
+        "mlnb: runs tiny.ipynb as saved on disk: save it (Ctrl+S) to include unsaved edits\n"
+    )
+    assert " succeeded in " in out

@@ -7,7 +7,7 @@ widgets render in the cell output. Three runs from the Run button, each ending w
 the buttons back and a history row within seconds of the run's end: a normal run, the same run
 again (every stage from the cache, well under a few seconds), and a run whose parameter makes
 the data stage raise. The history's links serve the report and the executed notebook. The
-screenshot goes to docs/panel.png.
+screenshot (after the cached run) goes to docs/panel.png.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def test_the_panel_runs_three_ways_and_never_sticks(page: Any, lab: Lab) -> None
     assert second != first and text.endswith("(3 cached)"), text
     assert seconds < 30, seconds
     expect(output.locator("td").filter(has_text=re.compile(r"^cached$"))).to_have_count(3)
+    output.screenshot(path=str(SCREENSHOT))
 
     # 3. A parameter that makes the data stage raise (train_test_split refuses test_size=5).
     test_size = output.locator(".widget-text", has_text="test_size").locator("input")
@@ -134,7 +135,6 @@ def test_the_panel_runs_three_ways_and_never_sticks(page: Any, lab: Lab) -> None
     expect(error).to_contain_text("test_size")
     history = output.locator(".mlnb-panel-history tr")
     expect(history).to_have_count(4)  # the header and three runs
-    output.screenshot(path=str(SCREENSHOT))
 
     # The history's links: the report (mlnb's server renders it) and the executed notebook
     # (downloaded: JupyterLab does not open files in the hidden .mlnb folder).
