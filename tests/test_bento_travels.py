@@ -369,3 +369,20 @@ def test_the_build_folder_sits_beside_a_hidden_store_and_in_a_visible_one() -> N
 
     assert build_folder(Path("/p/.mlnb"), "n", "1") == Path("/p/mlnb-builds/n-1")
     assert build_folder(Path("/p/store"), "n", "1") == Path("/p/store/builds/n-1")
+
+
+def test_the_model_format_names_the_final_estimators_library() -> None:
+    import lightgbm
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mlnb.build.lineage import served_format
+
+    boosted = GridSearchCV(make_pipeline(StandardScaler(), lightgbm.LGBMClassifier()), {})
+    boosted.best_estimator_ = boosted.estimator  # as a fitted search holds it
+    assert served_format("native", boosted) == "lightgbm"
+    assert served_format("native", make_pipeline(LogisticRegression())) == "sklearn"
+    assert served_format("native", make_pipeline(StandardScaler(), "passthrough")) == "sklearn"
+    assert served_format("onnx", LogisticRegression()) == "onnx"

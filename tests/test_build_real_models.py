@@ -387,6 +387,20 @@ def test_datetime_duration_category_bool_and_int64_columns(
     with urllib.request.urlopen(served.url + "/docs.json") as response:
         openapi = json.loads(response.read())
     assert "date-time" in json.dumps(openapi) and "violet" in json.dumps(openapi)
+    # every column with its type, nullability and categories, and a training row to try
+    row = openapi["components"]["schemas"]["Row"]
+    spec = json.loads((Path(built["build_dir"]) / "mlnb_service.json").read_text())
+    fields = spec["schema"]["fields"]
+    assert list(row["properties"]) == [f["name"] for f in fields]
+    for field in fields:
+        described = row["properties"][field["name"]]
+        assert described.get("nullable", False) is field["nullable"], field
+        assert described.get("enum") == field.get("categories"), field
+    assert any(f["nullable"] for f in fields) and "anyOf" not in json.dumps(row)
+    assert row["example"] == spec["example"] and set(row["example"]) == set(row["properties"])
+    status, body = post(served.url + "/predict", {"rows": [row["example"]]})
+    assert status == 200, body
+    assert built["build"]["model_format"] == "lightgbm"
 
 
 @pytest.mark.parametrize("served", ["svc.ipynb"], indirect=True)

@@ -184,7 +184,7 @@ def build(
         notebook=inputs.pipeline.notebook,
         project=inputs.store.root.parent,
         model_format=model_format,
-        model_class=inputs.model_record.get("class"),
+        model=native,
     )
     labels = lineage.labels(lineage_info, model_format)
     context = service_context(

@@ -3,7 +3,8 @@
 The run, the notebook (its path relative to the project folder: the store's when the store
 is a hidden folder beside the notebook, else the notebook's own folder), the notebook's full
 sha256, the git commit and dirty flag of the notebook's repository, the mlnb version and the
-model's format (``onnx``, or the library of a native model: ``sklearn``, ``lightgbm``, ...).
+model's format (``onnx``, or the library of a native model's final estimator: ``sklearn``,
+``lightgbm``, ...).
 
 The git state is the run's (what the run recorded as it started: the Bento carries that
 run's code); for a run that recorded none, git is asked now, in the notebook's folder, with a
@@ -24,6 +25,7 @@ from mlnb.serving.info import BUILD_KEYS
 UNKNOWN = "unknown"
 GIT_TIMEOUT_S = 10
 LABEL_PREFIX = "mlnb."
+MAX_NESTING = 10  # pipelines in searches in pipelines...
 
 
 def build_info(
@@ -32,7 +34,7 @@ def build_info(
     notebook: str,
     project: Path,
     model_format: str,
-    model_class: str | None,
+    model: Any,
 ) -> dict[str, str]:
     """The :data:`~mlnb.serving.info.BUILD_KEYS` of a Bento built from ``run``."""
     commit, dirty = _recorded_git(run.get("git"))
@@ -45,7 +47,7 @@ def build_info(
         "git_commit": commit,
         "git_dirty": dirty,
         "mlnb_version": __version__,
-        "model_format": served_format(model_format, model_class),
+        "model_format": served_format(model_format, model),
     }
     return {key: info[key] for key in BUILD_KEYS}
 
@@ -67,13 +69,22 @@ def relative_notebook(notebook: str, project: Path) -> str:
         return path.name
 
 
-def served_format(model_format: str, model_class: str | None) -> str:
-    """``onnx``, or the top-level package of the native model's class (``sklearn``,
-    ``lightgbm``, ``xgboost``, ...); ``native`` when the run recorded no class."""
+def served_format(model_format: str, model: Any) -> str:
+    """``onnx``, or the library of the native model's final estimator (``sklearn``,
+    ``lightgbm``, ``xgboost``, ...): the last step of a pipeline, the best estimator of a
+    search, looked through."""
     if model_format == "onnx":
         return "onnx"
-    module = (model_class or "").rpartition(".")[0]
-    return module.split(".")[0] or "native"
+    final = model
+    for _ in range(MAX_NESTING):
+        steps = getattr(final, "steps", None)
+        if getattr(final, "best_estimator_", None) is not None:
+            final = final.best_estimator_
+        elif isinstance(steps, list) and steps and not isinstance(steps[-1][1], str):
+            final = steps[-1][1]
+        else:
+            break
+    return type(final).__module__.split(".")[0] or "native"
 
 
 def git_state(folder: Path) -> tuple[str, str]:
