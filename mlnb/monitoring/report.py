@@ -7,14 +7,16 @@ the charts escape their labels themselves (they are the only :class:`Markup` pas
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from markupsafe import Markup
 
-from mlnb.monitoring.charts import lines_over_time, paired_bars
-from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, numeric_bin_counts
+from mlnb.monitoring.charts import lines_over_time, paired_bars, top_series
+from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, FeatureDrift, numeric_bin_counts
 from mlnb.monitoring.logs import MonitorFolder
 from mlnb.monitoring.summary import MonitorSummary
 from mlnb.templating import render
@@ -31,32 +33,63 @@ def render_report(
         name: [point["psi"].get(name) for point in summary.drift_over_time]
         for name in logs.features
     }
+    shown = top_series(over_time)
+    scored = sum(1 for values in over_time.values() if any(v is not None for v in values))
     checked = [
         (feature, rule, count)
         for feature, rules in (summary.contract.violations if summary.contract else {}).items()
         for rule, count in rules.items()
     ]
+    drift = by_psi(summary.drift)
+    charts = {
+        name: _feature_chart(name, spec, summary.window_values.get(name))
+        for name, spec in reference.get("features", {}).items()
+    }
     return render(
         TEMPLATE,
         templates,
         summary=summary,
+        drift_rows=drift,
         contract_rows=[row for row in checked if row[2]],
         contract_clean=sum(1 for row in checked if not row[2]),
         reference=reference,
         folder=str(logs.path),
         drift_chart=lines_over_time(
-            over_time, threshold=threshold, title="PSI per feature over time"
+            shown,
+            period_times(summary.drift_over_time),
+            threshold=threshold,
+            span=(
+                _parse_time(summary.drift_over_time[0]["start"]),
+                _parse_time(summary.drift_over_time[-1]["end"]),
+            ),
+            title="PSI per feature over time",
         )
-        if summary.drift_over_time
+        if summary.drift_over_time and shown
         else None,
+        drift_chart_shown=len(shown),
+        drift_chart_scored=scored,
         prediction_chart=_prediction_chart(summary.predictions),
-        feature_charts=[
-            (drift, _feature_chart(name, spec, summary.window_values.get(name)))
-            for name, spec in reference.get("features", {}).items()
-            for drift in summary.drift
-            if drift.feature == name
-        ],
+        feature_charts=[(d, charts[d.feature]) for d in drift if d.feature in charts],
     )
+
+
+def by_psi(drift: Sequence[FeatureDrift]) -> list[FeatureDrift]:
+    """Highest PSI first; features without a score last, in their training order."""
+    return sorted(drift, key=lambda d: (d.psi is None, -(d.psi or 0.0)))
+
+
+def period_times(points: Sequence[dict[str, Any]]) -> list[datetime.datetime]:
+    """The middle of each period of ``drift_over_time`` (its ``start`` and ``end``, UTC)."""
+    times = []
+    for point in points:
+        start, end = (_parse_time(point[key]) for key in ("start", "end"))
+        times.append(start + (end - start) / 2)
+    return times
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
 def _feature_chart(name: str, spec: dict[str, Any], values: np.ndarray | None) -> Markup:
