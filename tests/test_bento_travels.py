@@ -386,3 +386,30 @@ def test_the_model_format_names_the_final_estimators_library() -> None:
     assert served_format("native", make_pipeline(LogisticRegression())) == "sklearn"
     assert served_format("native", make_pipeline(StandardScaler(), "passthrough")) == "sklearn"
     assert served_format("onnx", LogisticRegression()) == "onnx"
+
+
+def test_the_monitoring_folder_is_chosen_where_the_service_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlnb.monitoring.paths import resolve_monitor_folder
+    from mlnb.serving.runtime import ServiceSpec
+
+    spec = ServiceSpec({"monitor_dir": "mlnb-monitoring/n/v"})
+    started, bento = tmp_path / "started-here", tmp_path / "bento" / "src"
+    started.mkdir()
+    bento.mkdir(parents=True)
+    monkeypatch.chdir(bento)  # where BentoML moves its processes
+    monkeypatch.delenv("MLNB_MONITOR_DIR", raising=False)
+    monkeypatch.setenv("PWD", str(started))  # where the shell started bentoml serve
+    assert spec.monitor_folder() == started / "mlnb-monitoring" / "n" / "v"
+    monkeypatch.setenv("MLNB_MONITOR_DIR", str(tmp_path / "chosen"))
+    assert spec.monitor_folder() == tmp_path / "chosen"
+    older = ServiceSpec({"monitor_dir": str(tmp_path / "store" / "monitoring" / "n" / "v")})
+    monkeypatch.delenv("MLNB_MONITOR_DIR")
+    assert older.monitor_folder() == tmp_path / "store" / "monitoring" / "n" / "v"
+    # `mlnb monitor n:v` from the folder the service started in finds its logs there
+    (started / "mlnb-monitoring" / "n" / "v").mkdir(parents=True)
+    (started / "mlnb-monitoring" / "n" / "v" / "reference.json").write_text("{}")
+    monkeypatch.chdir(started)
+    found = resolve_monitor_folder("n:v", str(tmp_path / "no-store"))
+    assert found == started / "mlnb-monitoring" / "n" / "v"
