@@ -658,10 +658,10 @@ function History({ model, state }: { model: SidebarModel; state: IState }): JSX.
 /** A run's report (shown in the main area) and its executed notebook (opened in JupyterLab
  * when the server's Contents API serves it, else downloaded). */
 function RunFiles({ model, run, path }: { model: SidebarModel; run: IRun; path: string }): JSX.Element | null {
-  if (run.status !== 'succeeded' && run.status !== 'failed') {
-    return null;
+  const finished = run.status === 'succeeded' || run.status === 'failed';
+  if (!finished || !run.executed_notebook) {
+    return null; // still going, or its kernel never started: no notebook, no report
   }
-  const executed = run.executed_notebook !== null && run.executed_notebook !== undefined;
   return (
     <div className="mlnb-run-files mlnb-small">
       <button
@@ -671,25 +671,24 @@ function RunFiles({ model, run, path }: { model: SidebarModel; run: IRun; path: 
       >
         report
       </button>
-      {executed &&
-        (run.executed_notebook_path ? (
-          <button
-            className="mlnb-link mlnb-executed-link"
-            title={`Open the executed notebook (${run.executed_notebook_path})`}
-            onClick={() => model.openExecutedNotebook(run)}
-          >
-            executed notebook
-          </button>
-        ) : (
-          <a
-            className="mlnb-link mlnb-executed-link"
-            href={api.executedNotebookUrl(path, run.run_id)}
-            download
-            title="Download the executed notebook (the store's folder is hidden from JupyterLab's file browser)"
-          >
-            executed notebook
-          </a>
-        ))}
+      {run.executed_notebook_path ? (
+        <button
+          className="mlnb-link mlnb-executed-link"
+          title={`Open the executed notebook (${run.executed_notebook_path})`}
+          onClick={() => model.openExecutedNotebook(run)}
+        >
+          executed notebook
+        </button>
+      ) : (
+        <a
+          className="mlnb-link mlnb-executed-link"
+          href={api.executedNotebookUrl(path, run.run_id)}
+          download
+          title="Download the executed notebook (the store's folder is hidden from JupyterLab's file browser)"
+        >
+          executed notebook
+        </a>
+      )}
     </div>
   );
 }

@@ -162,7 +162,12 @@ class MlnbService:
         """The run's HTML report, rendered by ``mlnb report`` in a subprocess (the model's
         global importance is computed there, never in the server)."""
         path, _ = self._run_path(api_path, run_id)
-        await asyncio.to_thread(_executed_notebook, path, self.store, run_id)  # inside the store
+        if await asyncio.to_thread(_executed_notebook, path, self.store, run_id) is None:
+            raise RunNotFoundError(
+                f"run {run_id!r} left no executed notebook (its kernel never started), so it "
+                "has no report",
+                fix=f"read its record with `mlnb runs show {run_id}`; run the notebook again",
+            )
         store = Store.for_notebook(path, self.store).root
         with tempfile.TemporaryDirectory(prefix="mlnb-report-") as folder:
             output = Path(folder) / "report.html"

@@ -265,3 +265,27 @@ def test_a_validation_error_shows_beside_its_stage(page: Any, lab: Lab) -> None:
     assert "Fix:" in box.inner_text()
     assert stage_names(page) == ["data", "train"]
     assert page.locator("#mlnb-sidebar .mlnb-run-button").is_disabled()
+
+    # The error names cells[1] as a person counts it, and goes there; the stages found before
+    # validation failed still badge their cells.
+    go = box.locator(".mlnb-go-to-cell")
+    assert go.inner_text() == "go to cell 2"
+    go.click()
+    page.wait_for_function(
+        "el => el.classList.contains('jp-mod-active')", arg=cells(page).nth(1).element_handle()
+    )
+    page.wait_for_function(
+        "document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .mlnb-badged')"
+        ".length === 2"
+    )
+    assert badges(page) == {1: "data", 2: "train"}
+
+    # A %%mlnb first line typed into a cell opens a stage there: its badge follows the text.
+    cells(page).nth(0).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Home")
+    page.keyboard.type("%%mlnb data --name prep\n")
+    page.wait_for_function(
+        "el => getComputedStyle(el, '::before').content === '\"data: prep\"'",
+        arg=cells(page).nth(0).element_handle(),
+    )
+    assert stage_names(page)[0] == "prep"

@@ -91,6 +91,21 @@ async def test_the_executed_notebook_downloads_and_lab_opens_it_only_when_it_may
     assert json.loads(contents.body)["type"] == "notebook"
 
 
+async def test_a_run_whose_kernel_never_started_has_neither_report_nor_notebook(
+    jp_fetch: Any, root: Path
+) -> None:
+    run_dir = a_run(root)
+    (run_dir / "notebook.ipynb").unlink()
+    response = await fetch(jp_fetch, f"runs/{RUN_ID}/report", params=NOTEBOOK)
+    assert response.code == 404
+    assert "no executed notebook" in response.body.decode()
+    assert f"mlnb runs show {RUN_ID}" in response.body.decode()
+    response = await fetch(jp_fetch, f"runs/{RUN_ID}/notebook", params=NOTEBOOK)
+    payload = json.loads(response.body)
+    assert_error(payload, 404, "run-not-found")
+    assert "no executed notebook" in payload["message"]
+
+
 async def test_files_pointing_out_of_the_store_are_refused(
     jp_fetch: Any, root: Path, tmp_path: Path
 ) -> None:
