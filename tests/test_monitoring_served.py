@@ -18,14 +18,19 @@ from typing import ClassVar
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+import yaml
 from sklearn.datasets import load_breast_cancer
 
+import mlnb
 from mlnb.monitoring import segments
 
 from .build_support import Server, free_port, post, project, start_server, wait_ready
 
 pytestmark = pytest.mark.slow
 SHIFTED = "mean radius"
+RULES = Path(__file__).resolve().parent.parent / "templates" / "prometheus" / "alerts.yml"
+# the feedback book's series carry the version only (mlnb/monitoring/feedback.py)
+FEEDBACK_SERIES = ("mlnb_feedback_", "mlnb_live_", "mlnb_training_")
 
 
 class Alerts(BaseHTTPRequestHandler):
@@ -115,18 +120,24 @@ def requests_of(rows: int, seed: int, shift: float = 1.0) -> list[list[dict]]:
     return [records[i : i + 4] for i in range(0, rows, 4)]
 
 
-def metrics(served: dict) -> dict[str, float]:
+def exposition(served: dict) -> str:
     with urllib.request.urlopen(served["url"] + "/metrics", timeout=10) as response:
-        text = response.read().decode()
+        return response.read().decode()
+
+
+def metrics(served: dict) -> dict[str, float]:
+    """The ``mlnb_*`` samples by name and their labels other than service_name and version."""
     found = {}
-    version = served["bento"].partition(":")[2]
-    for line in text.splitlines():
+    name_of_bento, _, version = served["bento"].partition(":")
+    for line in exposition(served).splitlines():
         match = re.match(r"^(mlnb_\w+)(?:\{([^}]*)\})? ([0-9.eE+-]+)$", line)
-        if match:
+        if match and not line.startswith(FEEDBACK_SERIES):
             name, labels, value = match.groups()
-            # every mlnb_* series carries the Bento version, as BentoML's own series do
+            # every mlnb_* series carries the Bento's name and version, under the labels
+            # BentoML's own series carry them (service_name, as on bentoml_service_*)
             assert f'version="{version}"' in (labels or ""), line
-            rest = re.sub(r',?version="[^"]*"', "", labels).lstrip(",")
+            assert f'service_name="{name_of_bento}"' in labels, line
+            rest = re.sub(r'(^|,)(service_name|version)="[^"]*"', "", labels).lstrip(",")
             found[f"{name}{{{rest}}}" if rest else name] = float(value)
     return found
 
@@ -234,6 +245,37 @@ def test_rejections_are_counted_and_logged_and_the_service_keeps_serving(served:
     rejected = pd.read_feather(complete_segments(served["folder"] / "rejections")[0])
     assert set(rejected["reason"]) == {"missing-field", "bad-json"}
     assert rejected.loc[rejected["reason"] == "missing-field", "field"].item() == missing
+
+
+def test_the_alert_rules_read_series_this_bento_exports(served: dict) -> None:
+    """Every metric ``templates/prometheus/alerts.yml`` reads is on this Bento's /metrics,
+    after answered and rejected requests; mlnb's service_name is BentoML's for the Bento."""
+    send(served, requests_of(4, seed=4))
+    assert post(served["url"] + "/predict", {"rows": [{"mean radius": 1.0}]})[0] == 422
+    wait_for(lambda: "mlnb_feature_drifted{" in exposition(served))
+    text = exposition(served)
+    samples = {re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines()}
+    document = yaml.safe_load(RULES.read_text())
+    exprs = [rule["expr"] for group in document["groups"] for rule in group["rules"]]
+    read = set(re.findall(r"\b((?:mlnb|bentoml)_\w+)", " ".join(exprs)))
+    assert len(read) >= 7 and read <= samples, sorted(read - samples)
+    bentoml_names = set(
+        re.findall(r'^bentoml_service_request_total\{[^}]*service_name="([^"]+)"', text, re.M)
+    )
+    assert bentoml_names == {served["bento"].partition(":")[0]}
+
+
+def test_build_info_names_the_run_and_the_lineage(served: dict) -> None:
+    built = project().build("breast_cancer.ipynb")
+    (line,) = [s for s in exposition(served).splitlines() if s.startswith("mlnb_build_info{")]
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+    name, _, version = served["bento"].partition(":")
+    assert line.endswith(" 1.0")
+    assert labels["service_name"] == name and labels["version"] == version
+    assert labels["run"] == built["run_id"] == built["build"]["run"]
+    for key in ("git_commit", "git_dirty", "mlnb_version", "model_format"):
+        assert labels[key] == built["build"][key], key  # the Bento's labels say the same
+    assert labels["mlnb_version"] == mlnb.__version__
 
 
 def complete_segments(folder: Path) -> list[Path]:
