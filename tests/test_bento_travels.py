@@ -174,6 +174,33 @@ def test_served_elsewhere_it_announces_its_monitoring_folder_and_logs_there(
     assert not (travelled.bento / "src" / "mlnb-monitoring").exists()  # not inside the Bento
 
 
+def test_mlnb_serve_started_elsewhere_logs_there_whatever_pwd_it_inherits(
+    travelled: Travelled,
+) -> None:
+    """`mlnb serve TAG` started by a program in another folder, with the program's $PWD."""
+    elsewhere = travelled.root.parent / "mlnb-serve-here"
+    elsewhere.mkdir()
+    port = free_port()
+    log = travelled.root.parent / "mlnb-serve.log"
+    command = [sys.executable, "-m", "mlnb", "serve", travelled.first["bento"]]
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=elsewhere,
+            env={**user_env(travelled.root), "PWD": str(travelled.root)},  # stale
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_ready(server)
+    finally:
+        server.stop()
+    folder = elsewhere / "mlnb-monitoring" / "breast_cancer" / travelled.spec["bento_version"]
+    assert f"logs its monitoring in {folder} (" in log.read_text()
+    assert (folder / "reference.json").is_file()
+
+
 def test_the_build_folder_is_one_bentoml_build_accepts(travelled: Travelled) -> None:
     build_dir = Path(travelled.first["build_dir"])
     assert build_dir == travelled.root / "mlnb-builds" / travelled.first["bento"].replace(":", "-")
@@ -404,8 +431,12 @@ def test_the_monitoring_folder_is_chosen_where_the_service_starts(
     assert spec.monitor_folder() == started / "mlnb-monitoring" / "n" / "v"
     monkeypatch.setenv("MLNB_MONITOR_DIR", str(tmp_path / "chosen"))
     assert spec.monitor_folder() == tmp_path / "chosen"
-    older = ServiceSpec({"monitor_dir": str(tmp_path / "store" / "monitoring" / "n" / "v")})
+    monkeypatch.delenv("PWD")  # a supervisor that sets none: BentoML's home, not the Bento
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLNB_MONITOR_DIR")
+    assert spec.monitor_folder() == tmp_path / "home" / "mlnb-monitoring" / "n" / "v"
+    monkeypatch.setenv("PWD", str(started))
+    older = ServiceSpec({"monitor_dir": str(tmp_path / "store" / "monitoring" / "n" / "v")})
     assert older.monitor_folder() == tmp_path / "store" / "monitoring" / "n" / "v"
     # `mlnb monitor n:v` from the folder the service started in finds its logs there
     (started / "mlnb-monitoring" / "n" / "v").mkdir(parents=True)

@@ -264,7 +264,8 @@ class Project:
         with open(log, "wb") as handle:
             process = subprocess.Popen(
                 [*command, "--port", str(port)],
-                cwd=elsewhere, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+                cwd=elsewhere, env={**self.env, "PWD": str(elsewhere)}, stdout=handle,
+                stderr=subprocess.STDOUT,
             )  # fmt: skip
         return Server(process, f"http://127.0.0.1:{port}", log)
 

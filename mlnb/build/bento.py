@@ -11,6 +11,7 @@ Whether a Bento is in the store is first looked up in the store's folder
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -23,8 +24,14 @@ from mlnb.errors import BentoBuildError
 
 
 def quiet_bentoml() -> None:
-    """No usage tracking, whoever starts mlnb."""
+    """The environment of the BentoML processes mlnb starts: no usage tracking, whoever
+    starts mlnb, and ``$PWD`` naming the folder mlnb runs in, as a shell would set it. BentoML
+    moves a served Bento's processes into the Bento's folder; a service that logs where it was
+    started (:func:`mlnb.serving.runtime.serving_folder`) reads that folder from ``$PWD``,
+    which a parent that started mlnb in another folder without a shell leaves stale."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    with contextlib.suppress(OSError):  # a working folder removed meanwhile: leave it
+        os.environ["PWD"] = os.getcwd()
 
 
 def model_exists(tag: str) -> bool:

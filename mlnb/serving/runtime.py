@@ -278,14 +278,17 @@ class ServiceSpec:
 
 
 def serving_folder() -> Path:
-    """The folder ``bentoml serve`` was started in, as the shell that started it said
-    (``$PWD``): BentoML moves its processes into the Bento's own folder before the service
-    is imported, so their working folder is the Bento's. The process's working folder when
-    ``$PWD`` is unset or not a folder."""
+    """The folder ``bentoml serve`` was started in, as the shell that started it says
+    (``$PWD``): BentoML moves its processes into the Bento's own folder before it imports the
+    service, so their working folder is the Bento's. Without ``$PWD`` (a supervisor that sets
+    none), BentoML's home (``$BENTOML_HOME``, by default ``~/bentoml``): never inside a Bento.
+    A program that starts ``bentoml serve`` in another folder passes its ``PWD`` (or
+    ``$MLNB_MONITOR_DIR``) as a shell would; ``mlnb serve`` does."""
     told = os.environ.get("PWD")
     if told and os.path.isabs(told) and os.path.isdir(told):
         return Path(told)
-    return Path.cwd()
+    home = os.environ.get("BENTOML_HOME") or os.path.join(os.path.expanduser("~"), "bentoml")
+    return Path(home)
 
 
 def bentoml_config(
