@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, code_cell, notebook_json
+from tests.conftest import NOTEBOOKS, ROOT, code_cell, notebook_json
 
 from .conftest import Lab
 
@@ -150,3 +151,43 @@ def test_the_panel_runs_three_ways_and_never_sticks(page: Any, lab: Lab) -> None
     answer = page.request.get(lab.url + executed.get_attribute("href"), headers=headers)
     assert answer.status == 200, answer.text()[:2000]
     assert json.loads(answer.body())["cells"] and "test_size" in answer.text()
+
+
+@pytest.mark.skipif(
+    not _widgets_frontend_installed(),
+    reason="jupyterlab_widgets' labextension is not on this environment's Jupyter path",
+)
+def test_a_visible_stores_executed_notebook_opens_in_jupyterlab(page: Any, lab: Lab) -> None:
+    """With the store in a folder JupyterLab shows (``$MLNB_STORE``), the history's notebook
+    link opens the executed notebook in a tab of the same JupyterLab."""
+    shutil.copy(NOTEBOOKS / "tiny.ipynb", lab.root / "tiny.ipynb")
+    source = (
+        'import os\nos.environ["MLNB_STORE"] = os.path.abspath("visible-store")\n'
+        "%load_ext mlnb\n%mlnb panel tiny.ipynb"
+    )
+    (lab.root / "tiny-panel.ipynb").write_text(json.dumps(notebook_json([code_cell(source)])))
+    # ?reset: JupyterLab's own way to start from an empty workspace (the first test's notebook
+    # would be restored beside this one otherwise)
+    page.goto(f"{lab.url}/lab/tree/tiny-panel.ipynb?reset&token={lab.token}")
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(notebook.locator(".jp-Cell")).to_have_count(1)
+    expect(notebook.locator(".jp-Toolbar-kernelName").first).to_have_text("Python 3 (ipykernel)")
+    expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+        "data-status", "idle"
+    )
+    notebook.locator(".jp-Cell .jp-InputArea-editor").first.click()
+    page.keyboard.press("Shift+Enter")
+    output = notebook.locator(".jp-Cell").first.locator(".jp-OutputArea")
+    output.locator(".mlnb-panel-run").wait_for(timeout=120_000)
+    run_id, text, _ = _run_and_wait(output, 120_000)
+    assert " succeeded in " in text, text
+    link = output.locator(".mlnb-panel-history tr", has_text=run_id).get_by_role(
+        "link", name="notebook", exact=True
+    )
+    assert link.get_attribute("data-commandlinker-command") == "docmanager:open"
+    link.click()
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="notebook.ipynb")
+    expect(tab).to_have_count(1, timeout=30_000)
+    opened = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(opened.locator(".jp-Cell").first).to_be_visible()
+    assert len(page.context.pages) == 1  # opened in this JupyterLab, not a new browser tab
