@@ -97,10 +97,12 @@ print(json.dumps({
 """
 
 
-def _execute(client, code: str) -> str:
+def _execute(client, code: str, comms: list[dict] | None = None) -> str:
     chunks: list[str] = []
 
     def collect(msg: dict) -> None:
+        if msg["msg_type"] == "comm_msg" and comms is not None:
+            comms.append(msg["content"]["data"])
         if msg["msg_type"] == "stream":
             chunks.append(msg["content"]["text"])
         elif msg["msg_type"] == "error":
@@ -128,7 +130,8 @@ def test_panel_in_a_real_kernel_runs_with_the_forms_parameters(tmp_path: Path) -
             "verbose": "Checkbox",
         }
         assert "train" in shown["stages"]
-        done = json.loads(_execute(client, CLICK_CODE).splitlines()[-1])
+        updates: list[dict] = []  # widget state the kernel sent to the front end
+        done = json.loads(_execute(client, CLICK_CODE, updates).splitlines()[-1])
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
@@ -140,5 +143,9 @@ def test_panel_in_a_real_kernel_runs_with_the_forms_parameters(tmp_path: Path) -
     assert done["status"].startswith(f"run {record['run_id']} succeeded in ")
     assert done["status"].endswith(" s (2 ran)")
     assert done["buttons_disabled"] == [False, False]
+    # ... and the front end was told: the end status and the buttons back left the kernel.
+    sent = [u.get("state") or {} for u in updates if u.get("method") == "update"]
+    assert any(str(state.get("value")) == done["status"] for state in sent), sent
+    assert sum(1 for state in sent if state.get("disabled") is False) >= 2, sent
     assert record["run_id"] in done["history"]
     assert "ran" in done["stages"]
