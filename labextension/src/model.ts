@@ -48,9 +48,10 @@ export interface IShellActions {
   openNotebook(path: string): void;
 }
 
+/** Without a shell (a model on its own), there is nothing to bring forward or open into. */
 const NO_SHELL: IShellActions = {
   activate: () => {},
-  openReport: url => void window.open(url, '_blank'),
+  openReport: () => {},
   openNotebook: () => {}
 };
 
