@@ -189,6 +189,11 @@ def test_exported_pipeline_runs_with_the_kfp_local_runner(tmp_path: Path) -> Non
     assert prepared == ["features.joblib", "target.joblib"]
     trained = json.loads((run_dir / "stage-train" / "outputs" / "executed.ipynb").read_text())
     assert not any(o.get("output_type") == "error" for c in trained["cells"] for o in c["outputs"])
+    # Kale's pipeline-metrics cell names accuracy: the step that defines it logs it to KFP
+    executor = json.loads((run_dir / "stage-train" / "executor_output.json").read_text())
+    (metrics,) = executor["artifacts"]["metrics"]["artifacts"]
+    assert set(metrics["metadata"]) == {"accuracy"} and 0 <= metrics["metadata"]["accuracy"] <= 1
+    assert "model" not in executor["artifacts"]  # a Kale step is not a train stage
 
 
 @pytest.mark.slow
