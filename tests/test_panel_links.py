@@ -55,7 +55,9 @@ def test_a_visible_store_opens_the_executed_notebook_in_jupyterlab(tmp_path: Pat
     assert links[1].href == "/base/lab/tree/stores/nb/runs/r1/notebook.ipynb"
 
 
-def test_no_links_without_a_server_or_outside_its_root(tmp_path: Path) -> None:
+def test_no_links_without_a_server_outside_its_root_or_without_a_kernel(tmp_path: Path) -> None:
+    never_started = {**record(tmp_path), "executed_notebook": None}
+    assert run_links(never_started, tmp_path / "nb.ipynb", ServerPlace(tmp_path, "/")) == []
     assert run_links(record(tmp_path), tmp_path / "nb.ipynb", None) == []
     assert (
         run_links(record(tmp_path), Path("/elsewhere/nb.ipynb"), ServerPlace(tmp_path, "/")) == []

@@ -68,10 +68,14 @@ class Link:
 
 
 def run_links(record: Mapping[str, Any], notebook: Path, place: ServerPlace | None) -> list[Link]:
-    """The report and executed-notebook links of one run (none when the server is unknown or
-    the notebook lies outside its root)."""
+    """The report and executed-notebook links of one run; none when the server is unknown,
+    the notebook lies outside its root, or the run's kernel never started (no executed notebook,
+    so no report: the server answers 404 for it)."""
     notebook_api = None if place is None else place.api_path(notebook)
+    executed, store = record.get("executed_notebook"), record.get("store")
     if place is None or notebook_api is None:
+        return []
+    if not isinstance(executed, str) or not isinstance(store, str):
         return []
     run_id = quote(str(record.get("run_id")), safe="")
     query = "?path=" + quote(notebook_api, safe="/")
@@ -83,9 +87,6 @@ def run_links(record: Mapping[str, Any], notebook: Path, place: ServerPlace | No
             "the run's HTML report (mlnb report), in a new browser tab",
         )
     ]
-    executed, store = record.get("executed_notebook"), record.get("store")
-    if not isinstance(executed, str) or not isinstance(store, str):
-        return links
     on_disk = Path(store) / executed
     api = place.api_path(on_disk)
     if api is not None and not any(part.startswith(".") for part in api.split("/")):
