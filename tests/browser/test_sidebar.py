@@ -37,7 +37,13 @@ BADGES_SCREENSHOT = ROOT / "docs" / "sidebar-badges.png"
 VIEWPORT = {"width": 1400, "height": 2000}
 TIMEOUT_MS = 30_000
 LAB_OVERRIDES = None  # read by the lab fixture: JupyterLab's default settings
-READABLE = "#mlnb-sidebar .mlnb-chip, #mlnb-sidebar .mlnb-kind, #mlnb-sidebar .mlnb-dag-node text"
+# Text that must read in every theme: each selector must match something.
+READABLE = (
+    "#mlnb-sidebar .mlnb-chip",
+    "#mlnb-sidebar .mlnb-kind",
+    "#mlnb-sidebar .mlnb-dag-node text",
+    ".jp-NotebookPanel:not(.lm-mod-hidden) .mlnb-badged",
+)
 
 
 def open_notebook(page: Any, lab: Lab, name: str) -> None:
@@ -246,14 +252,28 @@ def test_the_sidebar_shows_tags_and_runs_the_pipeline(page: Any, lab: Lab) -> No
 
     # Readable in the light theme and in the dark one, chosen from the Settings menu: the
     # status chips, stage kinds, DAG labels and cell badges all keep a contrast of 4.5.
-    readable = f"{READABLE}, .jp-NotebookPanel:not(.lm-mod-hidden) .mlnb-badged"
     for theme, picture in (("JupyterLab Light", SCREENSHOT), ("JupyterLab Dark", DARK_SCREENSHOT)):
         if theme != "JupyterLab Light":
             choose_theme(page, theme)
         assert sidebar.locator(".mlnb-dag-node.mlnb-status-ran text").count() == 4
-        assert poor_contrast(page, readable) == [], theme
+        for selector in READABLE:
+            assert poor_contrast(page, selector) == [], f"{theme}: {selector}"
         sidebar.locator(".mlnb-body").screenshot(path=str(picture))
         assert picture.stat().st_size > 10_000
+    # The measure catches what the old style did in the dark theme: the pastel
+    # --jp-success-color3 chip, the same in both themes, under the dark theme's light text.
+    sidebar.locator(".mlnb-body").evaluate(
+        """body => {
+          const old = document.createElement('span');
+          old.className = 'mlnb-probe';
+          old.style.background = 'var(--jp-success-color3)';
+          old.textContent = 'ran';
+          body.appendChild(old);
+        }"""
+    )
+    (found,) = poor_contrast(page, "#mlnb-sidebar .mlnb-probe")
+    assert found.startswith("mlnb-probe ran: 1.")
+    sidebar.locator(".mlnb-probe").evaluate("el => el.remove()")
     choose_theme(page, "JupyterLab Light")
 
 
