@@ -94,13 +94,23 @@ def error_page(body: Mapping[str, Any]) -> str:
     )
 
 
-class MlnbHandler(APIHandler):
-    """Shared JSON I/O and the error shape."""
+class MlnbRoute(JupyterHandler):
+    """What every mlnb route shares: the service, and expected errors logged in one line."""
 
     @property
     def service(self) -> MlnbService:
         service: MlnbService = self.settings["mlnb_service"]
         return service
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, MlnbError):  # an expected 4xx: one line, no traceback
+            self.log.info("mlnb: %s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+
+class MlnbHandler(MlnbRoute, APIHandler):
+    """Shared JSON I/O and the error shape."""
 
     def send(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -115,12 +125,6 @@ class MlnbHandler(APIHandler):
             self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(_finite(error_body(status_code, error, self._reason))))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, MlnbError):  # an expected 4xx: one line, no traceback
-            self.log.info("mlnb: %s %s: %s", self.request.method, self.request.path, value)
-            return
-        super().log_exception(typ, value, tb)
 
     def path_argument(self) -> str:
         path = self.get_query_argument("path", default=None)
@@ -201,7 +205,7 @@ class ImportanceHandler(MlnbHandler):
         self.send(await self.service.compute_importance(body.get("path"), run_id))
 
 
-class ReportHandler(JupyterHandler):
+class ReportHandler(MlnbRoute):
     """The run's report as a page: its scripts confined to a unique origin, as Jupyter serves
     HTML files (``sandbox allow-scripts``), so the report cannot act on the server."""
 
@@ -211,9 +215,7 @@ class ReportHandler(JupyterHandler):
 
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
-        service: MlnbService = self.settings["mlnb_service"]
-        path = self.get_query_argument("path", default=None)
-        page = await service.run_report(path, run_id)
+        page = await self.service.run_report(self.get_query_argument("path", None), run_id)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(page)
 
@@ -225,12 +227,6 @@ class ReportHandler(JupyterHandler):
             self.set_status(status_code)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(error_page(error_body(status_code, error, self._reason)))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, MlnbError):
-            self.log.info("mlnb: GET %s: %s", self.request.path, value)
-            return
-        super().log_exception(typ, value, tb)
 
 
 class ExecutedNotebookHandler(MlnbHandler):
@@ -255,7 +251,7 @@ class JobHandler(MlnbHandler):
         self.send(self.service.get_job(job_id))
 
 
-ROUTES: list[tuple[str, type[JupyterHandler]]] = [
+ROUTES: list[tuple[str, type[MlnbRoute]]] = [
     ("version", VersionHandler),
     ("inspect", InspectHandler),
     ("runs", RunsHandler),
@@ -268,5 +264,5 @@ ROUTES: list[tuple[str, type[JupyterHandler]]] = [
 ]
 
 
-def routes(base_url: str = "/") -> list[tuple[str, type[JupyterHandler]]]:
+def routes(base_url: str = "/") -> list[tuple[str, type[MlnbRoute]]]:
     return [(url_path_join(base_url, "mlnb", pattern), cls) for pattern, cls in ROUTES]
