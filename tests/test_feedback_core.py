@@ -277,6 +277,7 @@ def books(tmp_path: Path):
         versions = options.pop("versions", {"v1": {"tag": "bc:v1", "metrics": {}}})
         options.setdefault("webhook", "")
         options.setdefault("registry", CollectorRegistry())
+        options.setdefault("service", "bc")
         book = FeedbackBook(tmp_path / f"m{len(made)}", versions, task=task, **options)
         made.append(book)
         return book
@@ -287,7 +288,8 @@ def books(tmp_path: Path):
 
 
 def sample(registry: CollectorRegistry, name: str, version: str) -> float | None:
-    return registry.get_sample_value(name, {"version": version})
+    """A version's sample, under the labels every mlnb_* series carries."""
+    return registry.get_sample_value(name, {"service_name": "bc", "version": version})
 
 
 def test_labels_join_every_version_that_answered_by_request_and_row(books: Any) -> None:
@@ -421,10 +423,10 @@ def test_an_accuracy_alert_fires_once_and_clears(books: Any, receiver: str) -> N
     }  # fmt: skip
     feed(book, "primary", 5, right=False)
     assert len(posted(2, 0.3)) == 1  # once, not on every label while it stays below
-    assert book.metrics.alerting.labels(version="primary")._value.get() == 1
+    assert book.metrics.alerting.labels(service_name="bc", version="primary")._value.get() == 1
     feed(book, "primary", 19, right=True)  # 19/20 = 0.95 >= 0.85: cleared
     assert not book.figures()["primary"]["alerting"]
-    assert book.metrics.alerting.labels(version="primary")._value.get() == 0
+    assert book.metrics.alerting.labels(service_name="bc", version="primary")._value.get() == 0
     feed(book, "primary", 4, right=False)  # 15/20 = 0.75: fires again
     assert len(posted(2)) == 2 and book.figures()["primary"]["alerting"]
 

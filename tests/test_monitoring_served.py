@@ -30,7 +30,6 @@ pytestmark = pytest.mark.slow
 SHIFTED = "mean radius"
 RULES = Path(__file__).resolve().parent.parent / "templates" / "prometheus" / "alerts.yml"
 # the feedback book's series carry the version only (mlnb/monitoring/feedback.py)
-FEEDBACK_SERIES = ("mlnb_feedback_", "mlnb_live_", "mlnb_training_")
 
 
 class Alerts(BaseHTTPRequestHandler):
@@ -131,7 +130,7 @@ def metrics(served: dict) -> dict[str, float]:
     name_of_bento, _, version = served["bento"].partition(":")
     for line in exposition(served).splitlines():
         match = re.match(r"^(mlnb_\w+)(?:\{([^}]*)\})? ([0-9.eE+-]+)$", line)
-        if match and not line.startswith(FEEDBACK_SERIES):
+        if match:
             name, labels, value = match.groups()
             # every mlnb_* series carries the Bento's name and version, under the labels
             # BentoML's own series carry them (service_name, as on bentoml_service_*)

@@ -50,6 +50,8 @@ from mlnb.monitoring.feedback_log import (
     same_class,
     training_metric,
 )
+from mlnb.monitoring.metrics import SERVICE as SERVICE_LABEL
+from mlnb.monitoring.metrics import bentoml_service_name
 
 if TYPE_CHECKING:
     from mlnb.serving.feedback import Label
@@ -94,7 +96,7 @@ def _gauge(name: str, documentation: str, registry: Any) -> Any:
             name,
             registry,
             documentation=documentation,
-            labelnames=["version"],
+            labelnames=[SERVICE_LABEL, "version"],
             multiprocess_mode="livemostrecent",
         )
     except ValueError:  # a prometheus_client older than 0.17
@@ -103,22 +105,24 @@ def _gauge(name: str, documentation: str, registry: Any) -> Any:
             name,
             registry,
             documentation=documentation,
-            labelnames=["version"],
+            labelnames=[SERVICE_LABEL, "version"],
             multiprocess_mode="livemax",
         )
 
 
 class FeedbackMetrics:
-    """The ``mlnb_feedback_*`` and ``mlnb_live_*`` series, labelled by version."""
+    """The ``mlnb_feedback_*`` and ``mlnb_live_*`` series, labelled by service and version
+    (``service_name`` as on BentoML's own series and mlnb's others)."""
 
-    def __init__(self, classification: bool, registry: Any = None) -> None:
+    def __init__(self, classification: bool, registry: Any = None, service: str = "") -> None:
         self.classification = classification
+        self.service = bentoml_service_name(service)
         self.labels = _metric(
             "Counter",
             "mlnb_feedback_labels",
             registry,
             documentation="Labels joined to an answer, by version",
-            labelnames=["version"],
+            labelnames=[SERVICE_LABEL, "version"],
         )
         self.unmatched = _metric(
             "Counter",
@@ -126,7 +130,7 @@ class FeedbackMetrics:
             registry,
             documentation="Labels not joined to an answer of the version (no such request or "
             "row remembered)",
-            labelnames=["version"],
+            labelnames=[SERVICE_LABEL, "version"],
         )
         if classification:
             self.correct = _metric(
@@ -134,7 +138,7 @@ class FeedbackMetrics:
                 "mlnb_feedback_correct",
                 registry,
                 documentation="Labels equal to the predicted class",
-                labelnames=["version"],
+                labelnames=[SERVICE_LABEL, "version"],
             )
             self.live = _gauge("mlnb_live_accuracy", "Accuracy over the last labels", registry)
             self.training = _gauge("mlnb_training_accuracy", "The run's accuracy", registry)
@@ -144,7 +148,7 @@ class FeedbackMetrics:
                 "mlnb_feedback_abs_error",
                 registry,
                 documentation="Absolute errors of the labelled predictions",
-                labelnames=["version"],
+                labelnames=[SERVICE_LABEL, "version"],
             )
             self.live = _gauge(
                 "mlnb_live_mae", "Mean absolute error over the last labels", registry
@@ -154,25 +158,29 @@ class FeedbackMetrics:
             "mlnb_feedback_alerting", "1 while the live figure is past its bound", registry
         )
 
+    def of(self, version: str) -> tuple[str, str]:
+        """The label values of one version's series."""
+        return self.service, version
+
     def declare(self, version: str, training: float | None) -> None:
         """Show a version's series (0 labels) before its first label."""
-        self.labels.labels(version=version)
-        self.unmatched.labels(version=version)
+        self.labels.labels(*self.of(version))
+        self.unmatched.labels(*self.of(version))
         if self.classification:
-            self.correct.labels(version=version)
+            self.correct.labels(*self.of(version))
         else:
-            self.errors.labels(version=version)
+            self.errors.labels(*self.of(version))
         if training is not None:
-            self.training.labels(version=version).set(training)
-        self.alerting.labels(version=version).set(0)
+            self.training.labels(*self.of(version)).set(training)
+        self.alerting.labels(*self.of(version)).set(0)
 
     def count(self, version: str, scores: Sequence[float]) -> None:
-        self.labels.labels(version=version).inc(len(scores))
+        self.labels.labels(*self.of(version)).inc(len(scores))
         total = math.fsum(scores)
         if self.classification:
-            self.correct.labels(version=version).inc(total)
+            self.correct.labels(*self.of(version)).inc(total)
             return
-        child = self.errors.labels(version=version)
+        child = self.errors.labels(*self.of(version))
         counted, summed = getattr(child, "_count", None), getattr(child, "_sum", None)
         if counted is not None and summed is not None:  # no bulk observe: one inc each
             counted.inc(len(scores))
@@ -220,6 +228,7 @@ class FeedbackBook:
         webhook: str | None = None,
         max_rows: int = MAX_REMEMBERED_ROWS,
         registry: Any = None,
+        service: str = "",
     ) -> None:
         self.folder = Path(folder)
         self.task = task
@@ -236,7 +245,7 @@ class FeedbackBook:
         )
         self.webhook = (os.environ.get(WEBHOOK_ENV) if webhook is None else webhook) or None
         self.max_rows = max_rows
-        self.metrics = FeedbackMetrics(self.classification, registry)
+        self.metrics = FeedbackMetrics(self.classification, registry, service)
         self.versions: dict[str, dict[str, Any]] = {}
         for name in versions:
             self._version(name, versions[name])
@@ -318,7 +327,7 @@ class FeedbackBook:
                     self._count(version, values)
                 missed = len(items) - len(values) - again.get(version, 0)
                 if missed:
-                    self.metrics.unmatched.labels(version=version).inc(missed)
+                    self.metrics.unmatched.labels(*self.metrics.of(version)).inc(missed)
         return {
             "accepted": len(items),
             "matched": {version: len(values) for version, values in scores.items()},
@@ -363,7 +372,7 @@ class FeedbackBook:
         self.metrics.count(version, values)
         live = self.live(version)
         if live is not None:
-            self.metrics.live.labels(version=version).set(live)
+            self.metrics.live.labels(*self.metrics.of(version)).set(live)
         self._alert(version, state, live)
 
     def live(self, version: str) -> float | None:
@@ -394,7 +403,7 @@ class FeedbackBook:
         if past is None or past == state["alerting"]:
             return
         state["alerting"] = past
-        self.metrics.alerting.labels(version=version).set(int(past))
+        self.metrics.alerting.labels(*self.metrics.of(version)).set(int(past))
         assert live is not None
         training = state["training"]
         bound = (

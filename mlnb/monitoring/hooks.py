@@ -85,7 +85,11 @@ def configure(info: ServiceInfo) -> None:
         _version = info.bento_version
         version = {"tag": info.tag, "metrics": getattr(info, "metrics", None) or {}}
         _book = FeedbackBook(
-            info.monitor_dir, {_version: version}, task=info.task, classes=info.classes
+            info.monitor_dir,
+            {_version: version},
+            task=info.task,
+            classes=info.classes,
+            service=info.bento_name,
         )
     except Exception:
         logger.exception("mlnb feedback is off for this worker: it failed to start")

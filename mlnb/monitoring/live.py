@@ -80,7 +80,11 @@ class LiveMonitor:
             folder / REJECTIONS_LOG, REJECTIONS_SCHEMA, rotate_seconds=rotate
         )
         self.metrics = ServiceMetrics(
-            self.classification, _buckets(info.prediction_profile), info.bento_version
+            self.classification,
+            _buckets(info.prediction_profile),
+            info.bento_version,
+            service=info.bento_name,
+            build=info.build,
         )
         self.window = BinnedWindow(self.settings.window, drift_profile(info.profile or {}))
         self.alerts = DriftAlerts(info.tag, self.settings.webhook)
