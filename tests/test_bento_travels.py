@@ -444,3 +444,36 @@ def test_the_monitoring_folder_is_chosen_where_the_service_starts(
     monkeypatch.chdir(started)
     found = resolve_monitor_folder("n:v", str(tmp_path / "no-store"))
     assert found == started / "mlnb-monitoring" / "n" / "v"
+
+
+def test_the_example_row_is_a_complete_training_row_and_never_a_credential(
+    tmp_path: Path,
+) -> None:
+    import pandas as pd
+
+    from mlnb.build.builder import _example_row
+    from mlnb.serving.schema import RequestSchema
+
+    class Kept:  # the run's kept training rows, as BuildInputs gives them
+        def __init__(self, frame: pd.DataFrame) -> None:
+            self.path = tmp_path / f"sample-{id(frame)}.parquet"
+            frame.to_parquet(self.path)
+
+        def data_path(self, which: str) -> Path | None:
+            return self.path if which == "sample" else None
+
+    frame = pd.DataFrame({"x": [float("nan"), 2.5], "note": ["a", "b"]})
+    training = {
+        "columns": ["x", "note"],
+        "dtypes": {"x": "float64", "note": "object"},
+        "profile": {"x": {"nan_fraction": 0.5}},
+    }
+    schema = RequestSchema.from_training_data(training)
+    said: list[str] = []
+    assert _example_row(Kept(frame), schema, said.append) == {"x": 2.5, "note": "b"}
+    leaky = frame.assign(note=["AKIAIOSFODNN7EXAMPLE"] * 2)  # pragma: allowlist secret
+    assert _example_row(Kept(leaky), schema, said.append) is None
+    assert said == [
+        "the OpenAPI page shows no example row: column 'note' of the training row holds what "
+        "looks like an AWS access key id, which must not ship in the Bento"
+    ]

@@ -162,7 +162,7 @@ def build(
     )  # fmt: skip
     python_version = pins.python_minor(inputs.python_version)
     contract = serve_contract(inputs, progress)
-    example = _example_row(inputs, schema)
+    example = _example_row(inputs, schema, progress)
     bento_version = version.content_version(
         serve=serve.fingerprint(),
         model=model_tag,
@@ -389,10 +389,13 @@ def _valid_rows(path: Path, schema: RequestSchema, limit: int) -> pd.DataFrame:
         return schema.frame({"rows": valid})
 
 
-def _example_row(inputs: BuildInputs, schema: RequestSchema) -> dict[str, Any] | None:
+def _example_row(
+    inputs: BuildInputs, schema: RequestSchema, progress: Progress
+) -> dict[str, Any] | None:
     """The first training row the service accepts, as a client sends it (the OpenAPI page's
-    example): one with no missing value when the first rows hold one. The build's credential
-    scan reads it with the rest of mlnb_service.json."""
+    example): one with no missing value when the first rows hold one. None when the run
+    kept no training rows, or when the row looks like it holds a credential (the build's
+    scan of generated files): the page then shows no example, and the build says why."""
     path = inputs.data_path("sample")
     if path is None:
         return None
@@ -406,7 +409,18 @@ def _example_row(inputs: BuildInputs, schema: RequestSchema) -> dict[str, Any] |
             continue
         accepted.append(record)
     complete = [record for record in accepted if None not in record.values()]
-    return (complete or accepted or [None])[0]
+    example = next(iter(complete or accepted), None)
+    if example is not None:
+        text = "\n".join(f"{name} = {value!r}" for name, value in example.items())
+        found = secrets.scan_files({"the example row": text})
+        if found:
+            column = list(example)[found[0].line - 1]
+            progress(
+                f"the OpenAPI page shows no example row: column {column!r} of the training "
+                f"row holds what looks like {found[0].what}, which must not ship in the Bento"
+            )
+            return None
+    return example
 
 
 def _background_rows(inputs: BuildInputs, schema: RequestSchema) -> pd.DataFrame | None:
