@@ -302,3 +302,19 @@ def test_top_series_takes_the_highest_peaks_and_every_value_is_escaped() -> None
     with pytest.raises(ValueError, match="at most 8 lines"):
         lines_over_time(series, [START, START, START])
     assert len(LINE_PALETTE) == len(set(LINE_PALETTE)) == 8
+
+
+def test_the_text_summary_lists_drift_by_psi_too(folder: Path, summary_json: dict) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mlnb", "monitor", str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    table = result.stdout.split("drift over the last", 1)[1].split("drifted features:", 1)[0]
+    rows = [line.strip() for line in table.splitlines()[2:] if line.strip()]
+    # a name may hold spaces: the row's name is the longest feature name it starts with
+    listed = [max((n for n in NAMES if row.startswith(n + " ")), key=len) for row in rows]
+    psi = {name: f["psi"] for name, f in summary_json["features"].items()}
+    assert sorted(listed) == sorted(NAMES)
+    assert [psi[name] for name in listed] == sorted(psi.values(), reverse=True)

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pip",
         action="append",
         metavar="SPEC",
-        help="a package each task pip-installs (repeatable; default: this mlnb release)",
+        help="a package each task pip-installs (repeatable; default: this mlnb release and the "
+        "packages the notebook imports, pinned)",
     )
     parser.add_argument(
         "--no-install",

@@ -124,6 +124,8 @@ def _write_atomically(output: Path, text: str) -> None:
 
 
 def render_text(summary: MonitorSummary, folder: str) -> str:
+    from mlnb.monitoring.drift import by_psi
+
     lines = [f"Bento {summary.bento or '?'}  (logs: {folder})"]
     reasons = ", ".join(f"{k} {v}" for k, v in summary.rejection_reasons.items())
     rate = f"{summary.rejection_rate:.1%}" + (f": {reasons}" if reasons else "")
@@ -145,7 +147,7 @@ def render_text(summary: MonitorSummary, folder: str) -> str:
     lines.append(f"drift over the last {summary.window_rows} rows:")
     width = max(len("feature"), *(len(d.feature) for d in summary.drift))
     lines.append(f"  {'feature'.ljust(width)}  {'PSI':>7}  {'KS':>6}")
-    for drift in summary.drift:
+    for drift in by_psi(summary.drift):
         psi = "n/a" if drift.psi is None else f"{drift.psi:.3f}"
         ks = "" if drift.ks is None else f"{drift.ks:.3f}"
         flag = f"  DRIFTED (PSI > {drift.threshold})" if drift.drifted else ""

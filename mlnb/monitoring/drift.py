@@ -337,3 +337,8 @@ def _as_float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def by_psi(drift: Sequence[FeatureDrift]) -> list[FeatureDrift]:
+    """Highest PSI first; features without a score last, in their training order."""
+    return sorted(drift, key=lambda d: (d.psi is None, -(d.psi or 0.0)))

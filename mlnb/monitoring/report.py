@@ -16,7 +16,11 @@ import numpy as np
 from markupsafe import Markup
 
 from mlnb.monitoring.charts import lines_over_time, paired_bars, top_series
-from mlnb.monitoring.drift import DEFAULT_PSI_THRESHOLD, FeatureDrift, numeric_bin_counts
+from mlnb.monitoring.drift import (
+    DEFAULT_PSI_THRESHOLD,
+    by_psi,
+    numeric_bin_counts,
+)
 from mlnb.monitoring.logs import MonitorFolder
 from mlnb.monitoring.summary import MonitorSummary
 from mlnb.templating import render
@@ -71,11 +75,6 @@ def render_report(
         prediction_chart=_prediction_chart(summary.predictions),
         feature_charts=[(d, charts[d.feature]) for d in drift if d.feature in charts],
     )
-
-
-def by_psi(drift: Sequence[FeatureDrift]) -> list[FeatureDrift]:
-    """Highest PSI first; features without a score last, in their training order."""
-    return sorted(drift, key=lambda d: (d.psi is None, -(d.psi or 0.0)))
 
 
 def period_times(points: Sequence[dict[str, Any]]) -> list[datetime.datetime]:
