@@ -144,12 +144,14 @@ def render_run_report(
     computed here when not given)."""
     import nbformat
     from nbconvert import HTMLExporter
+    from nbformat.v4 import new_notebook as empty_notebook
 
     record = store.get_run(run_id)
     if importance is None:
         importance = run_importance(store, record)
     executed = store.run_dir(run_id) / NOTEBOOK_FILE
-    raw = nbformat.read(executed, as_version=4) if executed.is_file() else {"cells": []}
+    # a run whose kernel never started has no executed notebook: an empty one stands in
+    raw = nbformat.read(executed, as_version=4) if executed.is_file() else empty_notebook()
     document = nbformat.from_dict(group_by_stage(dict(raw), record))
     if "metadata" not in document:
         document["metadata"] = {}

@@ -47,6 +47,23 @@ def test_report_of_a_failed_run_shows_the_failing_cell(runs: dict, tmp_path: Pat
     assert "ValueError: the data is bad: small" in page
 
 
+def test_report_of_a_run_without_an_executed_notebook(runs: dict, tmp_path: Path) -> None:
+    """A run whose kernel never started keeps no executed notebook: the report still renders."""
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(runs["store"], store)
+    run_id = runs["failed"]["run_id"]
+    executed = store / "runs" / run_id / "notebook.ipynb"
+    assert executed.is_file()
+    executed.unlink()
+    output = tmp_path / "bare.html"
+    result = mlnb("report", run_id, "--store", str(store), "-o", str(output))
+    assert result.returncode == 0, result.stderr
+    page = output.read_text()
+    assert f"Run <code>{run_id}</code>" in page and "mlnb-status-failed" in page
+
+
 def test_report_with_a_users_template(runs: dict, tmp_path: Path) -> None:
     own = tmp_path / "mine"
     own.mkdir()
