@@ -86,8 +86,8 @@ def _extension_installed() -> bool:
 def lab(
     chromium: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Lab]:
-    """A JupyterLab for the module; a module setting ``LAB_OVERRIDES = None`` gets JupyterLab's
-    default settings, as a fresh user has them (no ``overrides.json``)."""
+    """A JupyterLab for the module, with JupyterLab's default settings as a fresh user has them
+    (no ``overrides.json``, unless the module sets ``LAB_OVERRIDES`` to a mapping)."""
     if not _extension_installed():
         _unavailable("the mlnb labextension is not installed (pip install -e . builds it)")
     base = tmp_path_factory.mktemp("lab")
@@ -101,14 +101,7 @@ def lab(
         code_cell("model = y", tags=("mlnb:train",)),
     ]
     (root / "broken.ipynb").write_text(json.dumps(notebook_json(broken)))
-    overrides = {
-        "@jupyterlab/apputils-extension:notification": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-        },
-        "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
-    }
-    overrides = getattr(request.module, "LAB_OVERRIDES", overrides)
+    overrides = getattr(request.module, "LAB_OVERRIDES", None)
     if overrides is not None:
         (settings / "overrides.json").write_text(json.dumps(overrides))
     token, port = secrets.token_hex(16), _free_port()

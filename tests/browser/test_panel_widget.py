@@ -1,6 +1,6 @@
 """The in-notebook panel (``%mlnb``) rendered by JupyterLab's widget manager in Chromium, in a
-JupyterLab with its default settings (``LAB_OVERRIDES = None``: no ``overrides.json``; the news
-question is answered as a person answers it).
+JupyterLab with its default settings (no ``overrides.json``; the news question is answered as
+a person answers it).
 
 A notebook cell runs ``%load_ext mlnb`` and ``%mlnb panel breast_cancer.ipynb``; the panel's
 widgets render in the cell output. Three runs from the Run button, each ending with its status,
@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import NOTEBOOKS, ROOT, code_cell, notebook_json
 
-from .conftest import Lab
+from .conftest import Lab, answer_the_news_question
 
 pytestmark = pytest.mark.slow
 SCREENSHOT = ROOT / "docs" / "panel.png"
@@ -32,7 +32,6 @@ SCREENSHOT = ROOT / "docs" / "panel.png"
 
 VIEWPORT = {"width": 1300, "height": 1300}  # read by the page fixture in conftest.py
 TIMEOUT_MS = 60_000
-LAB_OVERRIDES = None  # read by the lab fixture: JupyterLab's default settings
 ENDED = re.compile(r"^run (\S+) (succeeded|failed) in [0-9.]+ s \(.*\)$")
 SETTLED_MS = 3_000  # buttons and history follow the end status within this
 
@@ -44,17 +43,6 @@ def _widgets_frontend_installed() -> bool:
     return any(
         (Path(folder) / "@jupyter-widgets" / "jupyterlab-manager").is_dir()
         for folder in jupyter_path("labextensions")
-    )
-
-
-def _answer_the_news_question(page: Any) -> None:
-    """A fresh JupyterLab asks whether to fetch Jupyter news; answer No, as a person would,
-    whenever the question shows up in the way."""
-    toast = page.locator(".jp-Notification-Toast, .Toastify__toast").filter(
-        has_text="official Jupyter news"
-    )
-    page.add_locator_handler(
-        toast, lambda found: found.get_by_role("button", name="No", exact=True).click()
     )
 
 
@@ -88,7 +76,7 @@ def _run_and_wait(output: Any, limit_ms: int) -> tuple[str, str, float]:
 def test_the_panel_runs_three_ways_and_never_sticks(page: Any, lab: Lab) -> None:
     cells = [code_cell("%load_ext mlnb\n%mlnb panel breast_cancer.ipynb")]
     (lab.root / "panel.ipynb").write_text(json.dumps(notebook_json(cells)))  # has a kernelspec
-    _answer_the_news_question(page)
+    answer_the_news_question(page)
     page.goto(f"{lab.url}/lab/tree/panel.ipynb?token={lab.token}")
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     notebook.locator(".jp-Cell").first.wait_for()

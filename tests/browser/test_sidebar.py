@@ -36,7 +36,6 @@ BADGES_SCREENSHOT = ROOT / "docs" / "sidebar-badges.png"
 # Read by the page fixture in conftest.py; tall enough for the whole sidebar in its picture.
 VIEWPORT = {"width": 1400, "height": 2000}
 TIMEOUT_MS = 30_000
-LAB_OVERRIDES = None  # read by the lab fixture: JupyterLab's default settings
 # Text that must read in every theme: each selector must match something.
 READABLE = (
     "#mlnb-sidebar .mlnb-chip",
