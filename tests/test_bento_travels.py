@@ -477,3 +477,24 @@ def test_the_example_row_is_a_complete_training_row_and_never_a_credential(
         "the OpenAPI page shows no example row: column 'note' of the training row holds what "
         "looks like an AWS access key id, which must not ship in the Bento"
     ]
+
+
+def test_the_announcement_says_why_the_folder_is_there(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mlnb.serving.runtime import ServiceSpec
+
+    ident = {"bento_name": "n", "bento_version": "v"}
+    monkeypatch.delenv("MLNB_MONITOR_DIR", raising=False)
+    caplog.set_level("INFO", logger="mlnb.serving")
+    ServiceSpec({**ident, "monitor_dir": "mlnb-monitoring/n/v"}).announce(Path("/a"))
+    ServiceSpec({**ident, "monitor_dir": "/store/monitoring/n/v"}).announce(Path("/b"))
+    monkeypatch.setenv("MLNB_MONITOR_DIR", "/c")
+    ServiceSpec({**ident, "monitor_dir": "mlnb-monitoring/n/v"}).announce(Path("/c"))
+    assert [r.getMessage() for r in caplog.records if r.name == "mlnb.serving"] == [
+        "mlnb: n:v logs its monitoring in /a (under the folder bentoml serve started in; "
+        "$MLNB_MONITOR_DIR chooses another)",
+        "mlnb: n:v logs its monitoring in /b (the folder the Bento names; $MLNB_MONITOR_DIR "
+        "chooses another)",
+        "mlnb: n:v logs its monitoring in /c (from $MLNB_MONITOR_DIR)",
+    ]

@@ -229,11 +229,12 @@ class ServiceSpec:
 
     def announce(self, folder: Path) -> None:
         """One log line at start-up: where the monitoring logs go, and why there."""
-        why = (
-            f"from ${MONITOR_DIR_ENV}"
-            if os.environ.get(MONITOR_DIR_ENV)
-            else f"under the folder bentoml serve started in; ${MONITOR_DIR_ENV} chooses another"
-        )
+        if os.environ.get(MONITOR_DIR_ENV):
+            why = f"from ${MONITOR_DIR_ENV}"
+        elif Path(str(self.data["monitor_dir"])).is_absolute():  # a release's, an older Bento's
+            why = f"the folder the Bento names; ${MONITOR_DIR_ENV} chooses another"
+        else:
+            why = f"under the folder bentoml serve started in; ${MONITOR_DIR_ENV} chooses another"
         if log.getEffectiveLevel() > logging.INFO:  # BentoML leaves only its own at INFO
             log.setLevel(logging.INFO)
         log.info("mlnb: %s logs its monitoring in %s (%s)", self.tag, folder, why)
