@@ -52,6 +52,8 @@ from mlnb.panel.state import (
 from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.store import Store, new_run_id
 
+ERROR_COLOUR = "var(--jp-error-color1, #c0392b)"  # the theme's, light where none is loaded
+
 
 class MlnbPanel:
     """Pipeline, parameters form, Run and Build, progress and history for one notebook."""
@@ -175,7 +177,11 @@ class MlnbPanel:
 
     def show_error(self, message: str) -> None:
         self.error.value = (
-            str(Markup('<pre style="color:#c0392b;white-space:pre-wrap">{}</pre>').format(message))
+            str(
+                Markup(f'<pre style="color:{ERROR_COLOUR};white-space:pre-wrap">{{}}</pre>').format(
+                    message
+                )
+            )
             if message
             else ""
         )
@@ -188,7 +194,8 @@ class MlnbPanel:
             run_id, importance_note(importance)
         )
         bar = Markup(
-            "<span style='display:inline-block;height:8px;width:{:.0f}px;background:#2e86de'>"
+            "<span style='display:inline-block;height:8px;width:{:.0f}px;"
+            "background:var(--jp-brand-color1, #2e86de)'>"
             "</span>"
         )
         rows = [
@@ -347,7 +354,12 @@ def _model_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((r for r in runs if r.get("status") == "succeeded" and r.get("model")), None)
 
 
-_CONTRACT_COLOURS = {"passed": "#1e8449", "learned": "#2471a3", "warned": "#b9770e"}
+# JupyterLab's theme colours (ERROR_COLOUR too), light ones where no theme is loaded
+_CONTRACT_COLOURS = {
+    "passed": "var(--jp-success-color1, #1e8449)",
+    "learned": "var(--jp-brand-color1, #2471a3)",
+    "warned": "var(--jp-warn-color1, #b9770e)",
+}
 
 
 def _contracts_html(latest: dict[str, Any] | None) -> str:
@@ -358,9 +370,9 @@ def _contracts_html(latest: dict[str, Any] | None) -> str:
     chip = Markup("<b style='color:{}'>{}</b>")
     cells = []
     for row in rows:
-        shown = chip.format(_CONTRACT_COLOURS.get(row.status, "#c0392b"), row.status)
+        shown = chip.format(_CONTRACT_COLOURS.get(row.status, ERROR_COLOUR), row.status)
         if row.status in ("unchecked", "-"):
-            shown = chip.format("#7f8c8d", row.status)
+            shown = chip.format("var(--jp-ui-font-color2, #7f8c8d)", row.status)
         problems = Markup("<br>").join(row.violations)
         if row.more:
             problems += Markup("<br>and {} more").format(row.more)
