@@ -30,6 +30,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from mlnb.alert_relay import Attempt, Dispatch, Relay, RelayServer, dispatcher
+from mlnb.build.folder import build_folder
 from mlnb.errors import MlnbError
 
 from .build_support import Server, free_port, user_env, wait_ready
@@ -314,11 +315,9 @@ def test_a_drift_alert_starts_one_retraining(loop: Loop) -> None:
 
 @pytest.mark.slow
 def test_the_retraining_ran_on_the_new_data_and_released_it_in_shadow(loop: Loop) -> None:
-    release = json.loads(
-        (loop.root / ".mlnb" / "builds")
-        .joinpath(loop.release.replace(":", "-"), "mlnb_release.json")
-        .read_text()
-    )
+    name, _, version = loop.release.partition(":")
+    built = build_folder(loop.root / ".mlnb", name, version)  # mlnb-builds/ beside the store
+    release = json.loads((built / "mlnb_release.json").read_text())
     assert release["mode"] == "shadow"
     assert release["promote_if"] == [PROMOTE_IF] and release["after"] == AFTER
     primary, candidate = release["versions"]["primary"], release["versions"]["candidate"]

@@ -102,6 +102,7 @@ def served(versions: dict[str, Any], tmp_path_factory: pytest.TempPathFactory):
             "folders": folders,
             "shadow": shadow["release"],
             "canary": canary["release"],
+            "shadow_build": Path(shadow["build_dir"]),
             **versions,
         }
     finally:
@@ -281,6 +282,27 @@ def test_a_canary_is_promoted_by_its_rules(served: dict) -> None:
     assert switch["figures"]["candidate"]["requests"] >= 150
     time.sleep(0.6)
     assert {send(target, row(i))[2]["x-mlnb-version"] for i in range(20)} == {"candidate"}
+
+
+def test_a_release_names_no_folder_of_the_build_machine(served: dict) -> None:
+    """A release travels as a version does: its folders are relative to where it serves, and
+    its build folder is one `bentoml build` accepts (no hidden part, beside the .mlnb store)."""
+    built: Path = served["shadow_build"]
+    root = str(project().root)
+    assert not any(part.startswith(".") for part in built.parts), built
+    spec = json.loads((built / "mlnb_release.json").read_text())
+    assert spec["monitor_dir"] == f"mlnb-monitoring/{spec['release'].replace(':', '/')}"
+    for role in ("primary", "candidate"):
+        inner = json.loads((built / role / "mlnb_service.json").read_text())
+        assert inner["monitor_dir"] == f"{spec['monitor_dir']}/{role}"
+    holding = [
+        str(path.relative_to(built))
+        for path in built.rglob("*")
+        if path.is_file()
+        and path.suffix in (".json", ".py", ".yaml", ".html")
+        and root in path.read_text(errors="replace")
+    ]
+    assert not holding, f"the project folder {root} is named in {holding}"
 
 
 def test_a_release_of_versions_that_take_other_requests_is_refused() -> None:

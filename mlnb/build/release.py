@@ -21,7 +21,7 @@ from typing import Any
 
 from mlnb import __version__
 from mlnb.build import bento, render, version
-from mlnb.build.folder import write_build_dir
+from mlnb.build.folder import build_folder, write_build_dir
 from mlnb.errors import MlnbError
 
 RELEASE_TEMPLATE = "release_service.py.j2"
@@ -153,7 +153,7 @@ def build_release(
     templates: str | None = None,
 ) -> dict[str, Any]:
     """Build the release Bento; what was built (tag, folders, settings)."""
-    from mlnb.monitoring.paths import default_monitor_folder
+    from mlnb.monitoring.paths import default_monitor_folder, relative_monitor_folder
     from mlnb.serving import release_rules
 
     bento.quiet_bentoml()
@@ -205,7 +205,8 @@ def build_release(
         **settings,
     )
     tag = f"{name}:{release_version}"
-    monitor = default_monitor_folder(store_root, name, release_version)
+    # relative, as a version's: the release travels (mlnb serve passes the store's folder)
+    monitor = relative_monitor_folder(name, release_version)
     versions = {
         role: {
             "tag": v.tag,
@@ -223,7 +224,7 @@ def build_release(
         "bento_version": release_version,
         "task": primary.spec.get("task"),
         "classes": primary.spec.get("classes"),
-        "monitor_dir": str(monitor),
+        "monitor_dir": monitor,
         "versions": versions,
         **settings,
     }
@@ -246,7 +247,7 @@ def build_release(
             **v.spec,
             "service_name": service_names[role],
             "release_role": role,
-            "monitor_dir": str(monitor / role),
+            "monitor_dir": f"{monitor}/{role}",
         }
         rendered[f"{role}/mlnb_service.json"] = json.dumps(role_spec, default=str)
     context = {
@@ -266,7 +267,7 @@ def build_release(
     }
     rendered["release_service.py"] = render.render(RELEASE_TEMPLATE, context, templates)
     rendered["bentofile.yaml"] = _bentofile(tag, context["class_name"], requirements, primary, spec)
-    build_dir = store_root / "builds" / f"{name}-{release_version}"
+    build_dir = build_folder(store_root, name, release_version)
     write_build_dir(build_dir, rendered, copied)
     progress(f"release folder {build_dir}")
     created = bento.build_bento(build_dir, name, release_version)
@@ -275,7 +276,8 @@ def build_release(
         "release": tag,
         "created": created,
         "build_dir": str(build_dir),
-        "monitor_dir": str(monitor),
+        # where `mlnb serve` logs it; `bentoml serve` elsewhere logs under its own folder
+        "monitor_dir": str(default_monitor_folder(store_root, name, release_version)),
         "primary": primary.tag,
         "candidate": candidate.tag,
         **settings,

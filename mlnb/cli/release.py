@@ -174,7 +174,9 @@ def release_folder(target: str, store: str | None = None) -> Path:
         from mlnb.monitoring.paths import default_monitor_folder
 
         return default_monitor_folder(store, found.tag.name, str(found.tag.version))
-    return Path(json.loads(spec_path.read_text(encoding="utf-8"))["monitor_dir"])
+    named = Path(json.loads(spec_path.read_text(encoding="utf-8"))["monitor_dir"])
+    # a release names its folder relative to where `bentoml serve` starts: from here
+    return named if named.is_absolute() else Path.cwd() / named
 
 
 def _act_store(args: argparse.Namespace) -> str | None:

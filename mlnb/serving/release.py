@@ -97,7 +97,12 @@ class ReleaseSpec:
     @property
     def monitor_folder(self) -> Path:
         env = os.environ.get("MLNB_MONITOR_DIR")
-        return Path(env or self.data["monitor_dir"]).resolve()
+        if env:
+            return Path(env).resolve()
+        from mlnb.serving.runtime import serving_folder
+
+        # relative to where `bentoml serve` started (an older release's is absolute)
+        return (serving_folder() / str(self.data["monitor_dir"])).resolve()
 
     @property
     def mode(self) -> str:
