@@ -100,6 +100,9 @@ def test_a_build_ends_with_its_bento_or_its_error() -> None:
     assert (built.status, built.bar_style, built.busy) == ("built nb:v1 (onnx)", "success", False)
     failed = step(building, CommandEnded(2, "", "mlnb: error: no successful run", None))
     assert failed.status == "build failed" and failed.error.startswith("mlnb: error")
+    same = {"bento": "nb:v1", "format": "onnx", "reused": True, "reused_from_run": "r1"}
+    reused = step(building, CommandEnded(0, json.dumps(same), ""))
+    assert reused.status == "reused the existing Bento nb:v1 (built from run r1; same content)"
 
 
 running = st.builds(

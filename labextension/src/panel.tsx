@@ -491,7 +491,13 @@ function Metrics({ metrics }: { metrics?: { [name: string]: number } }): JSX.Ele
 }
 
 function BuildStatus({ job }: { job: IJob }): JSX.Element {
-  const result = job.result as { bento?: string; model?: string; format?: string } | null;
+  const result = job.result as {
+    bento?: string;
+    model?: string;
+    format?: string;
+    reused?: boolean;
+    reused_from_run?: string | null;
+  } | null;
   return (
     <section className={`mlnb-section mlnb-build mlnb-build-${job.status}`}>
       <h3>
@@ -500,8 +506,15 @@ function BuildStatus({ job }: { job: IJob }): JSX.Element {
       </h3>
       {result?.bento && (
         <div>
-          Bento <code className="mlnb-bento">{result.bento}</code>
+          {result.reused ? 'Reused the existing Bento ' : 'Bento '}
+          <code className="mlnb-bento">{result.bento}</code>
           {result.format && <span className="mlnb-muted"> ({result.format})</span>}
+          {result.reused && (
+            <div className="mlnb-muted mlnb-small mlnb-reused">
+              {result.reused_from_run ? `built from run ${result.reused_from_run}; ` : ''}same
+              content, so no new Bento was made
+            </div>
+          )}
         </div>
       )}
       {job.error && <div className="mlnb-error-box"><div className="mlnb-error-message">{job.error.message}</div>{job.error.fix && <div className="mlnb-fix">Fix: {job.error.fix}</div>}</div>}

@@ -278,13 +278,18 @@ def run_summary(record: Mapping[str, Any]) -> str:
 
 
 def build_summary(stdout: str) -> str:
-    """``built NAME:VERSION (onnx)`` from what ``mlnb build --json`` printed."""
+    """``built NAME:VERSION (onnx)`` from what ``mlnb build --json`` printed, or that an
+    existing Bento of the same content was reused, and which run built it."""
     try:
         result = json.loads(stdout)
     except ValueError:
         return "built"
     if not isinstance(result, dict):
         return "built"
+    if result.get("reused"):
+        run = result.get("reused_from_run")
+        source = f"built from run {run}; " if run else ""
+        return f"reused the existing Bento {result.get('bento')} ({source}same content)"
     return f"built {result.get('bento')} ({result.get('format')})"
 
 
