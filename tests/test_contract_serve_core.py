@@ -310,9 +310,11 @@ def test_the_monitor_counts_answered_rows_and_mlnb_monitor_counts_the_same(
     totals = monitor.contract.totals
     assert {k: v for k, v in totals.items() if k[1] != "null_share"} == expected
     series = monitor.metrics.violations
-    version = monitor.metrics.version  # every mlnb_* series carries the Bento version
-    assert version == "v1"
-    counted = series.labels(feature="x", rule="range", version=version)._value.get()
+    version = monitor.metrics.version  # every mlnb_* series carries the Bento and its version
+    assert version == "v1" and monitor.metrics.service == "demo"
+    counted = series.labels(
+        feature="x", rule="range", service_name="demo", version=version
+    )._value.get()
     assert counted == expected[("x", "range")]
     summary = summarise(open_monitor_folder(folder))
     assert summary.contract is not None

@@ -229,7 +229,7 @@ def test_plain_papermill_says_what_ipython_says_and_mlnb_says_the_fix(tmp_path: 
     inspect = subprocess.run(
         [sys.executable, "-m", "mlnb", "inspect", str(notebook)], capture_output=True, text=True
     )
-    assert "cell(s) 3, 4 start with %%mlnb" in inspect.stdout
+    assert "cell(s) 4-5 start with %%mlnb" in inspect.stdout  # numbered as JupyterLab does
     assert "Fix: add a first code cell %load_ext mlnb" in inspect.stdout
 
 

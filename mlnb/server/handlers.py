@@ -108,6 +108,14 @@ class MlnbRoute(JupyterHandler):
             return
         super().log_exception(typ, value, tb)
 
+    def error_of(self, status_code: int, exc_info: Any) -> dict[str, Any]:
+        """The error body of what failed, its status set: an MlnbError's own status."""
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, MlnbError):
+            status_code = error.http_status
+            self.set_status(status_code)
+        return error_body(status_code, error, self._reason)
+
 
 class MlnbHandler(MlnbRoute, APIHandler):
     """Shared JSON I/O and the error shape."""
@@ -118,13 +126,9 @@ class MlnbHandler(MlnbRoute, APIHandler):
         self.finish(json.dumps(_finite(payload), allow_nan=False, default=str))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        error = exc_info[1] if exc_info else None
-        if isinstance(error, MlnbError):
-            status_code = error.http_status
-            self.set_status(status_code)
+        body = self.error_of(status_code, kwargs.get("exc_info"))
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(_finite(error_body(status_code, error, self._reason))))
+        self.finish(json.dumps(_finite(body)))
 
     def path_argument(self) -> str:
         path = self.get_query_argument("path", default=None)
@@ -220,13 +224,9 @@ class ReportHandler(MlnbRoute):
         self.finish(page)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        error = exc_info[1] if exc_info else None
-        if isinstance(error, MlnbError):
-            status_code = error.http_status
-            self.set_status(status_code)
+        body = self.error_of(status_code, kwargs.get("exc_info"))
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(error_page(error_body(status_code, error, self._reason)))
+        self.finish(error_page(body))
 
 
 class ExecutedNotebookHandler(MlnbHandler):
