@@ -8,15 +8,13 @@ the paths of the model, the training sample and the held-out rows.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlnb import child_process
 from mlnb.errors import BuildInputError, MlnbError
 from mlnb.notebook import NotebookFile, RawCell, read_notebook
 from mlnb.pipeline import Pipeline, pipeline_from_notebook
@@ -113,16 +111,13 @@ def collect(
 
 
 def _run_notebook(notebook: str, store: Store, progress: Progress) -> dict[str, Any]:
-    command = [sys.executable, "-m", "mlnb", "run", notebook, "--json", "--store", str(store.root)]
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
-    result = subprocess.run(command, stdout=subprocess.PIPE, env=env, text=True, check=False)
-    try:
-        record = json.loads(result.stdout)
-    except ValueError:
-        record = None
-    if not isinstance(record, dict) or "run_id" not in record:
+    """``mlnb run NOTEBOOK --json`` in a child, its progress shown on this process's stderr."""
+    words = ["run", notebook, "--json", "--store", str(store.root)]
+    finished = child_process.run(words, show_progress=True)
+    record = finished.run_record()
+    if record is None:
         raise BuildInputError(
-            f"mlnb run could not run {notebook} (exit code {result.returncode})",
+            f"mlnb run could not run {notebook} (exit code {finished.returncode})",
             fix=f"run it yourself to see why: mlnb run {notebook}",
             notebook=notebook,
         )
