@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from mlnb import child_process
 from mlnb.analysis import analyse
 from mlnb.errors import MlnbError
 from mlnb.tags import StageMark, parse_magic_line
@@ -146,13 +146,11 @@ class MlnbMagics(Magics):
         path = kernel_notebook(self.shell, notebook_arg)
         if command == "run":
             options = parameters_as_yaml(options)
-        argv = [sys.executable, "-m", "mlnb", command, str(path), *options]
         if command == "run":
             from mlnb.panel.state import SAVED_NOTE
 
             print(f"mlnb: {SAVED_NOTE.format(notebook=path.name)}")
-        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
-        completed = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        completed = child_process.run([command, str(path), *options])
         print(completed.stdout, end="")
         if completed.returncode != 0:
             raise UsageError(completed.stderr.strip() or f"mlnb {command} failed")
