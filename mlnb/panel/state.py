@@ -7,15 +7,14 @@ Nothing here imports ipywidgets; :mod:`mlnb.panel.widgets` is a thin view over t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mlnb import child_process
+from mlnb.errors import MlnbError
 from mlnb.parameters import Parameter
 from mlnb.pipeline import Pipeline
 
@@ -281,8 +280,8 @@ def build_summary(stdout: str) -> str:
     """``built NAME:VERSION (onnx)`` from what ``mlnb build --json`` printed, or that an
     existing Bento of the same content was reused, and which run built it."""
     try:
-        result = json.loads(stdout)
-    except ValueError:
+        result = child_process.read_json(stdout, ["build"])
+    except MlnbError:
         return "built"
     if not isinstance(result, dict):
         return "built"
@@ -295,50 +294,36 @@ def build_summary(stdout: str) -> str:
 
 def final_record(stdout: str) -> dict[str, Any] | None:
     """The run record ``mlnb run --json`` printed, or None."""
-    try:
-        found = json.loads(stdout) if stdout.strip() else None
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) and "run_id" in found else None
+    return child_process.run_record(stdout)
 
 
 @dataclass
 class CommandProcess:
-    """An ``mlnb`` command in a subprocess: never in the user's kernel, never blocking it."""
+    """An ``mlnb`` command in a subprocess: never in the user's kernel, never blocking it
+    (:func:`mlnb.child_process.start`)."""
 
     argv: list[str]
-    process: subprocess.Popen[bytes] | None = None
-    _stdout: Any = field(default=None, repr=False)
-    _stderr: Any = field(default=None, repr=False)
+    started: child_process.Started | None = field(default=None, repr=False)
 
     def start(self) -> CommandProcess:
-        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
-        self._stdout = tempfile.TemporaryFile()  # noqa: SIM115 (read once the process ends)
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlnb", *self.argv],
-            stdout=self._stdout,
-            stderr=self._stderr,
-            env=env,
-            start_new_session=True,
-        )
+        self.started = child_process.start(self.argv)
         return self
 
     @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.started is None else self.started.process
+
+    @property
     def finished(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
+        return self.started is not None and self.started.finished
 
     @property
     def returncode(self) -> int | None:
-        return None if self.process is None else self.process.poll()
+        return None if self.started is None else self.started.returncode
 
     def output(self) -> tuple[str, str]:
         """Standard output and error, once finished."""
-        texts = []
-        for handle in (self._stdout, self._stderr):
-            handle.seek(0)
-            texts.append(handle.read().decode(errors="replace"))
-        return texts[0], texts[1]
+        return ("", "") if self.started is None else self.started.output()
 
 
 def run_command(
@@ -369,11 +354,8 @@ def error_text(stderr: str, stdout: str = "") -> str:
     A run that failed prints its record (``--json``) and nothing on stderr: the message is
     made from the record's error (the stage, the cell, IPython's error name and message).
     """
-    try:
-        record = json.loads(stdout) if stdout.strip() else None
-    except ValueError:
-        record = None
-    if isinstance(record, dict) and "run_id" in record and record.get("error"):
+    record = child_process.run_record(stdout)
+    if record is not None and record.get("error"):
         from mlnb.cli.run import failure_message
 
         return failure_message(record)
@@ -501,8 +483,8 @@ def importance_command(run_id: str, store: str | None) -> CommandProcess:
 def importance_from_output(stdout: str) -> dict[str, Any] | None:
     """The importance ``mlnb report --json`` printed, or None."""
     try:
-        payload = json.loads(stdout)
-    except ValueError:
+        payload = child_process.read_json(stdout, ["report"])
+    except MlnbError:
         return None
     found = payload.get("importance") if isinstance(payload, dict) else None
     return found if isinstance(found, dict) else None
