@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import json
 import math
-import os
 import re
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlnb import __version__, bounded_json
+from mlnb import __version__, child_process
 from mlnb.errors import (
     BadRequestError,
     InputLimitError,
@@ -45,8 +44,6 @@ from mlnb.store import RUN_ID_PATTERN, Store, new_run_id
 API_VERSION = 1
 LIST_TIMEOUT_S = 60.0
 FINISH_GRACE_S = 5.0
-MAX_CLI_OUTPUT_BYTES = 256 * 1024 * 1024  # `mlnb runs --json` of a store with many runs
-MAX_CLI_OUTPUT_DEPTH = 200
 _JOB_ID = re.compile(r"^[0-9a-f]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NOT_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -100,17 +97,22 @@ class MlnbService:
         cli_parameters = parameter_arguments(pipeline, parameters)
         kernel_arguments = await asyncio.to_thread(kernel_argument, kernel, name)
         run_id = new_run_id()
-        argv = [self.python, "-m", "mlnb", "run", str(path), "--json", "--run-id", run_id]
-        argv += cli_parameters + kernel_arguments + self._store_arguments()
+        words = ["run", str(path), "--json", "--run-id", run_id]
+        words += cli_parameters + kernel_arguments + self._store_arguments()
         job = await self.jobs.start(
-            "run", name, argv, cwd=str(path.parent), env=self._env(), run_id=run_id
+            "run",
+            name,
+            child_process.command(words, self.python),
+            cwd=str(path.parent),
+            env=child_process.environment(path.parent),
+            run_id=run_id,
         )
         return {"run_id": run_id, "job_id": job.job_id, "status": "starting"}
 
     async def list_runs(self, api_path: object) -> dict[str, Any]:
         path, name = self.resolve(api_path)
-        argv = [self.python, "-m", "mlnb", "runs", "--json", "--notebook", str(path)]
-        payload = await self._cli_json(argv + self._store_arguments(), cwd=path.parent)
+        words = ["runs", "--json", "--notebook", str(path)]
+        payload = await self._cli_json(words + self._store_arguments(), cwd=path.parent)
         if not isinstance(payload, list):
             raise StoreError("`mlnb runs --json` did not print a list", notebook=name)
         store = Store.for_notebook(path, self.store).root
@@ -171,8 +173,8 @@ class MlnbService:
         store = Store.for_notebook(path, self.store).root
         with tempfile.TemporaryDirectory(prefix="mlnb-report-") as folder:
             output = Path(folder) / "report.html"
-            argv = [self.python, "-m", "mlnb", "report", run_id, "--json", "-o", str(output)]
-            await self._cli_json([*argv, "--store", str(store)], cwd=path.parent)
+            words = ["report", run_id, "--json", "-o", str(output)]
+            await self._cli_json([*words, "--store", str(store)], cwd=path.parent)
             return await asyncio.to_thread(output.read_text, encoding="utf-8")
 
     async def executed_notebook(self, api_path: object, run_id: str) -> tuple[bytes, str]:
@@ -205,8 +207,8 @@ class MlnbService:
         path, name = self._run_path(api_path, run_id)
         record = await asyncio.to_thread(_read_run, path, self.store, run_id)
         store = Store.for_notebook(path, self.store).root
-        argv = [self.python, "-m", "mlnb", "report", run_id, "--json", "--no-html"]
-        payload = await self._cli_json([*argv, "--store", str(store)], cwd=path.parent)
+        words = ["report", run_id, "--json", "--no-html"]
+        payload = await self._cli_json([*words, "--store", str(store)], cwd=path.parent)
         importance = payload.get("importance") if isinstance(payload, dict) else None
         if not isinstance(importance, dict):
             raise StoreError("`mlnb report --json` printed no importance", notebook=name)
@@ -223,20 +225,20 @@ class MlnbService:
 
     async def start_build(self, api_path: object, run_id: object = None) -> dict[str, Any]:
         path, name = self.resolve(api_path)
-        argv = [self.python, "-m", "mlnb", "build", str(path), "--json"]
+        words = ["build", str(path), "--json"]
         if run_id is not None:
             if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
                 raise BadRequestError(
                     f"{run_id!r} is not a run id", fix="use an id from GET /mlnb/runs"
                 )
-            argv += ["--run", run_id]
+            words += ["--run", run_id]
         await asyncio.to_thread(_load, path, name)
         job = await self.jobs.start(
             "build",
             name,
-            argv + self._store_arguments(),
+            child_process.command(words + self._store_arguments(), self.python),
             cwd=str(path.parent),
-            env=self._env(),
+            env=child_process.environment(path.parent),
             run_id=run_id,
         )
         return job.to_json()
@@ -254,41 +256,28 @@ class MlnbService:
     def _store_arguments(self) -> list[str]:
         return ["--store", self.store] if self.store else []
 
-    def _env(self) -> dict[str, str]:
-        return {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "PYTHONUNBUFFERED": "1"}
-
-    async def _cli_json(self, argv: list[str], cwd: Path) -> Any:
-        """Run a short mlnb command and return the JSON it printed (or raise its error)."""
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(cwd),
-            env=self._env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+    async def _cli_json(self, words: list[str], cwd: Path) -> Any:
+        """Run a short ``mlnb WORDS`` command and return the JSON it printed (or raise its
+        error)."""
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), LIST_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
-            raise StoreError(f"`{' '.join(argv[2:4])}` took over {LIST_TIMEOUT_S:.0f} s") from None
-        try:
-            payload = bounded_json.loads(
-                stdout,
-                max_bytes=MAX_CLI_OUTPUT_BYTES,
-                max_depth=MAX_CLI_OUTPUT_DEPTH,
-                what=f"the output of `{' '.join(argv[2:4])}`",
+            finished = await child_process.run_async(
+                words, timeout=LIST_TIMEOUT_S, cwd=cwd, python=self.python
             )
-        except InputLimitError:
+        except TimeoutError as error:
+            raise StoreError(str(error)) from None
+        try:
+            payload = finished.json()
+        except InputLimitError as error:
+            if finished.returncode == 0:
+                raise StoreError(error.message, fix=error.fix) from None
             payload = None
-        if process.returncode == 0 and payload is not None:
+        if finished.returncode == 0:
             return payload
         if isinstance(payload, dict) and "message" in payload:
             raise StoreError(str(payload["message"]), fix=payload.get("fix"))
-        message = stderr.decode("utf-8", "replace").strip().splitlines()
+        message = finished.stderr.strip().splitlines()
         raise StoreError(
-            f"`{' '.join(argv[2:4])}` exited {process.returncode}"
+            f"`{child_process.named(words)}` exited {finished.returncode}"
             + (f": {message[-1]}" if message else ""),
         )
 
