@@ -96,11 +96,21 @@ class ParsedCell:
     ``ipython`` is the tree of IPython's own translation (``%time f()`` becomes
     ``get_ipython().run_line_magic('time', 'f()')``); ``tree`` is the same with every magic
     whose effect on names is known rewritten into plain Python (``f()``), for the analysis.
+    ``source`` is the cell source it was parsed from.
+
+    One parse serves a whole command (it travels with the pipeline): the trees are shared, so
+    nothing may change them. Read them (``ast.walk``, a ``NodeVisitor``, ``ast.dump``); a
+    transformer works on ``copy.deepcopy(tree)``.
     """
 
     ipython: ast.Module
     tree: ast.Module
     opaque: tuple[str, ...]
+    source: str = ""
+
+
+# Cell index -> its parse, read-only (the pipeline holds one: :attr:`Pipeline.parsed`).
+ParsedCells = Mapping[int, ParsedCell]
 
 
 def ipython_python(cell_source: str) -> str:
@@ -150,7 +160,7 @@ def parse_cell(cell_source: str) -> ParsedCell:
     except RecursionError:
         raise CodeSyntaxError("the code is nested too deeply to read", None) from None
     ast.fix_missing_locations(tree)
-    return ParsedCell(ipython, tree, tuple(dict.fromkeys(rewriter.opaque)))
+    return ParsedCell(ipython, tree, tuple(dict.fromkeys(rewriter.opaque)), cell_source)
 
 
 def parsed_cells(sources: Iterable[str]) -> Iterator[ast.Module]:
@@ -164,9 +174,13 @@ def parsed_cells(sources: Iterable[str]) -> Iterator[ast.Module]:
 
 def analyse(sources: Iterable[str]) -> NameUse:
     """Analyse cells run one after the other, as one block of module-level code."""
+    return analyse_parsed(parse_cell(source) for source in sources)
+
+
+def analyse_parsed(cells: Iterable[ParsedCell]) -> NameUse:
+    """:func:`analyse` of cells parsed already (the trees are only read)."""
     walker = _ModuleWalker()
-    for source in sources:
-        parsed = parse_cell(source)
+    for parsed in cells:
         walker.opaque.extend(parsed.opaque)
         for statement in parsed.tree.body:
             walker.visit(statement)
@@ -186,8 +200,13 @@ _FIT_METHODS = frozenset({"fit", "fit_transform", "fit_predict", "partial_fit"})
 
 def fit_arguments(sources: Iterable[str]) -> dict[str, list[str]]:
     """``model.fit(X_train, y)`` -> ``{"model": ["X_train"]}``: the variable each fits on."""
+    return fit_arguments_in(parsed_cells(sources))
+
+
+def fit_arguments_in(trees: Iterable[ast.Module]) -> dict[str, list[str]]:
+    """:func:`fit_arguments` of parsed cells (their rewritten trees, only read)."""
     found: dict[str, list[str]] = {}
-    for tree in parsed_cells(sources):
+    for tree in trees:
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue

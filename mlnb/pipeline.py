@@ -12,9 +12,19 @@ import graphlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from mlnb.analysis import BUILTIN_NAMES, CodeSyntaxError, NameUse, analyse
+from mlnb.analysis import (
+    BUILTIN_NAMES,
+    CodeSyntaxError,
+    NameUse,
+    ParsedCell,
+    ParsedCells,
+    analyse,
+    analyse_parsed,
+    parse_cell,
+)
 from mlnb.errors import (
     CellSyntaxError,
     ServeWithoutTrainError,
@@ -93,6 +103,33 @@ class Pipeline:
     notebook_sha256: str = ""
     kernel_name: str | None = field(default=None, compare=False)
     setup_opaque: tuple[str, ...] = ()
+    # Each setup and stage cell's parse (cell index -> tree), made once when the notebook is
+    # read: the cache keys and the run's lineage read it instead of parsing again. Shared and
+    # read-only: never change a tree (see :class:`~mlnb.analysis.ParsedCell`).
+    parsed: ParsedCells = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False
+    )
+
+    def parses(self, cells: Iterable[int], sources: Iterable[str]) -> tuple[ParsedCell, ...]:
+        """The parse of each cell, as the pipeline holds it; a cell it does not hold with this
+        source (a pipeline made by hand, say) is parsed now. Raises
+        :class:`~mlnb.analysis.CodeSyntaxError` for a cell that is not Python."""
+        found = []
+        for index, source in zip(cells, sources, strict=True):
+            held = self.parsed.get(index)
+            found.append(held if held is not None and held.source == source else parse_cell(source))
+        return tuple(found)
+
+    @property
+    def setup_parses(self) -> tuple[ParsedCell, ...]:
+        return self.parses(self.setup_cells, self.setup_sources)
+
+    def stage_parses(self, stage: Stage) -> tuple[ParsedCell, ...]:
+        return self.parses(stage.cells, stage.sources)
+
+    def trees(self) -> tuple[ParsedCell, ...]:
+        """Every setup and stage cell's parse, in notebook order of the groups."""
+        return (*self.setup_parses, *(p for s in self.stages for p in self.stage_parses(s)))
 
     @property
     def notices(self) -> tuple[str, ...]:
@@ -185,7 +222,8 @@ def pipeline_from_notebook(notebook: NotebookFile) -> Pipeline:
 
 
 def build_pipeline(layout: Layout, notebook: NotebookFile) -> Pipeline:
-    setup = _analyse_cells(layout, layout.setup_cells, layout.setup_sources)
+    parsed: dict[int, ParsedCell] = {}
+    setup = _analyse_cells(layout, layout.setup_cells, layout.setup_sources, parsed)
     parameters_cell = layout.parameters_cell
     parameters = read_parameters(
         layout.parameters_source,
@@ -196,7 +234,7 @@ def build_pipeline(layout: Layout, notebook: NotebookFile) -> Pipeline:
     known_outside = BUILTIN_NAMES | setup.defines | parameter_names
 
     analysed = [
-        (draft, _analyse_cells(layout, draft.cells, draft.sources, stage=draft.name))
+        (draft, _analyse_cells(layout, draft.cells, draft.sources, parsed, stage=draft.name))
         for draft in layout.stages
     ]
     functions: dict[str, frozenset[str]] = dict(setup.functions)
@@ -208,7 +246,7 @@ def build_pipeline(layout: Layout, notebook: NotebookFile) -> Pipeline:
     for draft, use in analysed:
         missing = sorted(use.reads - known_outside - defined)
         if missing and not opaque_before and not use.opaque:
-            raise _undefined_name(layout, draft, missing[0])
+            raise _undefined_name(layout, draft, missing[0], parsed)
         if draft.declared_deps is not None:
             _check_declared(layout, draft)
         known = known_outside | defined
@@ -246,6 +284,7 @@ def build_pipeline(layout: Layout, notebook: NotebookFile) -> Pipeline:
         notebook_sha256=notebook.sha256,
         kernel_name=notebook.kernel_name,
         setup_opaque=setup.opaque,
+        parsed=MappingProxyType(parsed),
     )
     pipeline = dataclasses.replace(pipeline, stages=_link(stages, pipeline))
     _check_serve_has_train(pipeline, layout)
@@ -314,15 +353,17 @@ def _link(stages: Sequence[Stage], pipeline: Pipeline) -> tuple[Stage, ...]:
 
 
 def _analyse_cells(
-    layout: Layout, cells: list[int], sources: list[str], stage: str | None = None
+    layout: Layout,
+    cells: list[int],
+    sources: list[str],
+    parsed: dict[int, ParsedCell],
+    stage: str | None = None,
 ) -> NameUse:
-    try:
-        return analyse(sources)
-    except CodeSyntaxError:
-        pass
-    for index, source in zip(cells, sources, strict=True):  # find the cell to name
+    """Parse each cell once (into ``parsed``) and analyse them as one block; the first cell
+    that is not Python is named."""
+    for index, source in zip(cells, sources, strict=True):
         try:
-            analyse([source])
+            parsed[index] = parse_cell(source)
         except CodeSyntaxError as exc:
             raise CellSyntaxError(
                 f"{'the cell' if exc.lineno is None else f'line {exc.lineno}'} is not valid "
@@ -332,16 +373,21 @@ def _analyse_cells(
                 cell=layout.cell_ref(index),
                 stage=stage,
             ) from None
-    raise AssertionError("unreachable: the cells parsed one by one")  # pragma: no cover
+    return analyse_parsed(parsed[index] for index in cells)
 
 
-def _undefined_name(layout: Layout, draft: StageDraft, name: str) -> UndefinedNameError:
+def _undefined_name(
+    layout: Layout, draft: StageDraft, name: str, parsed: Mapping[int, ParsedCell]
+) -> UndefinedNameError:
+    def use(cells: Sequence[int]) -> NameUse:  # every stage is parsed by now
+        return analyse_parsed(parsed[index] for index in cells)
+
     cell_index = draft.cells[0]
     for i in range(len(draft.cells)):  # the first cell of the stage that reads it
-        if name in analyse(draft.sources[: i + 1]).reads:
+        if name in use(draft.cells[: i + 1]).reads:
             cell_index = draft.cells[i]
             break
-    later = [s.name for s in layout.stages if name in analyse(s.sources).defines]
+    later = [s.name for s in layout.stages if name in use(s.cells).defines]
     if later:
         message = f"stage {draft.name!r} uses {name!r} before any stage defines it"
         fix = (

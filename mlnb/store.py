@@ -22,6 +22,7 @@ and readers can share one store at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import fcntl
@@ -35,7 +36,7 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -250,15 +251,45 @@ class Store:
         return self.object_problems([ref], rehash=rehash).get(str(ref.get("path")))
 
     def object_problems(
-        self, refs: Iterable[Mapping[str, Any]], *, rehash: bool = True
+        self,
+        refs: Iterable[Mapping[str, Any]],
+        *,
+        rehash: bool = True,
+        known: Mapping[str, str | None] | None = None,
     ) -> dict[str, str]:
         """Store-relative path -> why that object cannot be used, for the refs whose object
         is missing or whose bytes do not match (those are set aside).
 
         ``rehash=False`` trusts the fingerprint index for a file whose size and mtime are
         unchanged since it was last hashed (one lookup for all, cheap: for the plan of a run
-        that loads nothing); otherwise each file is hashed now.
+        that loads nothing); ``known`` gives those fingerprints, read already (by
+        :meth:`plan_lookup` for :meth:`object_files`); otherwise each file is hashed now.
         """
+        problems, present = self._objects(refs)
+        if known is None and not rehash:
+            known = self.fingerprints(str(p) for _, p in present.values())
+        for relative, (sha, path) in present.items():
+            try:
+                found = known[str(path)] if known and str(path) in known else sha256_file(path)
+            except OSError as exc:
+                problems[relative] = f"{relative} cannot be read ({exc.strerror or exc})"
+                continue
+            if found != sha:
+                self.set_aside(path)
+                problems[relative] = (
+                    f"{relative} does not match its sha256 (damaged or changed; set aside)"
+                )
+        return problems
+
+    def object_files(self, refs: Iterable[Mapping[str, Any]]) -> list[str]:
+        """The absolute paths of the objects :meth:`object_problems` would check the bytes of
+        (the refs named by their sha256 whose file is there)."""
+        return [str(path) for _, path in self._objects(refs)[1].values()]
+
+    def _objects(
+        self, refs: Iterable[Mapping[str, Any]]
+    ) -> tuple[dict[str, str], dict[str, tuple[str, Path]]]:
+        """(path -> problem for refs misnamed or missing, path -> (sha256, file) for the rest)."""
         problems: dict[str, str] = {}
         present: dict[str, tuple[str, Path]] = {}
         for ref in refs:
@@ -273,19 +304,7 @@ class Store:
                 problems[relative] = f"{relative} is missing from the store"
             else:
                 present[relative] = (sha, path)
-        known = {} if rehash else self.fingerprints(str(p) for _, p in present.values())
-        for relative, (sha, path) in present.items():
-            try:
-                found = known[str(path)] if not rehash else sha256_file(path)
-            except OSError as exc:
-                problems[relative] = f"{relative} cannot be read ({exc.strerror or exc})"
-                continue
-            if found != sha:
-                self.set_aside(path)
-                problems[relative] = (
-                    f"{relative} does not match its sha256 (damaged or changed; set aside)"
-                )
-        return problems
+        return problems, present
 
     def check_object(self, ref: Mapping[str, Any], what: str) -> Path:
         """The path of a referenced object whose bytes match its name; else a clear error."""
@@ -678,38 +697,15 @@ class Store:
 
     def fingerprints(self, paths: Iterable[str]) -> dict[str, str | None]:
         """sha256 of each file (``None`` when it is gone), rehashing only changed files."""
-        stats: dict[str, os.stat_result | None] = {}
-        for path in paths:
-            try:
-                stats[path] = os.stat(path)
-            except OSError:
-                stats[path] = None
-        known: dict[str, tuple[int, int, str]] = {}
+        stats = _stats(paths)
         conn = self._connect(create=False)
         present = [p for p, st in stats.items() if st is not None]
-        if conn is not None and present:
-            marks = ",".join("?" * len(present))
-            for path, size, mtime, sha in conn.execute(
-                f"SELECT path, size, mtime_ns, sha256 FROM fingerprints WHERE path IN ({marks})",
-                present,
-            ):
-                known[path] = (size, mtime, sha)
-        result: dict[str, str | None] = {}
-        fresh: list[tuple[str, int, int, str]] = []
-        for path, st in stats.items():
-            if st is None:
-                result[path] = None
-                continue
-            cached = known.get(path)
-            if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
-                result[path] = cached[2]
-                continue
-            try:
-                result[path] = sha256_file(path)
-            except OSError:
-                result[path] = None
-                continue
-            fresh.append((path, st.st_size, st.st_mtime_ns, result[path] or ""))
+        known = _fingerprint_rows(conn, present) if conn is not None and present else {}
+        result, fresh = _hashes(stats, known)
+        self._save_fingerprints(fresh)
+        return result
+
+    def _save_fingerprints(self, fresh: list[tuple[str, int, int, str]]) -> None:
         if fresh:
             with contextlib.suppress(sqlite3.Error, StoreError):
                 conn = self._db()
@@ -717,7 +713,183 @@ class Store:
                     conn.executemany(
                         "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?, ?)", fresh
                     )
-        return result
+
+    # --- what planning a run needs, in one read ---
+
+    def plan_lookup(
+        self, notebook: str, files: Iterable[str], needs: Callable[[PlanAnswer], PlanNeeds]
+    ) -> PlanAnswer:
+        """What the planner of a run of ``notebook`` needs from the index, read in one
+        transaction (one snapshot of it).
+
+        The first SELECT reads every cache entry of the notebook (the newest of each stage is
+        ``latest``; the others answer lookups by key) and the fingerprints of ``files``. Then
+        ``needs(answer)`` says which cache keys and files it still needs (the keys depend on
+        the fingerprints, what a reused entry read on the keys); each round fetches them in one
+        SELECT, until ``needs`` asks for nothing new. Files are hashed as by
+        :meth:`fingerprints`; rows for rehashed files are written after the read.
+        """
+        answer = PlanAnswer()
+        texts: dict[str, str] = {}  # cache key -> entry text, decoded when asked for
+        stats: dict[str, os.stat_result | None] = {}
+        fresh: list[tuple[str, int, int, str]] = []
+        conn = self._connect(create=False)
+        first, paths = True, list(dict.fromkeys(files))
+        keys: list[str] = []
+        with contextlib.ExitStack() as reading:
+            if conn is not None:
+                reading.enter_context(_transaction(conn))
+            while first or keys or paths:
+                found = _stats(paths)
+                stats.update(found)
+                present = [p for p, st in found.items() if st is not None]
+                known: dict[str, tuple[int, int, str]] = {}
+                newest: dict[str, tuple[str, int, str]] = {}  # stage -> (created, rowid, key)
+                if conn is not None and (first or keys or present):
+                    for kind, name, a, b, c, d in conn.execute(
+                        *_plan_query(notebook, first, keys, present)
+                    ):
+                        if kind == "file":
+                            known[name] = (a, b, c)
+                            continue
+                        texts[name] = b
+                        if kind == "entry" and (c, d) > newest.get(a, ("", -1))[:2]:
+                            newest[a] = (c, d, name)
+                for stage, (_, _, key) in newest.items():  # its own copy, as cache_latest_all
+                    answer.latest[stage] = json.loads(texts[key])
+                for key in keys:
+                    answer.asked.add(key)
+                    if key in texts:
+                        _decode(answer, key, texts)
+                hashes, rehashed = _hashes(found, known)
+                answer.hashes.update(hashes)
+                fresh += rehashed
+                first = False
+                while True:
+                    wanted = needs(answer)
+                    keys = [k for k in dict.fromkeys(wanted.keys) if k not in answer.asked]
+                    paths = [p for p in dict.fromkeys(wanted.files) if p not in stats]
+                    mine = [k for k in keys if k in texts]  # the notebook's own: read already
+                    for key in mine:
+                        _decode(answer, key, texts)
+                    keys = [k for k in keys if k not in texts]
+                    if not mine or keys or paths:
+                        break
+        self._save_fingerprints(fresh)
+        return answer
+
+
+class PlanAnswer:
+    """What the index answered the planner (see :meth:`Store.plan_lookup`)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, dict[str, Any]] = {}  # stage -> its newest cache entry
+        self.entries: dict[str, dict[str, Any]] = {}  # cache key -> entry, for keys that have one
+        self.asked: set[str] = set()  # the cache keys looked up (found or not)
+        self.hashes: dict[str, str | None] = {}  # file -> sha256, None when it is gone
+
+    def hashes_of(self, paths: Iterable[str]) -> dict[str, str | None]:
+        """:meth:`Store.fingerprints` of files the answer holds."""
+        return {p: self.hashes.get(p) for p in paths}
+
+    def lookup(self, keys: Iterable[str]) -> dict[str, dict[str, Any]] | None:
+        """The entries of ``keys`` that have one, as :meth:`Store.cache_lookup`; None while
+        a key has not been looked up yet."""
+        keys = list(keys)
+        if any(k not in self.asked for k in keys):
+            return None
+        return {k: self.entries[k] for k in keys if k in self.entries}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanNeeds:
+    """The cache keys and files the planner still needs (see :meth:`Store.plan_lookup`)."""
+
+    keys: Collection[str] = ()
+    files: Collection[str] = ()
+
+
+def _decode(answer: PlanAnswer, key: str, texts: Mapping[str, str]) -> dict[str, Any]:
+    if key not in answer.entries:
+        answer.entries[key] = json.loads(texts[key])
+    answer.asked.add(key)
+    return answer.entries[key]
+
+
+def _plan_query(
+    notebook: str, first: bool, keys: list[str], files: list[str]
+) -> tuple[str, list[Any]]:
+    """One SELECT of a planning round: rows ``(kind, name, a, b, c, d)``, cache entries as
+    ``("entry"|"key", cache_key, stage, record, created_at, rowid)`` and fingerprints as
+    ``("file", path, size, mtime_ns, sha256, NULL)``."""
+    parts: list[str] = []
+    params: list[Any] = []
+    if first:
+        parts.append(
+            "SELECT 'entry', cache_key, stage, record, created_at, rowid FROM stage_cache "
+            "WHERE notebook = ?"
+        )
+        params.append(notebook)
+    if keys:
+        parts.append(
+            "SELECT 'key', cache_key, stage, record, created_at, rowid FROM stage_cache "
+            f"WHERE cache_key IN ({','.join('?' * len(keys))})"
+        )
+        params += keys
+    if files:
+        parts.append(
+            "SELECT 'file', path, size, mtime_ns, sha256, NULL FROM fingerprints "
+            f"WHERE path IN ({','.join('?' * len(files))})"
+        )
+        params += files
+    return " UNION ALL ".join(parts), params
+
+
+def _stats(paths: Iterable[str]) -> dict[str, os.stat_result | None]:
+    stats: dict[str, os.stat_result | None] = {}
+    for path in paths:
+        try:
+            stats[path] = os.stat(path)
+        except OSError:
+            stats[path] = None
+    return stats
+
+
+def _fingerprint_rows(
+    conn: sqlite3.Connection, paths: list[str]
+) -> dict[str, tuple[int, int, str]]:
+    marks = ",".join("?" * len(paths))
+    return {
+        path: (size, mtime, sha)
+        for path, size, mtime, sha in conn.execute(
+            f"SELECT path, size, mtime_ns, sha256 FROM fingerprints WHERE path IN ({marks})",
+            paths,
+        )
+    }
+
+
+def _hashes(
+    stats: Mapping[str, os.stat_result | None], known: Mapping[str, tuple[int, int, str]]
+) -> tuple[dict[str, str | None], list[tuple[str, int, int, str]]]:
+    """sha256 of each file from its index row when size and mtime match, else hashed now;
+    and the rows of the files hashed now."""
+    result: dict[str, str | None] = {}
+    fresh: list[tuple[str, int, int, str]] = []
+    for path, st in stats.items():
+        if st is None:
+            result[path] = None
+            continue
+        cached = known.get(path)
+        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+            result[path] = cached[2]
+            continue
+        try:
+            result[path] = sha256_file(path)
+        except OSError:
+            result[path] = None
+            continue
+        fresh.append((path, st.st_size, st.st_mtime_ns, result[path] or ""))
+    return result, fresh
 
 
 def check_run_id(run_id: str) -> str:

@@ -14,7 +14,7 @@ import copy
 import os
 from typing import Any
 
-from mlnb.analysis import fit_arguments
+from mlnb.analysis import fit_arguments_in
 from mlnb.run.plan import RunPlan, StagePlan, providers
 
 INJECTED_TAG = "mlnb-injected"
@@ -141,7 +141,7 @@ def _stage_block(
         "uses": list(stage.stage.uses),
         "defines": list(stage.stage.defines),
         "read_later": _read_later(plan, name),
-        "fit_arguments": fit_arguments(stage.stage.sources),
+        "fit_arguments": fit_arguments_in(p.tree for p in plan.pipeline.stage_parses(stage.stage)),
     }
     source = f"# mlnb: stage {name!r} ran; save what later stages use and record it.\n"
     builder.injected("end", name, f"{source}_mlnb_run.end_stage(globals(), {spec!r})")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlnb.analysis import parse_cell, parsed_cells
+from mlnb.analysis import ParsedCell, parse_cell, parsed_cells
 from mlnb.pipeline import Pipeline, Stage
 
 # Bump when what a key covers, or how outputs are stored, changes: old entries then miss.
@@ -34,7 +34,12 @@ def normalise(sources: Sequence[str]) -> str:
     Magics are in the tree as IPython's calls with their arguments, so ``%time f(1)`` and
     ``%time f(2)`` differ, and so do two ``%%bash`` bodies.
     """
-    return "\n\n".join(ast.dump(parse_cell(source).ipython) for source in sources)
+    return normalised(parse_cell(source) for source in sources)
+
+
+def normalised(cells: Iterable[ParsedCell]) -> str:
+    """:func:`normalise` of cells parsed already."""
+    return "\n\n".join(ast.dump(cell.ipython) for cell in cells)
 
 
 def sha256_text(text: str) -> str:
@@ -64,9 +69,14 @@ def local_refs(sources: Iterable[str], base_dir: Path) -> LocalRefs:
     Relative literals are read from ``base_dir`` (the kernel's working directory); a module is
     local when ``base_dir/NAME.py`` or a package ``base_dir/NAME/`` exists.
     """
+    return local_refs_in(parsed_cells(sources), base_dir)
+
+
+def local_refs_in(trees: Iterable[ast.Module], base_dir: Path) -> LocalRefs:
+    """:func:`local_refs` of parsed cells (their rewritten trees, only read)."""
     files: set[str] = set()
     modules: set[str] = set()
-    for tree in parsed_cells(sources):
+    for tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 path = _existing_file(node.value, base_dir)
@@ -112,6 +122,40 @@ def display_path(path: str, base_dir: Path) -> str:
 
 
 @dataclass(frozen=True)
+class CodeFacts:
+    """What the keys take from the code alone: the hashes of the normalised setup and stage
+    sources and the local files and modules they name. Read once per plan from the
+    pipeline's parse; the plan's rounds (see :func:`mlnb.run.plan.make_plan`) reuse it."""
+
+    setup_hash: str
+    setup_refs: LocalRefs
+    source_hashes: Mapping[str, str]  # stage -> hash of its normalised source
+    stage_refs: Mapping[str, LocalRefs]
+
+    @property
+    def paths(self) -> list[str]:
+        """Every file and module the code names, sorted."""
+        found = set(self.setup_refs.paths)
+        for refs in self.stage_refs.values():
+            found |= set(refs.paths)
+        return sorted(found)
+
+
+def code_facts(pipeline: Pipeline, base_dir: Path) -> CodeFacts:
+    setup = pipeline.setup_parses
+    stages = {s.name: pipeline.stage_parses(s) for s in pipeline.stages}
+    return CodeFacts(
+        setup_hash=sha256_text(normalised(setup)),
+        setup_refs=local_refs_in((p.tree for p in setup), base_dir),
+        source_hashes={name: sha256_text(normalised(p)) for name, p in stages.items()},
+        stage_refs={
+            name: local_refs_in((p.tree for p in parses), base_dir)
+            for name, parses in stages.items()
+        },
+    )
+
+
+@dataclass(frozen=True)
 class StageKey:
     name: str
     key: str
@@ -125,23 +169,22 @@ def stage_keys(
     base_dir: Path,
     fingerprint: Any,
     written: Mapping[str, str] | None = None,
+    code: CodeFacts | None = None,
 ) -> dict[str, StageKey]:
     """Every stage's key, in pipeline order.
 
     ``fingerprint(paths) -> {path: sha256 | None}`` hashes files (the store caches it).
     ``written`` maps files the stages wrote last time to the stage that wrote them: a stage's
     own output file is no input of it, and a file an earlier stage writes makes this stage
-    depend on that one (its key, rather than the file's current content).
+    depend on that one (its key, rather than the file's current content). ``code`` is
+    :func:`code_facts` of the pipeline's code, when the caller has it already.
     """
     written = written or {}
+    code = code or code_facts(pipeline, base_dir)
     order = {s.name: i for i, s in enumerate(pipeline.stages)}
-    setup_hash = sha256_text(normalise(pipeline.setup_sources))
-    setup_refs = local_refs(pipeline.setup_sources, base_dir)
-    stage_refs = {s.name: local_refs(s.sources, base_dir) for s in pipeline.stages}
-    every_path = set(setup_refs.paths)
-    for refs in stage_refs.values():
-        every_path |= set(refs.paths)
-    hashes: Mapping[str, str | None] = fingerprint(sorted(every_path)) if every_path else {}
+    setup_hash, setup_refs, stage_refs = code.setup_hash, code.setup_refs, code.stage_refs
+    every_path = code.paths
+    hashes: Mapping[str, str | None] = fingerprint(every_path) if every_path else {}
 
     parameter_names = set(pipeline.parameter_defaults)
     keys: dict[str, StageKey] = {}
@@ -159,7 +202,7 @@ def stage_keys(
             "kernel": pipeline.kernel_name or "python3",
             "kind": stage.kind,
             "options": _options(stage),
-            "source": sha256_text(normalise(stage.sources)),
+            "source": code.source_hashes[stage.name],
             "setup": setup_hash,
             "parameters": {n: parameters.get(n) for n in stage.uses if n in parameter_names},
             "depends_on": {d: keys[d].key for d in depends if d in keys},

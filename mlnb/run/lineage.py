@@ -29,8 +29,13 @@ _KNOWN_DISTRIBUTIONS = {
 
 def imported_modules(sources: Iterable[str]) -> set[str]:
     """Top-level names of the modules the cells import (``sklearn`` for ``sklearn.svm``)."""
+    return imported_modules_in(parsed_cells(sources))
+
+
+def imported_modules_in(trees: Iterable[ast.Module]) -> set[str]:
+    """:func:`imported_modules` of parsed cells (their rewritten trees, only read)."""
     found: set[str] = set()
-    for tree in parsed_cells(sources):
+    for tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 found.update(alias.name.split(".")[0] for alias in node.names)

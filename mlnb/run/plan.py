@@ -17,8 +17,8 @@ from typing import Any, Literal
 from mlnb.contract import contract_path, file_sha256
 from mlnb.contract import enabled as contracts_enabled
 from mlnb.pipeline import Pipeline, Stage
-from mlnb.run.keys import StageKey, display_path, explain_change, stage_keys
-from mlnb.store import Store
+from mlnb.run.keys import CodeFacts, StageKey, code_facts, display_path, explain_change, stage_keys
+from mlnb.store import PlanAnswer, PlanNeeds, Store
 
 Action = Literal["run", "cached"]
 
@@ -89,41 +89,30 @@ def make_plan(
 ) -> RunPlan:
     notebook = os.path.abspath(pipeline.notebook)
     base_dir = Path(notebook).parent
-    latest = store.cache_latest_all(notebook)
-    written = {
-        item["path"]: name
-        for name, entry in latest.items()
-        for item in entry.get("artifacts") or []
-        if item.get("path")
-    }
-    # What each stage was seen to change in place when it last ran, then (once the keys are
-    # known) when the cached result about to be reused ran: later stages read those versions.
-    observed = {name: entry.get("changed") or [] for name, entry in latest.items()}
-    for _ in range(len(pipeline.stages) + 1):
-        linked = pipeline.with_changes(
-            {k: v for k, v in observed.items() if k in {s.name for s in pipeline.stages}}
+    code = code_facts(pipeline, base_dir)  # from the pipeline's parse, once for every round
+    settled: list[_Settled] = []
+
+    def needs(answer: PlanAnswer) -> PlanNeeds:
+        found = _settle(pipeline, parameters, base_dir, code, answer, no_cache)
+        if found.missing:
+            return PlanNeeds(keys=found.missing)
+        settled[:] = [found]
+        saved = (
+            [] if no_cache else [r for e in found.entries.values() for _, r in _saved_objects(e)]
         )
-        keys = stage_keys(linked, parameters, base_dir, store.fingerprints, written)
-        entries = {} if no_cache else store.cache_lookup(k.key for k in keys.values())
-        seen = dict(observed)
-        for name, key in keys.items():
-            if key.key in entries:
-                seen[name] = entries[key.key].get("changed") or []
-        if seen == observed:
-            break
-        observed = seen
-    pipeline = linked
+        return PlanNeeds(files=[*found.reused_files, *store.object_files(saved)])
+
+    answer = store.plan_lookup(notebook, code.paths, needs)  # the one read of the index
+    latest, (final,) = answer.latest, settled
+    pipeline, keys, entries = final.pipeline, final.keys, final.entries
     saves = saved_names(pipeline)
-    reused_files = sorted(
-        {i["path"] for e in entries.values() for i in e.get("inputs", []) if i.get("path")}
-    )
-    current = store.fingerprints(reused_files) if reused_files else {}
+    current = {p: answer.hashes.get(p) for p in final.reused_files}
 
     saved = [] if no_cache else [r for e in entries.values() for _, r in _saved_objects(e)]
     contract_file = contract_path(notebook)
     contract_sha = file_sha256(contract_file)
     checking = contracts_enabled()
-    damaged = store.object_problems(saved, rehash=False)  # one fingerprint lookup for all
+    damaged = store.object_problems(saved, known=answer.hashes)  # as the index has them
     stages: list[StagePlan] = []
     warnings: list[str] = []
     for stage in pipeline.stages:
@@ -158,6 +147,58 @@ def make_plan(
             break
         warnings += found
     return RunPlan(pipeline, notebook, base_dir, parameters, given, stages, no_cache, warnings)
+
+
+@dataclass
+class _Settled:
+    """The stages' keys once what each stage was seen to change in place is settled."""
+
+    pipeline: Pipeline  # with those changes
+    keys: dict[str, StageKey]
+    entries: dict[str, dict[str, Any]]  # cache key -> entry, for the keys that have one
+    missing: list[str]  # keys still to look up in the index (then nothing else is settled)
+    reused_files: list[str]  # the files the found entries read, sorted
+
+
+def _settle(
+    pipeline: Pipeline,
+    parameters: dict[str, Any],
+    base_dir: Path,
+    code: CodeFacts,
+    answer: PlanAnswer,
+    no_cache: bool,
+) -> _Settled:
+    """What each stage was seen to change in place when it last ran, then (once the keys are
+    known) when the cached result about to be reused ran: later stages read those versions,
+    which changes their keys. Replayed from what the index answered so far; stops at the
+    first keys it has not looked up."""
+    latest = answer.latest
+    written = {
+        item["path"]: name
+        for name, entry in latest.items()
+        for item in entry.get("artifacts") or []
+        if item.get("path")
+    }
+    names = {s.name for s in pipeline.stages}
+    observed = {name: entry.get("changed") or [] for name, entry in latest.items()}
+    for _ in range(len(pipeline.stages) + 1):
+        linked = pipeline.with_changes({k: v for k, v in observed.items() if k in names})
+        keys = stage_keys(linked, parameters, base_dir, answer.hashes_of, written, code)
+        found = {} if no_cache else answer.lookup(k.key for k in keys.values())
+        if found is None:
+            return _Settled(linked, keys, {}, [k.key for k in keys.values()], [])
+        entries = found
+        seen = dict(observed)
+        for name, key in keys.items():
+            if key.key in entries:
+                seen[name] = entries[key.key].get("changed") or []
+        if seen == observed:
+            break
+        observed = seen
+    reused = sorted(
+        {i["path"] for e in entries.values() for i in e.get("inputs", []) if i.get("path")}
+    )
+    return _Settled(linked, keys, entries, [], reused)
 
 
 def _run(stage: Stage, key: StageKey, save: tuple[str, ...], reason: str) -> StagePlan:

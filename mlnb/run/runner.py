@@ -24,7 +24,7 @@ from typing import Any
 from mlnb.errors import CellRef, NotebookReadError
 from mlnb.pipeline import load_pipeline
 from mlnb.run.contracts import kernel_config, record_contract, settle, start_checker
-from mlnb.run.lineage import environment, git_info, imported_modules, project_root
+from mlnb.run.lineage import environment, git_info, imported_modules_in, project_root
 from mlnb.run.params import run_parameters
 from mlnb.run.plan import RunPlan, make_plan
 from mlnb.run.progress import Quiet
@@ -118,15 +118,13 @@ def _record_cached(
 class _Lineage(threading.Thread):
     """Package versions and git state, gathered while the kernel starts.
 
-    The cells are read before the thread starts, so the run parses them on one thread only.
+    The imports are read (from the pipeline's parse) before the thread starts.
     """
 
     def __init__(self, plan: RunPlan) -> None:
         super().__init__(name="mlnb-lineage", daemon=True)
         self.plan = plan
-        pipeline = plan.pipeline
-        sources = [*pipeline.setup_sources, *(s for st in pipeline.stages for s in st.sources)]
-        self.modules = imported_modules(sources)
+        self.modules = imported_modules_in(p.tree for p in plan.pipeline.trees())
         self.environment: dict[str, Any] | None = None
         self.git: dict[str, Any] | None = None
 
