@@ -13,13 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from mlnb.errors import MlnbError
+from mlnb.errors import CheckUsageError as CheckUsageError  # re-exported: it lived here
 
 _FLOOR = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*=\s*(-?[0-9.eE+\-]+)\s*$")
-
-
-class CheckUsageError(MlnbError):
-    code = "check-usage"
 
 
 @dataclass(frozen=True)

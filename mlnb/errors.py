@@ -1,11 +1,15 @@
 """Every error mlnb raises on purpose: one root, structured fields, a message that names the fix.
 
-The CLI prints ``str(error)`` and exits 2; the server extension sends ``error.to_json()`` with
-``error.http_status``. Nothing here imports IPython, tornado or BentoML.
+The CLI prints ``str(error)`` and exits 2; :func:`error_response` is the one place that turns an
+error into the JSON body and HTTP status the others send: the CLI's ``--json`` error, the
+server extension's routes and jobs, a served model's ``/predict`` and ``/feedback`` answers.
+Every subclass of :class:`MlnbError` is defined here, each with its own ``code``. Nothing here
+imports IPython, tornado or BentoML (a Bento ships this module).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -32,7 +36,11 @@ class CellRef:
 
 
 class MlnbError(Exception):
-    """The root of mlnb's errors. ``code`` is stable; the message names what to do."""
+    """The root of mlnb's errors. ``code`` is stable; the message names what to do.
+
+    ``details``: more JSON-able keys for the error body (the server's inspect errors carry the
+    ``stages`` found before validation failed); :func:`error_response` adds them.
+    """
 
     code: ClassVar[str] = "mlnb-error"
     http_status: ClassVar[int] = 400
@@ -45,12 +53,14 @@ class MlnbError(Exception):
         notebook: str | None = None,
         cell: CellRef | None = None,
         stage: str | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         self.message = message
         self.fix = fix
         self.notebook = notebook
         self.cell = cell
         self.stage = stage
+        self.details: dict[str, Any] | None = None if details is None else dict(details)
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -61,6 +71,7 @@ class MlnbError(Exception):
         return f"{text}\nFix: {self.fix}" if self.fix else text
 
     def to_json(self) -> dict[str, Any]:
+        """The error's own fields (:func:`error_response` adds ``details``)."""
         return {
             "error": self.code,
             "message": self.message,
@@ -176,11 +187,12 @@ class UnknownBentoError(MlnbError):
 class RequestRejected(MlnbError):
     """A served model's request that breaks the training schema: answered with a 4xx.
 
-    ``reason`` is a stable code (``missing-field``, ``wrong-type``, ...); ``row`` and
-    ``field`` say where, when the problem is in one row or field.
+    ``reason`` is a stable code (``missing-field``, ``wrong-type``, ...) and the body's
+    ``error``; ``row`` and ``field`` say where, when the problem is in one row or field.
+    ``status`` is the HTTP status it answers with (``http_status`` is not used).
     """
 
-    code = "bad-request"
+    code = "request-rejected"
 
     def __init__(
         self,
@@ -200,7 +212,13 @@ class RequestRejected(MlnbError):
         self.errors = errors or []  # every problem found (up to a limit), this one first
         super().__init__(message, fix=fix)
 
+    def summary(self) -> dict[str, Any]:
+        """This problem as one item of another rejection's ``errors`` list."""
+        return {"message": self.message, "row": self.row, "field": self.field, "error": self.reason}
+
     def to_json(self) -> dict[str, Any]:
+        """A served model's error shape: ``error`` (the reason), ``message``, ``row``,
+        ``field``, then ``fix`` and ``errors`` when there are any."""
         body: dict[str, Any] = {
             "error": self.reason,
             "message": self.message,
@@ -295,6 +313,14 @@ class JobConflictError(MlnbError):
 
     code = "job-conflict"
     http_status = 409
+
+
+class JobFailedError(MlnbError):
+    """A job's process ended without printing an error of its own (a signal, a crash): the
+    job's ``error``, never raised."""
+
+    code = "job-failed"
+    http_status = 500
 
 
 # --- reading real notebooks and running them in any kernel (issue 14) ---
@@ -436,3 +462,94 @@ class AmbiguousStoreError(StoreError):
 
     code = "ambiguous-store"
     http_status = 409
+
+
+# --- defined here for one list of codes; raised by the modules named (which re-export them) ---
+
+
+class CheckUsageError(MlnbError):
+    """``mlnb check``'s options that cannot be read, such as a bad ``--min`` (mlnb.check)."""
+
+    code = "check-usage"
+
+
+class MonitorLogError(MlnbError):
+    """A monitoring folder or its logs that cannot be found or read (mlnb.monitoring.logs)."""
+
+    code = "monitor-logs"
+    http_status = 404
+
+
+class ExportError(MlnbError):
+    """A pipeline that cannot be exported for Kubeflow (mlnb.export.kfp)."""
+
+    code = "export-failed"
+
+
+class GridError(MlnbError):
+    """A parameter grid file that cannot be read or names unknown parameters (mlnb.grid)."""
+
+    code = "bad-grid"
+
+
+class ReleaseError(MlnbError):
+    """A release that mlnb refuses: its options or its two versions (mlnb.build.release)."""
+
+    code = "release-refused"
+    http_status = 400
+
+
+class ReleaseRuleError(MlnbError):
+    """A release's promote or rollback rule that cannot be read (mlnb.serving.release_rules)."""
+
+    code = "release-rule"
+    http_status = 400
+
+
+class ReleaseStateError(MlnbError):
+    """A release's routing file that cannot be read or changed (mlnb.serving.release_state)."""
+
+    code = "release-state"
+    http_status = 409
+
+
+# --- the one error shape --------------------------------------------------------------------
+
+
+def error_response(
+    error: BaseException | None,
+    *,
+    status: int | None = None,
+    message: str | None = None,
+    fix: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body that answer ``error``: the one error shape, pure.
+
+    An :class:`MlnbError` answers with its own status (a :class:`RequestRejected`'s
+    ``status``, any other's ``http_status``; ``status`` is not used) and its ``to_json()``,
+    ``details`` added. Anything else (or None) answers ``status`` (default 500) in
+    :class:`MlnbError`'s shape, coded ``internal-error`` for a 5xx and ``http-STATUS`` below,
+    saying ``message`` (default: the status's phrase) and ``fix``: never the exception's own
+    text, which may hold paths or secrets (the log has it).
+    """
+    if isinstance(error, MlnbError):
+        own = error.status if isinstance(error, RequestRejected) else error.http_status
+        body = error.to_json()
+        if error.details:
+            body.update(error.details)
+        return own, body
+    code = 500 if status is None else status
+    if not message:
+        from http import HTTPStatus  # here, so that importing this module stays as light
+
+        message = HTTPStatus(code).phrase
+    return code, {
+        "error": "internal-error" if code >= 500 else f"http-{code}",
+        "message": message,
+        "fix": fix,
+        "notebook": None,
+        "cell": None,
+        "cell_index": None,
+        "cell_first_line": None,
+        "stage": None,
+    }

@@ -16,13 +16,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mlnb.errors import MlnbError
+from mlnb.errors import GridError as GridError  # re-exported: it lived here
 
 MAX_POINTS = 1000
-
-
-class GridError(MlnbError):
-    code = "bad-grid"
 
 
 def load_grid(path: str | Path, known: Iterable[str]) -> list[dict[str, Any]]:

@@ -22,16 +22,11 @@ from typing import Any
 from mlnb import __version__
 from mlnb.build import bento, render, version
 from mlnb.build.folder import build_folder, write_build_dir
-from mlnb.errors import MlnbError
+from mlnb.errors import ReleaseError as ReleaseError  # re-exported: it lived here
 
 RELEASE_TEMPLATE = "release_service.py.j2"
 MODES = ("shadow", "canary")
 MAX_SPEC_BYTES = 256 * 1024 * 1024  # an mlnb_service.json carries the training profile
-
-
-class ReleaseError(MlnbError):
-    code = "release-refused"
-    http_status = 400
 
 
 @dataclass(frozen=True)

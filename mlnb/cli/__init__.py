@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from mlnb import __version__
-from mlnb.errors import MlnbError
+from mlnb.errors import MlnbError, error_response
 
 # Subcommand name -> module name in this package, in the order ``mlnb --help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if getattr(args, "json", False):
-            print(json.dumps(error.to_json()))
+            print(json.dumps(error_response(error)[1]))
         print(f"mlnb: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

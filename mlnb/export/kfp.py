@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlnb import __version__
-from mlnb.errors import MlnbError
+from mlnb.errors import ExportError as ExportError  # re-exported: it lived here
 from mlnb.pipeline import Pipeline
 from mlnb.templating import environment
 
@@ -36,10 +36,6 @@ RESERVED = frozenset({"notebook", "outputs", "metrics", "model"})
 # what every task runs on besides the notebook's imports: values travel between tasks as
 # joblib files, stages run through papermill in an ipykernel
 TASK_RUNTIME = ("joblib", "papermill", "ipykernel")
-
-
-class ExportError(MlnbError):
-    code = "export-failed"
 
 
 @dataclass

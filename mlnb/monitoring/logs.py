@@ -23,7 +23,8 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from mlnb import bounded_json
-from mlnb.errors import InputLimitError, MlnbError
+from mlnb.errors import InputLimitError
+from mlnb.errors import MonitorLogError as MonitorLogError  # re-exported: it lived here
 from mlnb.monitoring import segments
 from mlnb.monitoring.records import (
     PREDICTIONS_LOG,
@@ -39,11 +40,6 @@ CHUNK_ROWS = 32_768  # rows a reader holds at once (whole batches: a little more
 LEGACY_CHUNK_LINES = 20_000
 MAX_LINE_BYTES = 1024 * 1024  # a longer legacy line is counted unreadable, not parsed
 MAX_LINE_DEPTH = 32  # a legacy record is an object of values, a prediction a few levels more
-
-
-class MonitorLogError(MlnbError):
-    code = "monitor-logs"
-    http_status = 404
 
 
 @dataclass

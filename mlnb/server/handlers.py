@@ -5,8 +5,8 @@ Every route is authenticated, async, and answers errors in one JSON shape::
     {"error": CODE, "message": ..., "fix": ..., "notebook": ..., "cell": ...,
      "cell_first_line": ..., "stage": ..., "status": HTTP_STATUS}
 
-(``MlnbError.to_json()`` plus the status; inspect errors add ``stages``, the stages found
-before validation failed.)
+(:func:`mlnb.errors.error_response`'s body plus the status; inspect errors add ``stages``,
+the stages found before validation failed, as the error's ``details``.)
 
     GET  /mlnb/version                  {"version", "api"}
     GET  /mlnb/inspect?path=NB          the pipeline, as ``mlnb inspect --json``
@@ -31,7 +31,6 @@ import html
 import json
 import math
 from collections.abc import Mapping
-from http import HTTPStatus
 from typing import Any
 
 import tornado.web
@@ -39,7 +38,7 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 
 from mlnb import bounded_json
-from mlnb.errors import BadRequestError, InputLimitError, MlnbError
+from mlnb.errors import BadRequestError, InputLimitError, MlnbError, error_response
 from mlnb.server.service import MlnbService
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -59,26 +58,16 @@ def _finite(value: Any) -> Any:
 
 
 def error_body(status: int, error: BaseException | None, reason: str | None) -> dict[str, Any]:
-    """The one error shape, for an MlnbError, a tornado HTTPError or anything else."""
-    if isinstance(error, MlnbError):
-        body = error.to_json()
-        body.update(getattr(error, "details", {}))
-    else:
-        message = reason or HTTPStatus(status).phrase
-        if isinstance(error, tornado.web.HTTPError) and error.log_message:
-            message = error.log_message % error.args if error.args else error.log_message
-        if status >= 500:
-            message = "internal error in the mlnb server extension (see the server log)"
-        body = {
-            "error": "internal-error" if status >= 500 else f"http-{status}",
-            "message": message,
-            "fix": "log in to Jupyter again (reload the page)" if status == 403 else None,
-            "notebook": None,
-            "cell": None,
-            "cell_first_line": None,
-            "stage": None,
-        }
-    body.setdefault("cell_index", body.get("cell"))
+    """The one error shape (:func:`~mlnb.errors.error_response`) with its HTTP status, for an
+    MlnbError (its own status and words), a tornado HTTPError (its message) or anything else
+    (a 5xx says only that it happened)."""
+    message = reason
+    if isinstance(error, tornado.web.HTTPError) and error.log_message:
+        message = error.log_message % error.args if error.args else error.log_message
+    if status >= 500:
+        message = "internal error in the mlnb server extension (see the server log)"
+    fix = "log in to Jupyter again (reload the page)" if status == 403 else None
+    status, body = error_response(error, status=status, message=message, fix=fix)
     body["status"] = status
     return body
 
@@ -111,10 +100,10 @@ class MlnbRoute(JupyterHandler):
     def error_of(self, status_code: int, exc_info: Any) -> dict[str, Any]:
         """The error body of what failed, its status set: an MlnbError's own status."""
         error = exc_info[1] if exc_info else None
+        body = error_body(status_code, error, self._reason)
         if isinstance(error, MlnbError):
-            status_code = error.http_status
-            self.set_status(status_code)
-        return error_body(status_code, error, self._reason)
+            self.set_status(body["status"])
+        return body
 
 
 class MlnbHandler(MlnbRoute, APIHandler):

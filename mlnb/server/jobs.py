@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlnb import bounded_json
-from mlnb.errors import InputLimitError, JobConflictError, JobNotFoundError
+from mlnb.errors import (
+    InputLimitError,
+    JobConflictError,
+    JobFailedError,
+    JobNotFoundError,
+    error_response,
+)
 from mlnb.store import utc_now
 
 LOG_LINES = 40
@@ -83,16 +89,12 @@ class Job:
             return
         self.result = payload  # e.g. the record of a failed run: exit code 1
         if payload is None:
-            self.error = {
-                "error": "job-failed",
-                "message": _exit_message(self.kind, returncode, self.log_lines),
-                "fix": "read the log below; run the same command in a terminal to see more",
-                "notebook": self.path,
-                "cell": None,
-                "cell_index": None,
-                "cell_first_line": None,
-                "stage": None,
-            }
+            failed = JobFailedError(
+                _exit_message(self.kind, returncode, self.log_lines),
+                fix="read the log below; run the same command in a terminal to see more",
+                notebook=self.path,
+            )
+            _, self.error = error_response(failed)
 
 
 # What a run or build prints: its record (parameters and metrics included), within limits.

@@ -9,9 +9,10 @@ serve code is a 500 JSON answer naming it; the service keeps serving either way.
 framework in between) inside ``bentoml serve``; a :class:`HandlerSlot` lets it be installed
 before the worker has made the handler. It reads the body within a deadline (``$MLNB_BODY_TIMEOUT``
 seconds, default 5): a body shorter than its Content-Length, or one trickled in, is a 408 JSON
-answer, not BentoML's 504 once its request timeout has passed. Every answer under ``/predict``
-is JSON in the error shape of :meth:`~mlnb.errors.RequestRejected.to_json`: another method is
-a 405, ``/predict/...`` a 404. This module imports neither numpy nor pandas (the validation and
+answer, not BentoML's 504 once its request timeout has passed. Every error under ``/predict``
+is a :class:`~mlnb.errors.RequestRejected` answered by :func:`~mlnb.errors.error_response`
+(the shape of :meth:`~mlnb.errors.RequestRejected.to_json`): another method is a 405,
+``/predict/...`` a 404. This module imports neither numpy nor pandas (the validation and
 the serve code do, in the worker), so BentoML's arbiter can import the service.
 """
 
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 # pydantic-core (a BentoML dependency) reads and writes JSON several times faster than json.
 from pydantic_core import from_json, to_json
 
-from mlnb.errors import RequestRejected
+from mlnb.errors import RequestRejected, error_response
 
 if TYPE_CHECKING:  # numpy and pandas: this module stays importable without them
     from mlnb.serving.answer import Predictor
@@ -79,7 +80,7 @@ class PredictHandler:
         try:
             decoded = self.decode(body)
         except RequestRejected as rejection:
-            return rejection.status, rejection.to_json()
+            return error_response(rejection)
         return self.handle_decoded(decoded, request_id)
 
     def decode(self, body: bytes) -> Any:
@@ -101,18 +102,14 @@ class PredictHandler:
         try:
             return 200, self.handle_json(decoded, request_id)
         except RequestRejected as rejection:
-            return rejection.status, rejection.to_json()
+            return error_response(rejection)
         except Exception as exc:
             from mlnb.serving.answer import ServeOutputError
 
             log.exception("mlnb: the serve code failed on a valid request")
             name = "the serve code" if isinstance(exc, ServeOutputError) else type(exc).__name__
-            return 500, {
-                "error": self.failure,
-                "message": f"{name}: {exc}",
-                "row": None,
-                "field": None,
-            }
+            failed = RequestRejected(f"{name}: {exc}", reason=self.failure, status=500)
+            return error_response(failed)
 
     def handle_json(self, body: Any, request_id: RequestKey = None) -> dict[str, Any]:
         """The answer for a decoded body; raises RequestRejected for a bad one."""
@@ -180,21 +177,19 @@ class PredictApp:
         if scope["type"] != "http":
             return
         if scope["method"] != "POST":
-            await send_json(
-                send, 405, _method_not_allowed(scope["method"], scope["path"]), _ALLOW_POST
-            )
+            await send_error(send, _not_allowed(scope["method"], scope["path"]), _ALLOW_POST)
             return
         limit = self.handler.max_body_bytes
         declared = content_length(scope)
         if declared is not None and declared > limit:
-            await send_json(send, 413, self.handler.too_large(declared).to_json())
+            await send_error(send, self.handler.too_large(declared))
             return
         outcome, body, size = await read_body(receive, self.deadlines, limit)
         if outcome == "timeout":
             rejection = self.handler.too_slow(self.deadlines.seconds, size, declared)
-            await send_json(send, 408, rejection.to_json(), _CLOSE)
+            await send_error(send, rejection, _CLOSE)
         elif outcome == "too-large":
-            await send_json(send, 413, self.handler.too_large(size).to_json(), _CLOSE)
+            await send_error(send, self.handler.too_large(size), _CLOSE)
         elif outcome == "read":  # not http.disconnect: someone to answer
             status, answer, headers = await self.respond(scope, body)
             await send_bytes(send, status, answer, headers)
@@ -402,17 +397,15 @@ class PredictMiddleware:
             await self.app(scope, receive, send)
         elif scope["path"] == self.path:
             if scope["method"] != "POST":
-                await send_json(
-                    send, 405, _method_not_allowed(scope["method"], self.path), _ALLOW_POST
-                )
+                await send_error(send, _not_allowed(scope["method"], self.path), _ALLOW_POST)
                 return
             predict = self.predict or self._from_slot()
             if predict is None:
-                await send_json(send, 503, _NOT_READY)
+                await send_error(send, _not_ready())
                 return
             await predict(scope, receive, send)
         elif scope["path"].startswith(self.under):
-            await send_json(send, 404, _not_found(scope["path"], self.path))
+            await send_error(send, _not_found(scope["path"], self.path))
         else:
             await self.app(scope, receive, send)
 
@@ -423,34 +416,35 @@ class PredictMiddleware:
         return self.predict
 
 
-_NOT_READY = {
-    "error": "not-ready",
-    "message": "the service has not loaded its model yet",
-    "row": None,
-    "field": None,
-}
+def _not_ready() -> RequestRejected:
+    return RequestRejected(
+        "the service has not loaded its model yet", reason="not-ready", status=503
+    )
+
+
+def _not_allowed(method: str, path: str = "/predict") -> RequestRejected:
+    shown = path if len(path) <= 80 else path[:77] + "..."
+    return RequestRejected(
+        f"{shown} takes POST, not {method[:16]}",
+        reason="method-not-allowed",
+        status=405,
+        fix='POST a JSON object {"rows": [...]}',
+    )
 
 
 def _method_not_allowed(method: str, path: str = "/predict") -> dict[str, Any]:
-    shown = path if len(path) <= 80 else path[:77] + "..."
-    return {
-        "error": "method-not-allowed",
-        "message": f"{shown} takes POST, not {method[:16]}",
-        "row": None,
-        "field": None,
-        "fix": 'POST a JSON object {"rows": [...]}',
-    }
+    """The 405 answer's body (mlnb.serving.release sends it)."""
+    return error_response(_not_allowed(method, path))[1]
 
 
-def _not_found(path: str, predict: str) -> dict[str, Any]:
+def _not_found(path: str, predict: str) -> RequestRejected:
     shown = path if len(path) <= 80 else path[:77] + "..."
-    return {
-        "error": "not-found",
-        "message": f"no route {shown!r}: the service answers POST {predict}",
-        "row": None,
-        "field": None,
-        "fix": f"POST to {predict}",
-    }
+    return RequestRejected(
+        f"no route {shown!r}: the service answers POST {predict}",
+        reason="not-found",
+        status=404,
+        fix=f"POST to {predict}",
+    )
 
 
 def _bad_json(exc: ValueError) -> RequestRejected:
@@ -487,6 +481,13 @@ async def send_json(
     send: Send, status: int, answer: dict[str, Any], extra: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
     await send_bytes(send, status, encode(answer), extra)
+
+
+async def send_error(
+    send: Send, error: BaseException, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """Answer ``error`` with :func:`~mlnb.errors.error_response`'s status and body."""
+    await send_json(send, *error_response(error), extra)
 
 
 async def send_bytes(

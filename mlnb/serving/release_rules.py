@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from mlnb.errors import MlnbError
+from mlnb.errors import ReleaseRuleError as ReleaseRuleError  # re-exported: it lived here
 
 FIGURES = ("agreement", "error_rate", "p50", "p99", "accuracy", "mae")
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -30,11 +30,6 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 _RULE = re.compile(r"^\s*([a-z_0-9]+)\s*(>=|<=|>|<)\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(x?)\s*$")
 MAX_RULES = 16
 MAX_RULES_TEXT = 1000
-
-
-class ReleaseRuleError(MlnbError):
-    code = "release-rule"
-    http_status = 400
 
 
 @dataclass(frozen=True)

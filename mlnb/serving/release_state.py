@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mlnb.errors import MlnbError
+from mlnb.errors import ReleaseStateError as ReleaseStateError  # re-exported: it lived here
 
 ROUTING_FILE = "routing.json"
 SWITCHES_FILE = "switches.jsonl"
@@ -31,11 +31,6 @@ RELEASE_FILE = "release.json"
 CHECK_SECONDS = 0.25
 ROLES = ("primary", "candidate")
 MAX_STATE_BYTES = 1024 * 1024
-
-
-class ReleaseStateError(MlnbError):
-    code = "release-state"
-    http_status = 409
 
 
 @dataclass(frozen=True)

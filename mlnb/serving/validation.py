@@ -292,10 +292,7 @@ def _raise_first(problems: list[RequestRejected]) -> None:
     if not problems:  # pragma: no cover - the bulk checks and the walk disagree
         raise RequestRejected("the rows do not fit the training schema", reason="bad-value")
     first = problems[0]
-    first.errors = [
-        {"message": p.message, "row": p.row, "field": p.field, "error": p.reason}
-        for p in problems[:MAX_REPORTED_ERRORS]
-    ]
+    first.errors = [p.summary() for p in problems[:MAX_REPORTED_ERRORS]]
     raise first
 
 
