@@ -1,11 +1,17 @@
 /**
  * The one place that talks to the server extension: `requestAPI<T>()` over `/mlnb/...`.
+ *
+ * Every error the sidebar shows has one shape, `IErrorInfo` (the server's
+ * `mlnb.errors.error_response` body plus the HTTP status), read by one function,
+ * `readError`; `errorOf` turns anything thrown into it.
  */
 
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { IErrorInfo, IImportanceAnswer, IJob, IPipeline, IRun } from './types';
+
+export type { IErrorInfo } from './types';
 
 /** A failed request, carrying the server's error JSON (or one made up for network failures). */
 export class ApiError extends Error {
@@ -14,18 +20,45 @@ export class ApiError extends Error {
   }
 }
 
-function madeUpError(status: number, message: string): IErrorInfo {
-  return {
-    error: status ? `http-${status}` : 'network',
+/** An error in the shape, coded `code`, for what the server did not describe itself. */
+function madeUpError(
+  code: string,
+  message: string,
+  status?: number,
+  notebook: string | null = null
+): IErrorInfo {
+  const info: IErrorInfo = {
+    error: code,
     message,
     fix: null,
-    notebook: null,
+    notebook,
     cell_index: null,
     cell: null,
     cell_first_line: null,
-    stage: null,
-    status
+    stage: null
   };
+  return status === undefined ? info : { ...info, status };
+}
+
+/**
+ * The error a failed answer says: its JSON body when that is an error object (one with a
+ * `message`), else one made up from the HTTP status (`http-404`; `network` for status 0,
+ * when no answer came).
+ */
+export function readError(data: unknown, status: number, statusText = ''): IErrorInfo {
+  if (data && typeof data === 'object' && 'message' in data) {
+    return data as IErrorInfo;
+  }
+  const message = status ? `${status} ${statusText}` : statusText;
+  return madeUpError(status ? `http-${status}` : 'network', message, status);
+}
+
+/** Anything thrown, as an error in the shape: an `ApiError`'s own, else a `client` error. */
+export function errorOf(error: unknown, notebook: string | null = null): IErrorInfo {
+  if (error instanceof ApiError) {
+    return error.info;
+  }
+  return madeUpError('client', String(error), undefined, notebook);
 }
 
 /** The URL of a route under `/mlnb/`, for the browser to open itself (pages, downloads). */
@@ -50,7 +83,7 @@ export async function requestAPI<T>(
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
   } catch (error) {
-    throw new ApiError(madeUpError(0, `cannot reach the Jupyter server: ${error}`));
+    throw new ApiError(readError(null, 0, `cannot reach the Jupyter server: ${error}`));
   }
   const text = await response.text();
   let data: unknown = null;
@@ -60,11 +93,7 @@ export async function requestAPI<T>(
     data = null;
   }
   if (!response.ok) {
-    const info =
-      data && typeof data === 'object' && 'message' in (data as object)
-        ? (data as IErrorInfo)
-        : madeUpError(response.status, `${response.status} ${response.statusText}`);
-    throw new ApiError(info);
+    throw new ApiError(readError(data, response.status, response.statusText));
   }
   return data as T;
 }
