@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import math
 import re
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlnb import __version__, child_process
+from mlnb import __version__, child_process, run_arguments
 from mlnb.errors import (
     BadRequestError,
     InputLimitError,
@@ -28,15 +27,13 @@ from mlnb.errors import (
     MlnbError,
     RunNotFoundError,
     StoreError,
-    UnknownParameterError,
 )
 from mlnb.inspection import notes_for, pipeline_json
 from mlnb.kale import is_kale_notebook, kale_layout
 from mlnb.layout import mlnb_layout
 from mlnb.notebook import NotebookFile, parse_notebook, read_notebook
-from mlnb.parameters import Parameter
 from mlnb.pipeline import Pipeline, pipeline_from_notebook
-from mlnb.run.params import yaml_arguments
+from mlnb.run_arguments import typed_value as typed_value  # re-exported: tests import it here
 from mlnb.server.jobs import JobManager
 from mlnb.server.paths import file_in_store, lab_path, resolve_notebook
 from mlnb.store import RUN_ID_PATTERN, Store, new_run_id
@@ -45,7 +42,6 @@ API_VERSION = 1
 LIST_TIMEOUT_S = 60.0
 FINISH_GRACE_S = 5.0
 _JOB_ID = re.compile(r"^[0-9a-f]{1,64}$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NOT_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -422,11 +418,8 @@ def installed_kernels() -> list[str]:
 
 
 def parameter_arguments(pipeline: Pipeline, parameters: object) -> list[str]:
-    """``-y YAML`` for ``mlnb run``, the values checked against the parameters cell.
-
-    One ``-y`` mapping rather than ``-p``/``-r NAME VALUE``: argparse reads a value such as
-    ``-x`` after ``-r NAME`` as an option.
-    """
+    """``-y YAML`` for ``mlnb run``, the values checked against the parameters cell
+    (:func:`mlnb.run_arguments.parameter_arguments`, which the panel uses too)."""
     if parameters is None:
         return []
     if not isinstance(parameters, Mapping):
@@ -435,57 +428,4 @@ def parameter_arguments(pipeline: Pipeline, parameters: object) -> list[str]:
             fix='send e.g. {"path": "nb.ipynb", "parameters": {"C": 0.5}}',
             notebook=pipeline.notebook,
         )
-    known = {p.name: p for p in pipeline.parameters}
-    values: dict[str, Any] = {}
-    for name, value in parameters.items():
-        if not isinstance(name, str) or not _NAME.match(name) or name not in known:
-            raise UnknownParameterError(
-                f"the notebook has no parameter {name!r}",
-                fix=f"use one of: {', '.join(known) or '(the notebook has no parameters cell)'}",
-                notebook=pipeline.notebook,
-            )
-        values[name] = typed_value(known[name], value, pipeline.notebook)
-    return yaml_arguments(values)
-
-
-_SCALAR_CHECKS = {
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "bool": lambda v: isinstance(v, bool),
-    "str": lambda v: isinstance(v, str),
-    "none": lambda v: v is None or isinstance(v, (int, float, str)),
-}
-
-
-def typed_value(parameter: Parameter, value: object, notebook: str) -> Any:
-    """The value ``mlnb run`` is to set, checked against the parameter's type.
-
-    A parameter whose default is None takes None, a number or a string (the panel's text
-    field for it types its text the same way: :func:`mlnb.panel.state.cli_parameters`).
-    """
-    name, expected = parameter.name, parameter.type_name
-    check = _SCALAR_CHECKS.get(expected)
-    if check is None:
-        raise BadRequestError(
-            f"parameter {name!r} is a {expected}, which `mlnb run -p` cannot set",
-            fix="change its default in the parameters cell; -p sets numbers, booleans, "
-            "None and strings",
-            notebook=notebook,
-        )
-    if not check(value) or (isinstance(value, float) and not math.isfinite(value)):
-        raise BadRequestError(
-            f"parameter {name!r} expects {expected}, got {_shown(value)}",
-            fix=f"send a {expected} value (the notebook's default is {parameter.default!r})",
-            notebook=notebook,
-        )
-    if expected == "float":
-        return float(value)  # type: ignore[arg-type]
-    return value
-
-
-def _shown(value: object) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        text = type(value).__name__
-    return text if len(text) <= 60 else text[:57] + "..."
+    return run_arguments.parameter_arguments(pipeline.parameters, parameters, pipeline.notebook)
