@@ -55,33 +55,50 @@ def form_fields(parameters: Sequence[Parameter]) -> list[FormField]:
 
 
 def cli_parameters(fields: Sequence[FormField], values: Mapping[str, Any]) -> list[str]:
-    """``-y YAML`` giving the values that differ from the defaults (none: no argument).
+    """``-y YAML`` giving the values that differ from the defaults (none: no argument),
+    checked and written by :func:`mlnb.run_arguments.parameter_arguments`, as the REST API's
+    are: a value of the wrong type is a :class:`~mlnb.errors.BadRequestError`.
 
-    The values go typed in one YAML mapping, not as ``-p``/``-r NAME VALUE``: argparse would
-    read a value such as ``-x`` as an option. A text stays a string (``"3"`` is not 3), except
-    in the field of a parameter whose default is None (see :func:`form_fields`).
+    A widget's value is read as its parameter's type: a text stays a string (``"3"`` is not
+    3, ``"None"`` is not None), except in the field of a parameter whose default is None,
+    typed as ``-p`` types it (see :func:`form_fields`); a choice is of its default's type.
     """
-    from mlnb.run.params import resolve_type, yaml_arguments
+    from mlnb.run.params import resolve_type
+    from mlnb.run_arguments import parameter_arguments
 
     changed: dict[str, Any] = {}
+    parameters = []
     for f in fields:
         if f.kind == "fixed" or f.name not in values:
             continue
-        value = values[f.name]
-        if f.default is None and f.kind == "str":
-            value = resolve_type(str(value))
-        elif f.kind in ("str", "choice"):
-            value = str(value)
-        elif f.kind == "bool":
-            value = bool(value)
-        elif f.kind == "int":
-            value = int(value)
-        elif f.kind == "float":
-            value = float(value)
+        value = _form_value(f, values[f.name], resolve_type)
         if value == f.default and type(value) is type(f.default):
             continue
         changed[f.name] = value
-    return yaml_arguments(changed)
+        type_name = "none" if f.default is None else type(f.default).__name__
+        parameters.append(Parameter(f.name, f.default, type_name))
+    return parameter_arguments(parameters, changed)
+
+
+def _form_value(f: FormField, value: Any, resolve_type: Any) -> Any:
+    """A widget's value as its parameter's type (None, which no widget gives, kept: it is
+    refused unless the default is None)."""
+    if value is None:
+        return None
+    if f.default is None and f.kind == "str":
+        return resolve_type(str(value))
+    if f.kind == "choice" and not isinstance(f.default, str):  # `n = 3  # choices: 1, 3`
+        typed = resolve_type(str(value))
+        return float(typed) if type(f.default) is float and type(typed) is int else typed
+    if f.kind in ("str", "choice"):
+        return str(value)
+    if f.kind == "bool":
+        return bool(value)
+    if f.kind == "int":
+        return int(value)
+    if f.kind == "float":
+        return float(value)
+    return value
 
 
 @dataclass(frozen=True)

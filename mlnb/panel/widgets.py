@@ -257,8 +257,12 @@ class MlnbPanel:
         loop = require(self.loop)
         if self.busy:
             return None
+        try:
+            argv = cli_parameters(self.fields, self.form_values())
+        except MlnbError as error:  # a value of the wrong type: said, nothing started
+            self.show_error(str(error))
+            return None
         run_id = new_run_id()
-        argv = cli_parameters(self.fields, self.form_values())
         kernel = self.kernel.value.strip() or None
         command = run_command(self.notebook, run_id, argv, self.store_arg, kernel).start()
         total = len(self.pipeline.stages) if self.pipeline else 1
