@@ -166,7 +166,8 @@ def parameters_as_yaml(options: list[str]) -> list[str]:
     with ``-`` (argparse in ``mlnb run`` would read ``-x`` as an option). The two words after
     ``-p`` or ``-r`` are NAME and VALUE whatever they look like; ``-r`` wins over ``-p`` and
     both over an earlier ``-y``, as in papermill."""
-    from mlnb.run.params import resolve_type, yaml_arguments
+    from mlnb.run.params import resolve_type
+    from mlnb.run_arguments import yaml_arguments
 
     rest: list[str] = []
     typed: dict[str, object] = {}
