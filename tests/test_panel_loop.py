@@ -231,3 +231,22 @@ def test_normal_cached_and_failed_runs_each_end_with_the_buttons_back(tmp_path: 
 
     asyncio.run(main())
     assert len(seen) == 3
+
+
+def test_a_value_mlnb_run_would_not_take_is_said_and_nothing_starts(tmp_path: Path) -> None:
+    cells = [
+        code_cell("limit = None", tags=("parameters",)),
+        code_cell("values = [limit]", tags=("mlnb:data",)),
+    ]
+    notebook = tmp_path / "none.ipynb"
+    notebook.write_text(json.dumps(notebook_json(cells)))
+
+    async def main() -> None:
+        panel = MlnbPanel(notebook, store=str(tmp_path / "store"))
+        panel.inputs["limit"].value = "nan"  # typed as -p types it: a float NaN
+        assert panel.start_run() is None
+        assert not panel.busy and not panel.run_button.disabled
+        assert "expects None, a finite number, a boolean or a string, got NaN" in panel.error.value
+        assert not (tmp_path / "store").exists() or not list((tmp_path / "store").rglob("run.json"))
+
+    asyncio.run(main())
