@@ -4,6 +4,7 @@ inherits, its start (to its end, on an asyncio loop, in the background) and its 
 from __future__ import annotations
 
 import asyncio
+import re
 import os
 import sys
 import time
@@ -88,7 +89,7 @@ def test_run_async_kills_a_child_that_outlasts_its_timeout(tmp_path: Path) -> No
     python = fake_python(tmp_path, "exec sleep 600")
 
     async def main() -> None:
-        with pytest.raises(TimeoutError, match="`mlnb runs` took over 0.5 s"):
+        with pytest.raises(TimeoutError, match=re.escape("`mlnb runs` took over 0.5 s")):
             await child_process.run_async(["runs", "--json"], timeout=0.5, python=python)
 
     started = time.monotonic()

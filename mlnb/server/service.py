@@ -301,7 +301,7 @@ def _pipeline(notebook: NotebookFile) -> Pipeline:
     try:
         return pipeline_from_notebook(notebook)
     except MlnbError as error:
-        error.details = {"stages": draft_stages(notebook)}  # type: ignore[attr-defined]
+        error.details = {"stages": draft_stages(notebook)}
         raise
 
 
