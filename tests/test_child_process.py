@@ -4,8 +4,8 @@ inherits, its start (to its end, on an asyncio loop, in the background) and its 
 from __future__ import annotations
 
 import asyncio
-import re
 import os
+import re
 import sys
 import time
 from pathlib import Path
