@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ def cli_parameters(fields: Sequence[FormField], values: Mapping[str, Any]) -> li
     return parameter_arguments(parameters, changed)
 
 
-def _form_value(f: FormField, value: Any, resolve_type: Any) -> Any:
+def _form_value(f: FormField, value: Any, resolve_type: Callable[[str], Any]) -> Any:
     """A widget's value as its parameter's type (None, which no widget gives, kept: it is
     refused unless the default is None)."""
     if value is None:
