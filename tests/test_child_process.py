@@ -111,3 +111,32 @@ def test_start_returns_at_once_and_keeps_the_output(tmp_path: Path) -> None:
     assert started.finished and started.returncode == 2
     stdout, stderr = started.output()
     assert "missing.ipynb" in stderr + stdout
+
+
+NOT_JSON = "echo 'Traceback (most recent call last):'"
+ON_STDERR = "echo 'mlnb: error: the store is locked' >&2; exit 2"
+AS_JSON = """echo '{"error": "store-error", "message": "damaged", "fix": "repair"}'; exit 2"""
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        (NOT_JSON, "the output of `mlnb runs` is not valid JSON"),
+        (ON_STDERR, "`mlnb runs` exited 2: mlnb: error: the store is locked"),
+        (AS_JSON, "damaged"),
+    ],
+    ids=["not-json", "stderr", "error-json"],
+)
+def test_the_server_says_what_a_short_command_answered(
+    tmp_path: Path, script: str, message: str
+) -> None:
+    from mlnb.errors import StoreError
+    from mlnb.server.service import MlnbService
+
+    (tmp_path / "nb.ipynb").write_text(
+        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    )
+    service = MlnbService(tmp_path, python=fake_python(tmp_path, script))
+    with pytest.raises(StoreError) as caught:
+        asyncio.run(service.list_runs("nb.ipynb"))
+    assert caught.value.message.startswith(message), caught.value.message
