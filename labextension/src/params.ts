@@ -102,10 +102,34 @@ export function coerce(param: IParameter, raw: FieldValue): JSONValue {
     case 'str':
       return text;
     case 'none':
-      return text.trim() === '' ? null : parseLoose(text);
+      return text.trim() === '' ? null : asCommandLineValue(text);
     default:
       return parseLoose(text);
   }
+}
+
+/**
+ * The text of a field whose default is None, typed as `mlnb run -p NAME TEXT` types it
+ * (papermill's rule, mlnb.run_arguments): None, True and False, then a whole or a finite
+ * number, else the text itself.
+ */
+export function asCommandLineValue(text: string): JSONValue {
+  const word = text.trim();
+  if (word === 'None') {
+    return null;
+  }
+  if (word === 'True' || word === 'False') {
+    return word === 'True';
+  }
+  if (/^[-+]?\d+$/.test(word)) {
+    const whole = Number(word);
+    return Number.isSafeInteger(whole) ? whole : text;
+  }
+  if (/^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$/.test(word)) {
+    const number = Number(word);
+    return Number.isFinite(number) ? number : text;
+  }
+  return text;
 }
 
 /** A JSON literal when the text is one, else the text itself. */

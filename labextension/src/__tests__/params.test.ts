@@ -70,6 +70,14 @@ describe('coerce', () => {
     expect(coerce(p('n', 'none', null), '')).toBeNull();
     expect(coerce(p('n', 'none', null), '3')).toBe(3);
     expect(coerce(p('n', 'none', null), 'text')).toBe('text');
+    // typed as `mlnb run -p` types it (papermill's rule), as the %mlnb panel does
+    expect(coerce(p('n', 'none', null), 'None')).toBeNull();
+    expect(coerce(p('n', 'none', null), 'True')).toBe(true);
+    expect(coerce(p('n', 'none', null), 'False')).toBe(false);
+    expect(coerce(p('n', 'none', null), '2.5e3')).toBe(2500);
+    expect(coerce(p('n', 'none', null), 'nan')).toBe('nan');
+    expect(coerce(p('n', 'none', null), 'true')).toBe('true');
+    expect(coerce(p('n', 'none', null), '[1, 2]')).toBe('[1, 2]');
   });
 });
 
