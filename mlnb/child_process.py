@@ -12,7 +12,6 @@ The standard library and :mod:`mlnb.bounded_json` only: no IPython, tornado or B
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import subprocess
@@ -133,6 +132,8 @@ async def run_async(
 ) -> Finished:
     """:func:`run` on the running asyncio loop (a server that must not block): the child is
     killed, and :class:`TimeoutError` raised, after ``timeout`` seconds."""
+    import asyncio  # here, not at import: every CLI command imports this module
+
     process = await asyncio.create_subprocess_exec(
         *command(words, python),
         cwd=None if cwd is None else str(cwd),
