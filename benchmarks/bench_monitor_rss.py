@@ -39,7 +39,7 @@ BATCH_ROWS = 32_768
 def reference(rng: np.random.Generator) -> dict[str, Any]:
     import pandas as pd
 
-    from mlnb.monitoring.reference import prediction_profile
+    from mlnb.bento.reference import prediction_profile
     from mlnb.run.profile import column_profile
 
     profile = {name: column_profile(pd.Series(rng.normal(size=5_000))) for name in FEATURES}

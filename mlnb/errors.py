@@ -474,7 +474,7 @@ class CheckUsageError(MlnbError):
 
 
 class MonitorLogError(MlnbError):
-    """A monitoring folder or its logs that cannot be found or read (mlnb.monitoring.logs)."""
+    """A monitoring folder or its logs that cannot be found or read (mlnb.reporting.logs)."""
 
     code = "monitor-logs"
     http_status = 404
@@ -493,7 +493,7 @@ class GridError(MlnbError):
 
 
 class ReleaseError(MlnbError):
-    """A release that mlnb refuses: its options or its two versions (mlnb.build.release)."""
+    """A release that mlnb refuses: its options or its two versions (mlnb.bento.release)."""
 
     code = "release-refused"
     http_status = 400

@@ -344,7 +344,7 @@ def _load_inputs(store: Store, record: Mapping[str, Any]) -> dict[str, Any]:
     """The model and frames :func:`compute` takes, read through hash-checked paths."""
     import pandas as pd  # type: ignore[import-untyped]
 
-    from mlnb.build.modelfile import importable, load_model
+    from mlnb.bento.modelfile import importable, load_model
 
     run_id = record.get("run_id")
     model_ref = record["model"]

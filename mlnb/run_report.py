@@ -106,7 +106,7 @@ def importance_view(importance: dict[str, Any], top: int = 10) -> dict[str, Any]
     """What the report's template shows of an importance result: the top features, one chart
     per available figure (Markup: every name escaped by the chart), and how each was made."""
     from mlnb.importance import top_features
-    from mlnb.monitoring.charts import PALETTE, horizontal_bars
+    from mlnb.reporting.charts import PALETTE, horizontal_bars
 
     if not importance.get("available"):
         return {"available": False, "reason": importance.get("reason")}

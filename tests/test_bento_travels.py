@@ -376,7 +376,7 @@ def test_nullable_and_categorical_columns_reach_the_openapi_page() -> None:
 def test_git_state_is_unknown_outside_a_repository_and_without_git(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlnb.build.lineage import git_state
+    from mlnb.bento.lineage import git_state
 
     assert git_state(tmp_path) == ("unknown", "unknown")
     git(tmp_path, "init", "-q")
@@ -392,7 +392,7 @@ def test_git_state_is_unknown_outside_a_repository_and_without_git(
 
 
 def test_the_build_folder_sits_beside_a_hidden_store_and_in_a_visible_one() -> None:
-    from mlnb.build.folder import build_folder
+    from mlnb.bento.folder import build_folder
 
     assert build_folder(Path("/p/.mlnb"), "n", "1") == Path("/p/mlnb-builds/n-1")
     assert build_folder(Path("/p/store"), "n", "1") == Path("/p/store/builds/n-1")
@@ -405,7 +405,7 @@ def test_the_model_format_names_the_final_estimators_library() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mlnb.build.lineage import served_format
+    from mlnb.bento.lineage import served_format
 
     boosted = GridSearchCV(make_pipeline(StandardScaler(), lightgbm.LGBMClassifier()), {})
     boosted.best_estimator_ = boosted.estimator  # as a fitted search holds it
@@ -418,7 +418,7 @@ def test_the_model_format_names_the_final_estimators_library() -> None:
 def test_the_monitoring_folder_is_chosen_where_the_service_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlnb.monitoring.paths import resolve_monitor_folder
+    from mlnb.reporting.paths import resolve_monitor_folder
     from mlnb.serving.runtime import ServiceSpec
 
     spec = ServiceSpec({"monitor_dir": "mlnb-monitoring/n/v"})
@@ -451,7 +451,7 @@ def test_the_example_row_is_a_complete_training_row_and_never_a_credential(
 ) -> None:
     import pandas as pd
 
-    from mlnb.build.builder import _example_row
+    from mlnb.bento.builder import _example_row
     from mlnb.serving.schema import RequestSchema
 
     class Kept:  # the run's kept training rows, as BuildInputs gives them

@@ -159,7 +159,7 @@ def test_user_templates_come_first_and_make_another_version(tmp_path: Path) -> N
 
 
 def test_a_template_with_an_undefined_name_or_bad_python_is_refused(tmp_path: Path) -> None:
-    from mlnb.build.render import render
+    from mlnb.bento.render import render
     from mlnb.errors import TemplateRenderError
 
     (tmp_path / "service.py.j2").write_text('MODEL = "{{ model_tga }}"\n')

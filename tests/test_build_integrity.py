@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from mlnb.build.builder import precheck
-from mlnb.build.secrets import check_no_credentials, scan, scan_files, scan_values
-from mlnb.build.servecode import extract_serve_code
-from mlnb.build.sideeffects import find_side_effects
+from mlnb.bento.builder import precheck
+from mlnb.bento.secrets import check_no_credentials, scan, scan_files, scan_values
+from mlnb.bento.servecode import extract_serve_code
+from mlnb.bento.sideeffects import find_side_effects
 from mlnb.cli import main
 from mlnb.errors import CredentialInServeCodeError
 from mlnb.pipeline import load_pipeline

@@ -14,10 +14,10 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from mlnb.build.agreement import check_agreement, compare
-from mlnb.build.format import choose_format
-from mlnb.build.onnx_convert import NotConvertible, convert, task_of
-from mlnb.build.servecode import ServeCode
+from mlnb.bento.agreement import check_agreement, compare
+from mlnb.bento.format import choose_format
+from mlnb.bento.onnx_convert import NotConvertible, convert, task_of
+from mlnb.bento.servecode import ServeCode
 from mlnb.serving.answer import Predictor
 from mlnb.serving.onnx_model import OnnxModel
 from mlnb.serving.schema import RequestSchema

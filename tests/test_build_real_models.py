@@ -239,7 +239,7 @@ class Project:
 
     def native_model(self, notebook: str) -> Any:
         """The run's own model, loaded as the run saved it (the notebook's folder importable)."""
-        from mlnb.build.modelfile import importable, load_model
+        from mlnb.bento.modelfile import importable, load_model
         from mlnb.store import Store
 
         record = self.run_record(notebook)["model"]

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlnb.build import onnx_convert, pins
-from mlnb.build.modelfile import referenced_modules
+from mlnb.bento import onnx_convert, pins
+from mlnb.bento.modelfile import referenced_modules
 from mlnb.errors import RequestRejected
 from mlnb.serving.schema import RequestSchema
 

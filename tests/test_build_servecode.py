@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlnb.build.secrets import scan, secret_name
-from mlnb.build.servecode import extract_serve_code
+from mlnb.bento.secrets import scan, secret_name
+from mlnb.bento.servecode import extract_serve_code
 from mlnb.cli import main
 from mlnb.pipeline import load_pipeline
 

@@ -27,9 +27,9 @@ from mlnb.monitoring.contract_rules import (
     compile_rules,
     violation_masks,
 )
-from mlnb.monitoring.logs import open_monitor_folder
-from mlnb.monitoring.reference import reference_problem
-from mlnb.monitoring.summary import summarise
+from mlnb.reporting.logs import open_monitor_folder
+from mlnb.reporting.reference import reference_problem
+from mlnb.reporting.summary import summarise
 from mlnb.serving.info import ServiceInfo
 
 CONTRACT = {
@@ -370,7 +370,7 @@ stages:
 
 
 def build_inputs(tmp_path: Path, text: str | None):
-    from mlnb.build.inputs import BuildInputs
+    from mlnb.bento.inputs import BuildInputs
     from mlnb.run.outputs import write_object
     from mlnb.store import Store
 
@@ -392,8 +392,8 @@ def build_inputs(tmp_path: Path, text: str | None):
 def test_the_build_takes_the_runs_stored_contract_and_its_rules_make_the_version(
     tmp_path: Path,
 ) -> None:
-    from mlnb.build.context import serve_contract
-    from mlnb.build.version import content_version
+    from mlnb.bento.context import serve_contract
+    from mlnb.bento.version import content_version
 
     said: list[str] = []
     rules = serve_contract(build_inputs(tmp_path, CONTRACT_YAML.format(high=10.0)), said.append)
@@ -413,7 +413,7 @@ def test_the_build_takes_the_runs_stored_contract_and_its_rules_make_the_version
 
 
 def test_a_damaged_contract_object_stops_the_build_naming_it(tmp_path: Path) -> None:
-    from mlnb.build.context import serve_contract
+    from mlnb.bento.context import serve_contract
     from mlnb.errors import MlnbError
 
     inputs = build_inputs(tmp_path, CONTRACT_YAML.format(high=10.0))
@@ -426,7 +426,7 @@ def test_a_damaged_contract_object_stops_the_build_naming_it(tmp_path: Path) -> 
 
 @pytest.mark.usefixtures("prometheus")
 def test_the_reports_contract_section_escapes_what_came_from_requests(tmp_path: Path) -> None:
-    from mlnb.monitoring.report import render_report
+    from mlnb.reporting.report import render_report
 
     name = "<script>alert(1)</script>"
     contract = {"contract": "<b>c</b>.yaml", "features": {name: {"min": 0.0, "max": 1.0}}}

@@ -99,10 +99,10 @@ def test_the_two_bad_requests_are_told_apart() -> None:
     ("module", "name"),
     [
         ("mlnb.check", "CheckUsageError"),
-        ("mlnb.monitoring.logs", "MonitorLogError"),
+        ("mlnb.reporting.logs", "MonitorLogError"),
         ("mlnb.export.kfp", "ExportError"),
         ("mlnb.grid", "GridError"),
-        ("mlnb.build.release", "ReleaseError"),
+        ("mlnb.bento.release", "ReleaseError"),
         ("mlnb.serving.release_rules", "ReleaseRuleError"),
         ("mlnb.serving.release_state", "ReleaseStateError"),
     ],

@@ -26,11 +26,10 @@ from mlnb.monitoring.feedback import (
     FEEDBACK_SCHEMA,
     MAX_REMEMBERED_ROWS,
     FeedbackBook,
-    live_metrics,
-    read_feedback,
 )
 from mlnb.monitoring.records import Answered, PredictionRecords
 from mlnb.monitoring.segments import SegmentWriter
+from mlnb.reporting.feedback_log import live_metrics, read_feedback
 from mlnb.serving.feedback import (
     MAX_LABELS,
     BookSlot,
@@ -590,7 +589,7 @@ def test_live_metrics_of_a_release_folder(tmp_path: Path) -> None:
 
 
 def test_live_metrics_of_a_folder_that_is_not_one_names_the_fix(tmp_path: Path) -> None:
-    from mlnb.monitoring.logs import MonitorLogError
+    from mlnb.reporting.logs import MonitorLogError
 
     with pytest.raises(MonitorLogError, match=r"reference\.json"):
         live_metrics(tmp_path)

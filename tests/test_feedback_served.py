@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from mlnb.monitoring.feedback import live_metrics, read_feedback
+from mlnb.reporting.feedback_log import live_metrics, read_feedback
 
 from .build_support import post, project, start_server, wait_ready
 

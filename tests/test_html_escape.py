@@ -22,7 +22,7 @@ import pytest
 from mlnb.errors import RequestRejected
 from mlnb.monitoring import live
 from mlnb.monitoring.alerts import MonitorSettings
-from mlnb.monitoring.charts import lines_over_time, paired_bars
+from mlnb.reporting.charts import lines_over_time, paired_bars
 from mlnb.serving.info import ServiceInfo
 from mlnb.serving.schema import RequestSchema
 

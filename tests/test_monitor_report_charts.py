@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from markupsafe import Markup
 
-from mlnb.monitoring.charts import (
+from mlnb.reporting.charts import (
     CHAR_WIDTH_EM,
     LINE_PALETTE,
     lines_over_time,

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlnb.bento.reference import prediction_profile
 from mlnb.monitoring.drift import feature_drift, psi
-from mlnb.monitoring.logs import open_monitor_folder
-from mlnb.monitoring.reference import prediction_profile
-from mlnb.monitoring.summary import summarise
+from mlnb.reporting.logs import open_monitor_folder
+from mlnb.reporting.summary import summarise
 from mlnb.run.profile import column_profile
 
 RNG = np.random.default_rng(0)

@@ -23,8 +23,8 @@ import pytest
 
 from mlnb.monitoring import live, segments
 from mlnb.monitoring.alerts import MonitorSettings
-from mlnb.monitoring.logs import open_monitor_folder
-from mlnb.monitoring.summary import summarise
+from mlnb.reporting.logs import open_monitor_folder
+from mlnb.reporting.summary import summarise
 from mlnb.run.profile import column_profile
 from mlnb.serving.info import ServiceInfo
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlnb.build.release import schema_differences
+from mlnb.bento.release import schema_differences
 from mlnb.monitoring.records import Answered, PredictionRecords
 from mlnb.serving import release_rules, release_state
 from mlnb.serving.http import batch_ids

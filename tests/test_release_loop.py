@@ -30,7 +30,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from mlnb.alert_relay import Attempt, Dispatch, Relay, RelayServer, dispatcher
-from mlnb.build.folder import build_folder
+from mlnb.bento.folder import build_folder
 from mlnb.errors import MlnbError
 
 from .build_support import Server, free_port, user_env, wait_ready

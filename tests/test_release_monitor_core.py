@@ -23,9 +23,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from mlnb.bento.reference import prediction_profile
 from mlnb.monitoring import live
 from mlnb.monitoring.alerts import MonitorSettings
-from mlnb.monitoring.feedback_log import FEEDBACK_SCHEMA, live_metrics
+from mlnb.monitoring.feedback_log import FEEDBACK_SCHEMA
 from mlnb.monitoring.records import (
     REJECTIONS_SCHEMA,
     REQUEST,
@@ -34,10 +35,10 @@ from mlnb.monitoring.records import (
     Rejected,
     rejections_batch,
 )
-from mlnb.monitoring.reference import prediction_profile
-from mlnb.monitoring.release_report import render_release_report
-from mlnb.monitoring.release_summary import ReleaseSummary, summarise_release
 from mlnb.monitoring.segments import SegmentWriter
+from mlnb.reporting.feedback_log import live_metrics
+from mlnb.reporting.release_report import render_release_report
+from mlnb.reporting.release_summary import ReleaseSummary, summarise_release
 from mlnb.run.profile import column_profile
 from mlnb.serving.info import ServiceInfo
 from mlnb.serving.release import traffic_schema
@@ -501,7 +502,7 @@ def test_live_figures_are_those_of_the_feedback_module(
     tmp_path: Path, task: str, window: int
 ) -> None:
     """The same labels judged by the partitioned join here and by
-    :func:`mlnb.monitoring.feedback_log.live_metrics` (which ``/metrics`` mirrors): the
+    :func:`mlnb.reporting.feedback_log.live_metrics` (which ``/metrics`` mirrors): the
     figure over the newest ``window`` labels, the counts and the alert."""
     root = shadow_release(tmp_path / "R", task, bad_label=False)
     summary = summarise_release(root, window=window, margin=0.0, min_labels=10)
@@ -545,7 +546,7 @@ def test_partitioned_and_sampled_the_figures_stay_those_of_pandas(classifier: Pa
 
 
 def test_a_request_s_rows_split_across_chunks_keep_their_positions() -> None:
-    from mlnb.monitoring.release_join import join_release
+    from mlnb.reporting.release_join import join_release
 
     def table(ids: list[str], predictions: list[str]) -> pa.Table:
         return pa.table({"request_id": ids, "prediction": predictions})
@@ -696,7 +697,7 @@ def test_predictions_without_a_usable_value_are_counted(tmp_path: Path) -> None:
 
 
 def test_a_folder_without_release_json_is_refused_with_the_fix(tmp_path: Path) -> None:
-    from mlnb.monitoring.logs import MonitorLogError
+    from mlnb.reporting.logs import MonitorLogError
 
     with pytest.raises(MonitorLogError, match=r"no release\.json") as raised:
         summarise_release(tmp_path)
@@ -752,7 +753,7 @@ def svg_label_rows(svg: str) -> list[float]:
 
 
 def test_chart_labels_are_whole_and_never_share_a_line() -> None:
-    from mlnb.monitoring.release_charts import grouped_bars, switch_timeline
+    from mlnb.reporting.release_charts import grouped_bars, switch_timeline
 
     names = [LONG * 2, "b", "c" * 200, HOSTILE]
     svg = str(grouped_bars(names, {"primary": [0.1, -0.2, None, 0.3], "candidate": [1, 2, 3, 4]}))

@@ -16,8 +16,8 @@ from mlnb.store_finder import DB_NAME, StoreChoice, announce, find_store
 
 def holds_bento(tag: str) -> Callable[[Path], bool]:
     """A ``holds`` test: the store has the Bento's monitoring folder or a run that built it."""
-    from mlnb.monitoring.paths import default_monitor_folder, is_release_folder
     from mlnb.monitoring.records import REFERENCE_FILE
+    from mlnb.reporting.paths import default_monitor_folder, is_release_folder
 
     name, _, version = tag.partition(":")
 

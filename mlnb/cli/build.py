@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlnb.build.builder import build
+    from mlnb.bento.builder import build
     from mlnb.serving.schema import DEFAULT_MAX_ROWS
 
     def progress(message: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mlnb.monitoring.summary import MonitorSummary
+    from mlnb.reporting.summary import MonitorSummary
 
 HELP = "summarise a served Bento's request logs: traffic, predictions and drift"
 
@@ -53,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlnb.monitoring.logs import MonitorLogError, open_monitor_folder
-    from mlnb.monitoring.paths import is_release_folder, resolve_monitor_folder
-    from mlnb.monitoring.summary import summarise
+    from mlnb.reporting.logs import MonitorLogError, open_monitor_folder
+    from mlnb.reporting.paths import is_release_folder, resolve_monitor_folder
+    from mlnb.reporting.summary import summarise
 
     if args.target == "export" and args.export_target:
         return export(args)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     logs = open_monitor_folder(folder)
     summary = summarise(logs)
     if args.output:
-        from mlnb.monitoring.report import render_report
+        from mlnb.reporting.report import render_report
 
         _write_atomically(Path(args.output), render_report(logs, summary, args.templates))
     if args.json:
@@ -86,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     """``mlnb monitor export``: the log as JSON lines, to a file or standard output."""
-    from mlnb.monitoring.export import write_json_lines
-    from mlnb.monitoring.logs import open_monitor_folder
-    from mlnb.monitoring.paths import resolve_monitor_folder
+    from mlnb.reporting.export import write_json_lines
+    from mlnb.reporting.logs import open_monitor_folder
+    from mlnb.reporting.paths import resolve_monitor_folder
 
     target = args.export_target
     logs = open_monitor_folder(resolve_monitor_folder(target, _store(args, target)))

@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mlnb.monitoring.release_summary import ReleaseSummary
+    from mlnb.reporting.release_summary import ReleaseSummary
 
 CELL_WIDTH = 36  # a longer cell of the table wraps onto more lines
 
 
 def run_release(args: argparse.Namespace, folder: Path) -> int:
-    from mlnb.monitoring.release_summary import summarise_release
+    from mlnb.reporting.release_summary import summarise_release
 
     summary = summarise_release(folder)
     if args.output:
-        from mlnb.monitoring.release_report import render_release_report
+        from mlnb.reporting.release_report import render_release_report
 
         write_atomically(Path(args.output), render_release_report(summary, args.templates))
     if args.json:
@@ -46,7 +46,7 @@ def write_atomically(output: Path, text: str) -> None:
 
 
 def render_release_text(summary: ReleaseSummary) -> str:
-    from mlnb.monitoring.release_report import alert_lines, answering_now, comparison_rows
+    from mlnb.reporting.release_report import alert_lines, answering_now, comparison_rows
 
     mode = summary.mode or "mode unknown"
     if summary.mode == "canary" and summary.percent is not None:

@@ -1,7 +1,7 @@
 """``mlnb release``: a new version beside the live one, then promoted or rolled back.
 
 ``mlnb release PRIMARY --shadow CANDIDATE`` or ``--canary CANDIDATE --percent P [--key F]``
-builds one Bento serving both (:mod:`mlnb.build.release`); ``mlnb serve`` serves it.
+builds one Bento serving both (:mod:`mlnb.bento.release`); ``mlnb serve`` serves it.
 ``mlnb release promote|rollback RELEASE [--why TEXT]`` switches its traffic (the running
 service follows within a second), ``mlnb release status RELEASE`` says where it goes and
 every switch so far. RELEASE is the release's Bento tag or its monitoring folder.
@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from mlnb.build import bento
-    from mlnb.build.release import ReleaseError, ReleaseOptions, build_release, read_version
+    from mlnb.bento import bentoml_store
+    from mlnb.bento.release import ReleaseError, ReleaseOptions, build_release, read_version
 
     if args.release:
         raise ReleaseError(
@@ -89,8 +89,8 @@ def _build(args: argparse.Namespace) -> int:
             "say how the candidate runs beside the primary",
             fix="add --shadow CANDIDATE or --canary CANDIDATE --percent P",
         )
-    bento.quiet_bentoml()
-    primary_tag = bento.bento_tag(args.target)
+    bentoml_store.quiet_bentoml()
+    primary_tag = bentoml_store.bento_tag(args.target)
     store_root = _store_root(args, primary_tag) or _store_of(read_version(primary_tag).spec)
 
     def progress(message: str) -> None:
@@ -107,7 +107,7 @@ def _build(args: argparse.Namespace) -> int:
     )
     result = build_release(
         primary_tag,
-        bento.bento_tag(candidate),
+        bentoml_store.bento_tag(candidate),
         options,
         store_root=store_root,
         progress=progress,
@@ -147,8 +147,8 @@ def release_folder(target: str, store: str | None = None) -> Path:
     """A release's monitoring folder: the folder given, ``$MLNB_MONITOR_DIR``, the release's
     folder in ``store`` (as ``mlnb serve TAG --store`` chooses it), or the one its Bento's
     ``mlnb_release.json`` names."""
-    from mlnb.build import bento
-    from mlnb.build.release import ReleaseError
+    from mlnb.bento import bentoml_store
+    from mlnb.bento.release import ReleaseError
     from mlnb.serving.release_state import RELEASE_FILE, ROUTING_FILE
 
     path = Path(target)
@@ -159,7 +159,7 @@ def release_folder(target: str, store: str | None = None) -> Path:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    bento.quiet_bentoml()
+    bentoml_store.quiet_bentoml()
     try:
         found = bentoml.bentos.get(target)
     except (NotFound, ValueError):
@@ -171,7 +171,7 @@ def release_folder(target: str, store: str | None = None) -> Path:
     if not spec_path.is_file():
         raise ReleaseError(f"{found.tag} is not a release", fix="pass a tag `mlnb release` printed")
     if store:
-        from mlnb.monitoring.paths import default_monitor_folder
+        from mlnb.reporting.paths import default_monitor_folder
 
         return default_monitor_folder(store, found.tag.name, str(found.tag.version))
     named = Path(json.loads(spec_path.read_text(encoding="utf-8"))["monitor_dir"])
@@ -188,7 +188,7 @@ def _act_store(args: argparse.Namespace) -> str | None:
 
 
 def _act(args: argparse.Namespace) -> int:
-    from mlnb.build.release import ReleaseError
+    from mlnb.bento.release import ReleaseError
     from mlnb.serving import release_state
 
     if not args.release:

@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlnb.build import bento
+    from mlnb.bento import bentoml_store
 
-    bento.quiet_bentoml()
+    bentoml_store.quiet_bentoml()
     env = dict(os.environ)
     if _is_notebook(args.target):
         tag, store_root = _notebook_bento(args)
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         store_root = _store_of_tag(tag, args)
     name, _, version = tag.partition(":")
     if store_root and not env.get("MLNB_MONITOR_DIR"):
-        from mlnb.monitoring.paths import default_monitor_folder
+        from mlnb.reporting.paths import default_monitor_folder
 
         env["MLNB_MONITOR_DIR"] = str(default_monitor_folder(store_root, name, version))
     command = [sys.executable, "-m", "bentoml", "serve", tag]
@@ -52,15 +52,15 @@ def _is_notebook(target: str) -> bool:
 
 def _notebook_bento(args: argparse.Namespace) -> tuple[str, str]:
     """The newest Bento built from the notebook's newest successful run; build one if none."""
-    from mlnb.build import bento
+    from mlnb.bento import bentoml_store
     from mlnb.store import Store
 
     store = Store.for_notebook(args.target, args.store)
     run = store.latest_successful(args.target)
     for build in reversed((run or {}).get("builds") or []):
-        if bento.bento_exists(build["bento"]):
+        if bentoml_store.bento_exists(build["bento"]):
             return str(build["bento"]), str(store.root)
-    from mlnb.build.builder import build as build_bento
+    from mlnb.bento.builder import build as build_bento
 
     def progress(message: str) -> None:
         print(f"mlnb build: {message}", file=sys.stderr, flush=True)
@@ -81,11 +81,11 @@ def _store_of_tag(tag: str, args: argparse.Namespace) -> str | None:
 
 
 def _known_bento(tag: str) -> str:
-    from mlnb.build import bento
+    from mlnb.bento import bentoml_store
     from mlnb.errors import UnknownBentoError
 
-    if bento.bento_exists(tag):
-        return str(bento.bento_tag(tag))
+    if bentoml_store.bento_exists(tag):
+        return str(bentoml_store.bento_tag(tag))
     raise UnknownBentoError(
         f"no Bento {tag!r} in the BentoML store, and no such notebook",
         fix="list Bentos with `bentoml list`, or pass the notebook to build and serve it",

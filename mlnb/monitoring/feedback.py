@@ -11,8 +11,8 @@ training MAE times ``1 + margin``) over at least ``min_labels`` labels, an alert
 posted to the webhook, once; it clears when the figure is back. Every label is also logged to
 ``<folder>/feedback/`` (Arrow IPC segments, :data:`FEEDBACK_SCHEMA`) by a thread of its own.
 
-The log and the offline figures (:func:`read_feedback`, :func:`live_metrics`, for ``mlnb
-monitor``) are :mod:`mlnb.monitoring.feedback_log`'s, importable from here too.
+The log is :mod:`mlnb.monitoring.feedback_log`'s; the same figures computed offline from it
+(``mlnb monitor``) are :mod:`mlnb.reporting.feedback_log`'s.
 
 Settings: ``$MLNB_FEEDBACK_WINDOW`` (default 500), ``$MLNB_ACCURACY_MARGIN`` (0.05),
 ``$MLNB_FEEDBACK_MIN_LABELS`` (50), ``$MLNB_ALERT_WEBHOOK``, ``$MLNB_LOG_ROTATE_SECONDS``.
@@ -44,9 +44,7 @@ from mlnb.monitoring.feedback_log import (
     env_number,
     label_text,
     label_value,
-    live_metrics,
     prediction_values,
-    read_feedback,
     same_class,
     training_metric,
 )
@@ -61,8 +59,6 @@ __all__ = [
     "MAX_REMEMBERED_ROWS",
     "FeedbackBook",
     "FeedbackMetrics",
-    "live_metrics",
-    "read_feedback",
 ]
 
 logger = logging.getLogger("mlnb.monitoring")
@@ -297,8 +293,8 @@ class FeedbackBook:
         Returns ``{"accepted": n, "matched": {version: n}, "unmatched": n, "repeated": n}``:
         ``matched`` counts the labels joined to each version's answer, ``unmatched`` those no
         version here answered (forgotten, answered by another worker, or a wrong id; the log
-        keeps them for :func:`live_metrics`), ``repeated`` labels of rows labelled before
-        (logged, not counted again).
+        keeps them for :func:`mlnb.reporting.feedback_log.live_metrics`), ``repeated`` labels
+        of rows labelled before (logged, not counted again).
         """
         self._log.put(time.time(), items)
         with self._lock:

@@ -218,7 +218,7 @@ class ServiceSpec:
 
     def monitor_folder(self) -> Path:
         """Where this worker logs, absolute: ``$MLNB_MONITOR_DIR`` (a release's version in
-        its role's folder under it), else the spec's folder, which :mod:`mlnb.build` writes
+        its role's folder under it), else the spec's folder, which :mod:`mlnb.bento` writes
         relative (``mlnb-monitoring/<name>/<version>``: under :func:`serving_folder`; an older
         Bento's is an absolute folder of the machine that built it)."""
         role = self.data.get("release_role")

@@ -32,7 +32,7 @@ from mlnb.monitoring.records import (
     REQUEST,
     TIME,
 )
-from mlnb.monitoring.reference import reference_problem
+from mlnb.reporting.reference import reference_problem
 
 MAX_REFERENCE_BYTES = 64 * 1024 * 1024
 MAX_REFERENCE_DEPTH = 32  # the service writes 5 levels (features, a feature, its bins, ...)

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from mlnb.monitoring.charts import lines_over_time, paired_bars, top_series
 from mlnb.monitoring.drift import (
     DEFAULT_PSI_THRESHOLD,
     by_psi,
     numeric_bin_counts,
 )
-from mlnb.monitoring.logs import MonitorFolder
-from mlnb.monitoring.summary import MonitorSummary
+from mlnb.reporting.charts import lines_over_time, paired_bars, top_series
+from mlnb.reporting.logs import MonitorFolder
+from mlnb.reporting.summary import MonitorSummary
 from mlnb.templating import render
 
 TEMPLATE = "monitor_report.html.j2"

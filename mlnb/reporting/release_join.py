@@ -32,7 +32,7 @@ import pyarrow.ipc as ipc
 
 from mlnb.monitoring.feedback_log import DEFAULT_WINDOW
 from mlnb.monitoring.records import PREDICTION, REQUEST
-from mlnb.monitoring.release_traffic import SAMPLE_SIZE, BoundedSample
+from mlnb.reporting.release_traffic import SAMPLE_SIZE, BoundedSample
 
 ROW = "row"
 KEYS = [REQUEST, ROW]

@@ -3,7 +3,7 @@ report with inline SVG charts.
 
 Every name in it (features, classes, request ids, who switched and why) comes from the logs,
 so from the requests: the template is rendered with autoescape and the charts escape their
-labels themselves (:mod:`mlnb.monitoring.release_charts`).
+labels themselves (:mod:`mlnb.reporting.release_charts`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from mlnb.monitoring.release_charts import grouped_bars, switch_timeline
-from mlnb.monitoring.release_summary import ReleaseSummary, VersionSummary
-from mlnb.monitoring.release_traffic import VERSIONS, RoleTraffic
+from mlnb.reporting.release_charts import grouped_bars, switch_timeline
+from mlnb.reporting.release_summary import ReleaseSummary, VersionSummary
+from mlnb.reporting.release_traffic import VERSIONS, RoleTraffic
 from mlnb.templating import render
 
 TEMPLATE = "release_report.html.j2"

@@ -13,8 +13,8 @@ import math
 from collections.abc import Iterator
 from typing import IO, Any
 
-from mlnb.monitoring.logs import MonitorFolder
 from mlnb.monitoring.records import PREDICTIONS_LOG, REQUEST, TIME
+from mlnb.reporting.logs import MonitorFolder
 
 FORMATS = ("jsonl",)
 

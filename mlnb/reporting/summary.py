@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlnb.monitoring.alerts import DEFAULT_WINDOW
-from mlnb.monitoring.contract_summary import ContractSummary, ContractTally
 from mlnb.monitoring.drift import (
     DEFAULT_PSI_THRESHOLD,
     MIN_ROWS,
@@ -30,7 +29,6 @@ from mlnb.monitoring.drift import (
     numeric_bin_counts,
     score,
 )
-from mlnb.monitoring.logs import MonitorFolder
 from mlnb.monitoring.records import (
     PREDICTION,
     REJECTIONS_LOG,
@@ -39,6 +37,8 @@ from mlnb.monitoring.records import (
     drift_profile,
     log_column,
 )
+from mlnb.reporting.contract_summary import ContractSummary, ContractTally
+from mlnb.reporting.logs import MonitorFolder
 
 PERIODS = 12
 TIME_SAMPLE = 100_000

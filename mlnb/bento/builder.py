@@ -1,6 +1,6 @@
 """``mlnb build``: from a run to a versioned Bento, in the order a reader would check it.
 
-1. Collect the run (:mod:`mlnb.build.inputs`) and the serve code (:mod:`.servecode`); refuse
+1. Collect the run (:mod:`mlnb.bento.inputs`) and the serve code (:mod:`.servecode`); refuse
    a notebook whose cells hold a credential (:mod:`.secrets`: the Bento carries them all,
    in its code or its report) and serve code with side effects (:mod:`.sideeffects`, unless
    ``allow_side_effects``), before any run when possible.
@@ -30,8 +30,8 @@ from typing import Any
 
 import pandas as pd
 
-from mlnb.build import (
-    bento,
+from mlnb.bento import (
+    bentoml_store,
     explaining,
     folder,
     lineage,
@@ -42,15 +42,15 @@ from mlnb.build import (
     secrets,
     version,
 )
-from mlnb.build.context import serve_contract, service_context, service_spec
-from mlnb.build.format import choose_format
-from mlnb.build.inputs import BuildInputs, collect
-from mlnb.build.onnx_convert import task_of
-from mlnb.build.servecode import ServeCode, extract_serve_code
-from mlnb.build.sideeffects import check_no_side_effects
+from mlnb.bento.context import serve_contract, service_context, service_spec
+from mlnb.bento.format import choose_format
+from mlnb.bento.inputs import BuildInputs, collect
+from mlnb.bento.onnx_convert import task_of
+from mlnb.bento.reference import prediction_profile
+from mlnb.bento.servecode import ServeCode, extract_serve_code
+from mlnb.bento.sideeffects import check_no_side_effects
 from mlnb.cell_numbers import cell_label
 from mlnb.errors import CellRef, RequestRejected, ServeCodeError
-from mlnb.monitoring.reference import prediction_profile
 from mlnb.notebook import read_notebook
 from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.serving.answer import Predictor, ServeOutputError
@@ -106,7 +106,7 @@ def build(
     progress: Progress = lambda message: None,
 ) -> BuildResult:
     """Build the run's Bento; see the module docstring for the steps."""
-    bento.quiet_bentoml()
+    bentoml_store.quiet_bentoml()
     if Path(notebook).is_file():
         precheck(notebook, allow_side_effects=allow_side_effects)
     inputs = collect(notebook, run_id=run_id, store=store, progress=progress)
@@ -222,16 +222,16 @@ def build(
         "native_reason": reason,
     }
     metadata = {key: value for key, value in metadata.items() if value is not None}
-    if bento.store_model(model_tag, files, labels=labels, metadata=metadata):
+    if bentoml_store.store_model(model_tag, files, labels=labels, metadata=metadata):
         progress(f"model {model_tag} stored")
     else:
         progress(f"model {model_tag} exists already")
-    created = bento.build_bento(build_dir, name, bento_version)
+    created = bentoml_store.build_bento(build_dir, name, bento_version)
     reused_from = None
     if created:
         progress(f"bento {tag} built")
     else:
-        existing = bento.stored_lineage(tag)
+        existing = bentoml_store.stored_lineage(tag)
         reused_from = existing.run
         progress(f"reused the existing Bento {tag} ({existing.describe()}; same content)")
     if not any(b.get("bento") == tag for b in inputs.run.get("builds") or []):

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from mlnb.build import onnx_convert
-from mlnb.build.agreement import check_agreement
-from mlnb.build.onnx_convert import NotConvertible
-from mlnb.build.servecode import ServeCode
+from mlnb.bento import onnx_convert
+from mlnb.bento.agreement import check_agreement
+from mlnb.bento.onnx_convert import NotConvertible
+from mlnb.bento.servecode import ServeCode
 from mlnb.serving.answer import Predictor
 from mlnb.serving.onnx_model import CLASSIFIER_MEMBERS, REGRESSOR_MEMBERS, OnnxModel
 from mlnb.serving.schema import RequestSchema

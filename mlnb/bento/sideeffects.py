@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from mlnb.analysis import python_source
-from mlnb.build.servecode import Block, ServeCode
+from mlnb.bento.servecode import Block, ServeCode
 from mlnb.errors import CellRef, SideEffectInServeCodeError
 
 RUNS = "runs a command"

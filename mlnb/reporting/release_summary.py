@@ -5,9 +5,9 @@ A release folder ``R`` (written by the release service, see ``mlnb release``) ho
 ``release.json``, ``routing.json``, ``switches.jsonl``, the ``traffic/`` and ``feedback/``
 logs, and one ordinary monitoring folder per version (``R/primary``, ``R/candidate``), each
 with the ``reference.json`` of its own Bento, so each version's drift is scored against its
-own training profile by :func:`mlnb.monitoring.summary.summarise`. Every log is read a chunk
-at a time (:mod:`mlnb.monitoring.logs`); the row-by-row comparisons go through partition
-files (:mod:`mlnb.monitoring.release_join`). What cannot be read (a missing file, a damaged
+own training profile by :func:`mlnb.reporting.summary.summarise`. Every log is read a chunk
+at a time (:mod:`mlnb.reporting.logs`); the row-by-row comparisons go through partition
+files (:mod:`mlnb.reporting.release_join`). What cannot be read (a missing file, a damaged
 segment, rows with bad values) is counted in ``problems``, never raised: only a folder
 without ``release.json`` is refused.
 """
@@ -36,10 +36,10 @@ from mlnb.monitoring.feedback_log import (
     breaches,
     training_metric,
 )
-from mlnb.monitoring.logs import MonitorFolder, MonitorLogError, open_monitor_folder
-from mlnb.monitoring.paths import RELEASE_FILE
 from mlnb.monitoring.records import PREDICTION, REFERENCE_FILE, REQUEST
-from mlnb.monitoring.release_join import (
+from mlnb.reporting.logs import MonitorFolder, MonitorLogError, open_monitor_folder
+from mlnb.reporting.paths import RELEASE_FILE
+from mlnb.reporting.release_join import (
     FEEDBACK_COLUMNS,
     FEEDBACK_LOG,
     PARTITION_ROWS,
@@ -50,7 +50,7 @@ from mlnb.monitoring.release_join import (
     VersionRows,
     join_release,
 )
-from mlnb.monitoring.release_traffic import (
+from mlnb.reporting.release_traffic import (
     ROLES,
     SAMPLE_SIZE,
     TRAFFIC_COLUMNS,
@@ -60,7 +60,7 @@ from mlnb.monitoring.release_traffic import (
     RoleTraffic,
     TrafficTally,
 )
-from mlnb.monitoring.summary import MonitorSummary, summarise
+from mlnb.reporting.summary import MonitorSummary, summarise
 
 ROUTING_FILE = "routing.json"
 SWITCHES_FILE = "switches.jsonl"

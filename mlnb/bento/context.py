@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mlnb import __version__
-from mlnb.build import version
-from mlnb.build.inputs import BuildInputs, Progress
-from mlnb.build.localmods import FOLDER
-from mlnb.build.modelfile import MODEL_FILES
-from mlnb.build.servecode import ServeCode
+from mlnb.bento import version
+from mlnb.bento.inputs import BuildInputs, Progress
+from mlnb.bento.localmods import FOLDER
+from mlnb.bento.modelfile import MODEL_FILES
+from mlnb.bento.servecode import ServeCode
 from mlnb.cell_numbers import cell_ranges
 from mlnb.serving.schema import RequestSchema
 
@@ -110,10 +110,10 @@ def service_spec(
 ) -> dict[str, Any]:
     """mlnb_service.json: what the service reads at start-up (:class:`ServiceSpec`);
     ``contract`` is :func:`serve_contract`'s, ``build`` the Bento's lineage
-    (:func:`mlnb.build.lineage.build_info`), ``example`` a training row as a client sends it
+    (:func:`mlnb.bento.lineage.build_info`), ``example`` a training row as a client sends it
     (the OpenAPI page's example). It names no folder of the build machine: the notebook is
     relative to the project, the monitoring folder relative to the serving process."""
-    from mlnb.monitoring.paths import relative_monitor_folder
+    from mlnb.reporting.paths import relative_monitor_folder
 
     classes = getattr(native, "classes_", None)
     return {

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlnb.build.folder import runtime_files
+from mlnb.bento.folder import runtime_files
 
 LENGTH = 12
 

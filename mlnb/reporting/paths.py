@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlnb.monitoring.logs import MonitorLogError
 from mlnb.monitoring.records import REFERENCE_FILE
+from mlnb.reporting.logs import MonitorLogError
 
 MONITOR_DIR_ENV = "MLNB_MONITOR_DIR"
 RELEASE_FILE = "release.json"  # a release's folder holds it (and one folder per version)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mlnb import __version__
-from mlnb.build import bento, render, version
-from mlnb.build.folder import build_folder, write_build_dir
+from mlnb.bento import bentoml_store, render, version
+from mlnb.bento.folder import build_folder, write_build_dir
 from mlnb.errors import ReleaseError as ReleaseError  # re-exported: it lived here
 
 RELEASE_TEMPLATE = "release_service.py.j2"
@@ -148,10 +148,10 @@ def build_release(
     templates: str | None = None,
 ) -> dict[str, Any]:
     """Build the release Bento; what was built (tag, folders, settings)."""
-    from mlnb.monitoring.paths import default_monitor_folder, relative_monitor_folder
+    from mlnb.reporting.paths import default_monitor_folder, relative_monitor_folder
     from mlnb.serving import release_rules
 
-    bento.quiet_bentoml()
+    bentoml_store.quiet_bentoml()
     if options.mode not in MODES:
         raise ReleaseError(f"no release mode {options.mode!r}", fix="--shadow or --canary")
     if options.mode == "canary" and (options.percent is None or not 0 < options.percent < 100):
@@ -265,7 +265,7 @@ def build_release(
     build_dir = build_folder(store_root, name, release_version)
     write_build_dir(build_dir, rendered, copied)
     progress(f"release folder {build_dir}")
-    created = bento.build_bento(build_dir, name, release_version)
+    created = bentoml_store.build_bento(build_dir, name, release_version)
     progress(f"release {tag} {'built' if created else 'exists already (same settings): reused'}")
     return {
         "release": tag,

@@ -4,7 +4,7 @@ timeline of the switches between them.
 Labels are written whole, on lines of their own above their bars (wrapped when long), so
 feature names and classes are never cut and never overlap, and a chart scales down with its
 ``viewBox`` in a narrow window. Every label and title is escaped here, as in
-:mod:`mlnb.monitoring.charts`.
+:mod:`mlnb.reporting.charts`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from mlnb.monitoring.charts import ALERT_COLOUR, PALETTE
+from mlnb.reporting.charts import ALERT_COLOUR, PALETTE
 
 VERSION_COLOURS = {"primary": PALETTE[0], "candidate": PALETTE[1]}
 CANARY_COLOUR = "#8e44ad"  # both versions answer, by the canary share
