@@ -1,5 +1,5 @@
 /**
- * The JSON the server extension sends (see mlnb/server/handlers.py and CONTRACTS.md).
+ * The JSON the server extension sends (see mlnb/server/handlers.py and mlnb/server/service.py).
  * Types only: nothing here runs.
  *
  * Cells are 0-based indexes under explicit keys (`cell_index`, `cell_indexes`, ...); the older

@@ -150,12 +150,6 @@ def stored_lineage(tag: str) -> StoredLineage:
     return StoredLineage(run, created.date().isoformat() if created is not None else None)
 
 
-def bento_path(tag: str) -> Path:
-    import bentoml
-
-    return Path(bentoml.bentos.get(tag).path)
-
-
 def bento_tag(tag: str) -> str:
     """The full ``name:version`` of a tag that may omit the version (the latest)."""
     stored = _stored(tag)

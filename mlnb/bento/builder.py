@@ -62,7 +62,6 @@ Progress = Callable[[str], None]
 AGREEMENT_ROWS = 1000
 PROFILE_ROWS = 1000  # training rows answered for the prediction reference
 EXAMPLE_CANDIDATES = 50  # training rows looked at for the OpenAPI page's example
-DEFAULT_TIMEOUT_S = 10
 
 
 @dataclass

@@ -256,11 +256,6 @@ def _parts(model: Any) -> list[Any]:
     return found
 
 
-def _input_names(columns: list[str]) -> list[str]:
-    """ONNX input names: the column names, which a ColumnTransformer's converter looks up."""
-    return [str(column) for column in columns]
-
-
 def _class_name(model: Any) -> str:
     cls = type(model)
     return f"{cls.__module__}.{cls.__qualname__}"

@@ -6,8 +6,9 @@ give a YAML mapping whose values are typed values; ``-p NAME VALUE`` is typed by
 files, then YAML, then ``-p``, then ``-r``. A value that starts with ``-`` (``-x``,
 ``--flag``) cannot follow ``-p NAME`` or ``-r NAME`` (argparse reads it as an option), so the
 front ends (the REST API, the panel) pass every value through ``-y``
-(:func:`yaml_arguments`). YAML is read with ``yaml.safe_load`` rules, dates kept as strings
-(papermill's ``NoDatesSafeLoader``), within a size, depth and item limit.
+(:func:`mlnb.run_arguments.yaml_arguments`, re-exported here). YAML is read with
+``yaml.safe_load`` rules, dates kept as strings (papermill's ``NoDatesSafeLoader``), within a
+size, depth and item limit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mlnb import bounded_json
 from mlnb.cell_numbers import cell_label
 from mlnb.errors import InputLimitError, UnknownParameterError
 from mlnb.pipeline import Pipeline
+from mlnb.run_arguments import yaml_arguments as yaml_arguments  # re-exported: its one home
 
 MAX_YAML_BYTES = 1024 * 1024
 MAX_YAML_DEPTH = 32
@@ -209,21 +211,6 @@ def yaml_parameters(text: str, what: str = "-y") -> dict[str, Any]:
                 "lists or mappings as values",
             )
     return loaded
-
-
-def yaml_arguments(values: Mapping[str, Any]) -> list[str]:
-    """``-y YAML`` for ``mlnb run`` giving ``values`` exactly (none: no argument).
-
-    The front ends pass values this way, not as ``-p``/``-r NAME VALUE``: argparse would read
-    a value such as ``-x`` as an option. YAML, not JSON: PyYAML reads JSON's ``1e+20`` as a
-    string, while it writes ``1.0e+20``; strings that read as other things are quoted.
-    """
-    if not values:
-        return []
-    text = _yaml().safe_dump(
-        dict(values), default_flow_style=True, sort_keys=False, allow_unicode=True, width=2**31
-    )
-    return ["-y", text.strip()]
 
 
 def _not_plain(value: Any) -> str | None:
