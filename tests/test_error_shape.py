@@ -289,7 +289,7 @@ def test_a_served_model_answers_its_failures_in_its_shape() -> None:
     )
     status, body = handler.handle(b"{not json")
     assert status == 400 and body["error"] == "bad-json" and body["fix"]
-    assert http._method_not_allowed("GET") == {
+    assert errors.error_response(http.method_not_allowed("GET"))[1] == {
         "error": "method-not-allowed",
         "message": "/predict takes POST, not GET",
         "row": None,

@@ -43,6 +43,7 @@ from mlnb.serving.http import (
     content_length,
     default_body_timeout,
     read_body,
+    send_error,
     send_json,
 )
 
@@ -357,32 +358,17 @@ class FeedbackMiddleware:
         elif scope["path"] == self.path:
             await self._feedback(scope, receive, send)
         elif scope["path"].startswith(self.under):
-            shown = scope["path"][:80]
-            await send_json(
-                send,
-                404,
-                _error(
-                    "not-found",
-                    f"no route {shown!r}: labels go to POST {self.path}",
-                    f"POST to {self.path}",
-                ),
-            )
+            await send_error(send, self._not_found(scope["path"]))
         else:
             await self.app(scope, receive, send)
 
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
-            message = f"{self.path} takes POST, not {scope['method'][:16]}"
-            await send_json(
-                send,
-                405,
-                _error("method-not-allowed", message, f"POST {_FORMS}"),
-                ((b"allow", b"POST"),),
-            )
+            await send_error(send, self._not_allowed(scope["method"]), _ALLOW_POST)
             return
         book = self._book()
         if book is None:
-            await send_json(send, 503, self._unavailable())
+            await send_error(send, self._unavailable())
             return
         body = await self._body(scope, receive, send)
         if body is None:
@@ -393,19 +379,11 @@ class FeedbackMiddleware:
             else:
                 answer = _take(book, body)
         except FeedbackRejected as rejection:
-            await send_json(send, rejection.status, rejection.to_json())
+            await send_error(send, rejection)
             return
         except Exception as exc:
             log.exception("mlnb: recording labels failed")
-            await send_json(
-                send,
-                500,
-                _error(
-                    "feedback-failed",
-                    f"the labels could not be recorded: {type(exc).__name__}",
-                    "send them again; the service's log has the details",
-                ),
-            )
+            await send_error(send, _not_recorded(exc))
             return
         await send_json(send, 200, answer)
 
@@ -416,27 +394,44 @@ class FeedbackMiddleware:
             self.book = self.slot.book
         return self.book
 
-    def _unavailable(self) -> dict[str, Any]:
+    def _unavailable(self) -> FeedbackRejected:
+        """The 503 of a route that takes no labels (yet, or in this worker)."""
         if not self.monitoring:
-            return _error(
+            return _refused(
                 "feedback-off",
                 f"labels are not taken: the service runs with {MONITORING_ENV}=off",
                 f"start the service without {MONITORING_ENV}=off to take labels",
             )
         if self.slot is not None and self.slot.off:
-            return _error(
+            return _refused(
                 "feedback-off",
                 f"labels are not taken: {self.slot.off}",
                 "restart the service once its monitoring folder can be written",
             )
-        return _error("not-ready", "the service has not started yet", "retry in a moment")
+        return _refused("not-ready", "the service has not started yet", "retry in a moment")
+
+    def _not_found(self, path: str) -> FeedbackRejected:
+        return _refused(
+            "not-found",
+            f"no route {path[:80]!r}: labels go to POST {self.path}",
+            f"POST to {self.path}",
+            status=404,
+        )
+
+    def _not_allowed(self, method: str) -> FeedbackRejected:
+        return _refused(
+            "method-not-allowed",
+            f"{self.path} takes POST, not {method[:16]}",
+            f"POST {_FORMS}",
+            status=405,
+        )
 
     async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         """The whole body, or None when an error was answered instead."""
         limit = self.max_body_bytes
         declared = content_length(scope)
         if declared is not None and declared > limit:
-            await send_json(send, 413, too_large(declared, limit).to_json())
+            await send_error(send, too_large(declared, limit))
             return None
         outcome, body, size = await read_body(receive, self.deadlines, limit)
         if outcome == "timeout":
@@ -446,12 +441,10 @@ class FeedbackMiddleware:
                 status=408,
                 fix="send the whole body at once, as long as its Content-Length says",
             )
-            await send_json(send, 408, rejection.to_json(), ((b"connection", b"close"),))
+            await send_error(send, rejection, _CLOSE)
             return None
         if outcome == "too-large":
-            await send_json(
-                send, 413, too_large(size, limit).to_json(), ((b"connection", b"close"),)
-            )
+            await send_error(send, too_large(size, limit), _CLOSE)
             return None
         if outcome == "gone":  # the client went away
             return None
@@ -462,12 +455,20 @@ def _take(book: Book, body: bytes) -> dict[str, Any]:
     return book.receive(parse_feedback(body, numeric=book.task == "regression"))
 
 
-def _error(reason: str, message: str, fix: str) -> dict[str, Any]:
-    return {
-        "error": reason,
-        "message": message,
-        "row": None,
-        "field": None,
-        "fix": fix,
-        "item": None,
-    }
+def _refused(reason: str, message: str, fix: str, *, status: int = 503) -> FeedbackRejected:
+    """An answer of the route itself (not of a body's labels), in the labels' error shape."""
+    return FeedbackRejected(message, reason=reason, status=status, fix=fix)
+
+
+def _not_recorded(exc: Exception) -> FeedbackRejected:
+    """The 500 of labels read but not recorded: the exception's type, never its text."""
+    return _refused(
+        "feedback-failed",
+        f"the labels could not be recorded: {type(exc).__name__}",
+        "send them again; the service's log has the details",
+        status=500,
+    )
+
+
+_ALLOW_POST = ((b"allow", b"POST"),)
+_CLOSE = ((b"connection", b"close"),)

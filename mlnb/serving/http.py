@@ -177,7 +177,7 @@ class PredictApp:
         if scope["type"] != "http":
             return
         if scope["method"] != "POST":
-            await send_error(send, _not_allowed(scope["method"], scope["path"]), _ALLOW_POST)
+            await send_error(send, method_not_allowed(scope["method"], scope["path"]), _ALLOW_POST)
             return
         limit = self.handler.max_body_bytes
         declared = content_length(scope)
@@ -397,7 +397,7 @@ class PredictMiddleware:
             await self.app(scope, receive, send)
         elif scope["path"] == self.path:
             if scope["method"] != "POST":
-                await send_error(send, _not_allowed(scope["method"], self.path), _ALLOW_POST)
+                await send_error(send, method_not_allowed(scope["method"], self.path), _ALLOW_POST)
                 return
             predict = self.predict or self._from_slot()
             if predict is None:
@@ -422,7 +422,8 @@ def _not_ready() -> RequestRejected:
     )
 
 
-def _not_allowed(method: str, path: str = "/predict") -> RequestRejected:
+def method_not_allowed(method: str, path: str = "/predict") -> RequestRejected:
+    """The 405 of a route that takes POST only (a release's ``/predict`` sends it too)."""
     shown = path if len(path) <= 80 else path[:77] + "..."
     return RequestRejected(
         f"{shown} takes POST, not {method[:16]}",
@@ -430,11 +431,6 @@ def _not_allowed(method: str, path: str = "/predict") -> RequestRejected:
         status=405,
         fix='POST a JSON object {"rows": [...]}',
     )
-
-
-def _method_not_allowed(method: str, path: str = "/predict") -> dict[str, Any]:
-    """The 405 answer's body (mlnb.serving.release sends it)."""
-    return error_response(_not_allowed(method, path))[1]
 
 
 def _not_found(path: str, predict: str) -> RequestRejected:

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 from pydantic_core import from_json
 
-from mlnb.errors import RequestRejected
+from mlnb.errors import RequestRejected, error_response
 from mlnb.serving import release_rules, release_state
 from mlnb.serving.http import (
     BATCH_IDS_HEADER,
@@ -51,11 +51,11 @@ from mlnb.serving.http import (
     Receive,
     Scope,
     Send,
-    _method_not_allowed,
     answer_headers,
     encode,
+    method_not_allowed,
     request_id_of,
-    send_json,
+    send_error,
 )
 
 log = logging.getLogger("mlnb.serving")
@@ -254,7 +254,8 @@ class Release:
         try:
             decoded = self.primary.decode(body)
         except RequestRejected as rejection:
-            return rejection.status, encode(rejection.to_json()), answer_headers(request_id, 0)
+            status, answer = error_response(rejection)
+            return status, encode(answer), answer_headers(request_id, 0)
         routing = self.routing.current()
         if self._to_candidate(routing, decoded):
             answered = await self._candidate_answers(body, request_id)
@@ -743,21 +744,13 @@ class ReleaseMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
-            await send_json(send, 405, _method_not_allowed(scope["method"], self.path))
+            await send_error(send, method_not_allowed(scope["method"], self.path))
             return
         if self._app is None and self.slot.release is not None:
             self._app = ReleaseApp(self.slot.release)
         if self._app is None:
-            await send_json(
-                send,
-                503,
-                {
-                    "error": "not-ready",
-                    "message": "the release is starting",
-                    "row": None,
-                    "field": None,
-                },
-            )
+            starting = RequestRejected("the release is starting", reason="not-ready", status=503)
+            await send_error(send, starting)
             return
         await self._app(scope, receive, send)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from mlnb.errors import RequestRejected
+from mlnb.errors import RequestRejected, error_response
 from mlnb.serving.http import DEFAULT_MAX_BODY_BYTES, PredictHandler
 from mlnb.serving.info import BUILD_KEYS, ServiceInfo
 from mlnb.serving.schema import RequestSchema
@@ -353,4 +353,5 @@ def api_answer(handler: PredictHandler, rows: Any) -> Any:
     except RequestRejected as rejection:
         from starlette.responses import JSONResponse
 
-        return JSONResponse(rejection.to_json(), status_code=rejection.status)
+        status, body = error_response(rejection)
+        return JSONResponse(body, status_code=status)
