@@ -123,7 +123,7 @@ class MlnbMagics(Magics):
         display(self.panel.widget)
 
     def _status(self, args: list[str]) -> None:
-        from mlnb.cli.inspect import render_table
+        from mlnb.pipeline_table import render_table
         from mlnb.pipeline import load_pipeline
 
         path = kernel_notebook(self.shell, args[0] if args else None)

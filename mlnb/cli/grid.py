@@ -16,6 +16,7 @@ from mlnb.cli.child import run_in_child
 from mlnb.grid import load_grid
 from mlnb.pipeline import load_pipeline
 from mlnb.run.params import yaml_arguments
+from mlnb.text_table import format_number, text_table
 
 
 def run_grid(args: argparse.Namespace) -> int:
@@ -71,7 +72,7 @@ def _run_point(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str
 
 def point_failure(row: dict[str, Any]) -> str:
     """Why one point of the grid failed, with the cell's own error name and message."""
-    from mlnb.cli.run import failure_message
+    from mlnb.run.failure import failure_message
 
     point = ", ".join(f"{k}={v!r}" for k, v in row["parameters"].items())
     error = row.get("error")
@@ -89,19 +90,10 @@ def render_summary(rows: list[dict[str, Any]], names: list[str]) -> str:
         table.append(
             [
                 *(str(row["parameters"].get(n, "")) for n in names),
-                *(_fmt(row.get("metrics", {}).get(m)) for m in metrics),
+                *(format_number(row.get("metrics", {}).get(m)) for m in metrics),
                 str(row.get("status")),
                 str(row.get("run_id") or "-"),
                 str(row.get("cached_stages", "-")),
             ]
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
-    )
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
+    return "\n".join(text_table(table))

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlnb.text_table import text_table
+
 if TYPE_CHECKING:
     from mlnb.reporting.summary import MonitorSummary
 
@@ -145,13 +147,13 @@ def render_text(summary: MonitorSummary, folder: str) -> str:
         lines.append("no drift scores: no feature profile in the reference")
         return "\n".join(lines)
     lines.append(f"drift over the last {summary.window_rows} rows:")
-    width = max(len("feature"), *(len(d.feature) for d in summary.drift))
-    lines.append(f"  {'feature'.ljust(width)}  {'PSI':>7}  {'KS':>6}")
+    rows = [("feature", "PSI", "KS", "")]
     for drift in by_psi(summary.drift):
         psi = "n/a" if drift.psi is None else f"{drift.psi:.3f}"
         ks = "" if drift.ks is None else f"{drift.ks:.3f}"
-        flag = f"  DRIFTED (PSI > {drift.threshold})" if drift.drifted else ""
-        lines.append(f"  {drift.feature.ljust(width)}  {psi:>7}  {ks:>6}{flag}")
+        flag = f"DRIFTED (PSI > {drift.threshold})" if drift.drifted else ""
+        rows.append((drift.feature, psi, ks, flag))
+    lines.extend(text_table(rows, indent="  ", right=(1, 2), min_widths=(0, 7, 6)))
     drifted = ", ".join(summary.drifted_features) or "none"
     lines.append(f"drifted features: {drifted}")
     for problem in summary.unreadable_segments:
@@ -176,9 +178,8 @@ def contract_lines(summary: MonitorSummary) -> list[str]:
         for rule, count in rules.items()
         if count
     ]
-    width = max((len(feature) for feature, _, _ in found), default=0)
-    for feature, rule, count in found:
-        lines.append(f"  {feature.ljust(width)}  {rule:<10}  {count:>7}")
+    rows = [(feature, rule, str(count)) for feature, rule, count in found]
+    lines.extend(text_table(rows, indent="  ", right=(2,), min_widths=(0, 10, 7)))
     for alert in contract.alerting:
         lines.append(
             f"  ALERT: {alert['feature']} breaks its {alert['rule']} rule in the newest window"

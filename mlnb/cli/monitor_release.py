@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from mlnb.text_table import text_table
 
 if TYPE_CHECKING:
     from mlnb.reporting.release_summary import ReleaseSummary
@@ -62,7 +63,8 @@ def render_release_text(summary: ReleaseSummary) -> str:
         if routing.get("switch") is not None:
             when += f" (switch {routing.get('switch')})"
     lines.append(when)
-    lines.extend(_table([("", "primary", "candidate"), *comparison_rows(summary)]))
+    comparison = [("", "primary", "candidate"), *comparison_rows(summary)]
+    lines.extend(text_table(comparison, indent="  ", wrap=CELL_WIDTH))
     lines.extend(f"ALERT {line}" for line in alert_lines(summary))
     lines.extend(_agreement_lines(summary))
     share = summary.candidate_share
@@ -82,19 +84,6 @@ def render_release_text(summary: ReleaseSummary) -> str:
     for problem in summary.problems:
         lines.append(f"warning: {problem}")
     return "\n".join(lines)
-
-
-def _table(rows: list[tuple[str, str, str]]) -> list[str]:
-    cells = [[textwrap.wrap(c, CELL_WIDTH) or [""] for c in row] for row in rows]
-    widths = [max(len(line) for row in cells for line in row[k]) for k in range(3)]
-    lines = []
-    for row in cells:
-        for i in range(max(len(c) for c in row)):
-            parts = [
-                (c[i] if i < len(c) else "").ljust(w) for c, w in zip(row, widths, strict=True)
-            ]
-            lines.append("  " + "  ".join(parts).rstrip())
-    return lines
 
 
 def _agreement_lines(summary: ReleaseSummary) -> list[str]:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from mlnb.inspection import UNTAGGED
+from mlnb.run.failure import failure_message
+from mlnb.text_table import format_number, text_table
 
 HELP = "run a notebook's pipeline in a fresh kernel, reusing unchanged stages"
 
@@ -137,7 +139,7 @@ def summary(record: dict[str, Any]) -> str:
     lines = [line]
     if record.get("metrics"):
         lines.append(
-            "metrics: " + ", ".join(f"{k}={_number(v)}" for k, v in record["metrics"].items())
+            "metrics: " + ", ".join(f"{k}={format_number(v)}" for k, v in record["metrics"].items())
         )
     if record.get("executed_notebook"):
         from mlnb.store_finder import relative
@@ -165,24 +167,5 @@ def follow_ups(record: dict[str, Any], notebook: str, store: str | None, cwd: st
             commands.append((f"mlnb build {nb}{extra}", "a BentoML service of this run"))
             commands.append((f"mlnb serve {nb}{extra}", "serve it (builds it if needed)"))
     commands.append((f"mlnb runs --notebook {nb}{extra}", "every run of this notebook"))
-    width = max(len(command) for command, _ in commands)
-    lines = [f"  {command.ljust(width)}  # {why}" for command, why in commands]
-    return "\n".join(["next:", *lines])
-
-
-def failure_message(record: dict[str, Any]) -> str:
-    from mlnb.run.record import error_place
-
-    error = record.get("error") or {}
-    known = error.get("stage") or isinstance(error.get("cell_index", error.get("cell")), int)
-    place = f" in {error_place(error)}" if known else ""
-    if not known and error.get("injected") == "start":
-        place = " before its first stage"
-    message = f"run {record['run_id']} failed{place}: {error.get('ename')}"
-    if error.get("evalue"):
-        message += f": {error['evalue']}"
-    return message
-
-
-def _number(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    rows = [(command, f"# {why}") for command, why in commands]
+    return "\n".join(["next:", *text_table(rows, indent="  ")])

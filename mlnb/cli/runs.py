@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from mlnb.store_finder import FIX_ELSEWHERE
+from mlnb.text_table import format_number, text_table
 
 HELP = "list the recorded runs (newest first), show one, or compare two"
 
@@ -96,19 +97,19 @@ def render_list(records: list[dict[str, Any]]) -> str:
     rows = [("run", "status", "started (UTC)", "seconds", "notebook", "stages", "metrics")]
     for r in records:
         stages = " ".join(f"{s['name']}:{s['status']}" for s in r.get("stages", []))
-        metrics = " ".join(f"{k}={_fmt(v)}" for k, v in (r.get("metrics") or {}).items())
+        metrics = " ".join(f"{k}={format_number(v)}" for k, v in (r.get("metrics") or {}).items())
         rows.append(
             (
                 r["run_id"],
                 r["status"],
                 r["started_at"][:19].replace("T", " "),
-                _fmt(r.get("seconds")),
+                format_number(r.get("seconds")),
                 os.path.basename(r["notebook"]["path"]),
                 stages,
                 metrics,
             )
         )
-    return _table(rows)
+    return "\n".join(text_table(rows))
 
 
 def render_run(r: Mapping[str, Any]) -> str:
@@ -119,18 +120,20 @@ def render_run(r: Mapping[str, Any]) -> str:
         f"run {r['run_id']}: {r['status']}",
         f"notebook: {r['notebook']['path']} (sha256 {r['notebook']['sha256'][:12]})",
         f"started: {r['started_at']}  finished: {r.get('finished_at') or '-'}"
-        f"  seconds: {_fmt(r.get('seconds'))}",
+        f"  seconds: {format_number(r.get('seconds'))}",
         "parameters: " + (", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "-"),
     ]
     rows = [("stage", "kind", "cells", "status", "seconds", "key", "reason")]
     for s in r.get("stages", []):
         key = (s.get("cache_key") or "")[:12]
         cells = cell_ranges(s.get("cell_indexes", s.get("cells")) or ()) or "-"
-        seconds = _fmt(s.get("seconds"))
+        seconds = format_number(s.get("seconds"))
         rows.append((s["name"], s["kind"], cells, s["status"], seconds, key, s.get("reason") or ""))
-    lines.append(_table(rows))
+    lines.extend(text_table(rows))
     if r.get("metrics"):
-        lines.append("metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in r["metrics"].items()))
+        lines.append(
+            "metrics: " + ", ".join(f"{k}={format_number(v)}" for k, v in r["metrics"].items())
+        )
     if r.get("model"):
         m = r["model"]
         lines.append(f"model: {m['variable']} ({m['class']}) from stage {m['stage']}: {m['path']}")
@@ -165,20 +168,7 @@ def render_diff(d: Mapping[str, Any]) -> str:
         lines.append(f"stage {name}: {what}; {v['a']['status']} -> {v['b']['status']}")
     for name, v in d["metrics"].items():
         delta = f" ({v['delta']:+.4g})" if v["delta"] is not None else ""
-        lines.append(f"metric {name}: {_fmt(v['a'])} -> {_fmt(v['b'])}{delta}")
+        lines.append(f"metric {name}: {format_number(v['a'])} -> {format_number(v['b'])}{delta}")
     if len(lines) == 1:
         lines.append("no differences in parameters, stages or metrics")
     return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )

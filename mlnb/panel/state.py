@@ -17,6 +17,7 @@ from mlnb import child_process
 from mlnb.errors import MlnbError
 from mlnb.parameters import Parameter
 from mlnb.pipeline import Pipeline
+from mlnb.text_table import format_number
 
 FIELD_KINDS = ("int", "float", "bool", "str", "choice", "fixed")
 
@@ -134,7 +135,7 @@ def history_rows(runs: Sequence[Mapping[str, Any]], limit: int = 10) -> list[His
     for run in runs[:limit]:
         stages = ", ".join(f"{s.get('name')}: {s.get('status')}" for s in run.get("stages", []))
         metrics = ", ".join(
-            f"{k}={_short_number(v)}" for k, v in (run.get("metrics") or {}).items()
+            f"{k}={format_number(v)}" for k, v in (run.get("metrics") or {}).items()
         )
         bentos = ", ".join(str(b.get("bento")) for b in run.get("builds") or [])
         rows.append(
@@ -373,14 +374,10 @@ def error_text(stderr: str, stdout: str = "") -> str:
     """
     record = child_process.run_record(stdout)
     if record is not None and record.get("error"):
-        from mlnb.cli.run import failure_message
+        from mlnb.run.failure import failure_message
 
         return failure_message(record)
     return stderr.strip() or "the command failed without a message"
-
-
-def _short_number(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 # --- data contracts and global importance (issue 17) ---
@@ -456,8 +453,8 @@ def feature_rows(importance: Mapping[str, Any] | None, limit: int = 10) -> list[
                 str(f.get("feature")),
                 "-"
                 if f.get("mean_abs_contribution") is None
-                else f"{float(f['mean_abs_contribution']):.4g}",
-                "-" if mean is None else f"{float(mean):.4g} ± {float(std or 0.0):.2g}",
+                else format_number(float(f["mean_abs_contribution"])),
+                "-" if mean is None else f"{format_number(float(mean))} ± {float(std or 0.0):.2g}",
                 max(float(f.get(key) or 0.0), 0.0) / scale,
             )
         )
