@@ -42,10 +42,11 @@ from mlnb.bento import (
     secrets,
     version,
 )
-from mlnb.bento.context import serve_contract, service_context, service_spec
+from mlnb.bento.context import plain_classes, serve_contract, service_context, service_spec
 from mlnb.bento.format import choose_format
 from mlnb.bento.inputs import BuildInputs, collect
 from mlnb.bento.onnx_convert import task_of
+from mlnb.bento.plan import BentoPlan
 from mlnb.bento.reference import prediction_profile
 from mlnb.bento.servecode import ServeCode, extract_serve_code
 from mlnb.bento.sideeffects import check_no_side_effects
@@ -105,6 +106,8 @@ def build(
     progress: Progress = lambda message: None,
 ) -> BuildResult:
     """Build the run's Bento; see the module docstring for the steps."""
+    from mlnb.reporting.paths import relative_monitor_folder
+
     bentoml_store.quiet_bentoml()
     if Path(notebook).is_file():
         precheck(notebook, allow_side_effects=allow_side_effects)
@@ -176,7 +179,6 @@ def build(
         explain=explain.section,
         example=example,
     )
-    tag = f"{name}:{bento_version}"
     build_dir = folder.build_folder(inputs.store.root, name, bento_version)
     lineage_info = lineage.build_info(
         inputs.run,
@@ -186,27 +188,36 @@ def build(
         model=native,
     )
     labels = lineage.labels(lineage_info, model_format)
-    context = service_context(
-        inputs, serve, task, native, name, bento_version, model_tag, model_format, reason,
-        requirements, python_version, sorted(local_names), labels,
-    )  # fmt: skip
-    spec = service_spec(
-        inputs, schema, task, native, name, bento_version, model_format, predictions_reference,
-        contract=contract, build=lineage_info, example=example,
-    )  # fmt: skip
-    spec["explain"] = explain.section  # what /explain loads, each file with its sha256
-    service = render.render(render.SERVICE_TEMPLATE, context, templates)
-    bentofile = render.render(render.BENTOFILE_TEMPLATE, context, templates)
-    if SERVE_CODE_FILE[:-3] in service:  # an older service template does not import it
-        render.check_included(bentofile, [SERVE_CODE_FILE])
-    if "explain_handler" in service:  # ... nor serve /explain
-        render.check_included(bentofile, list(explain.files))
-    generated = {
-        "service.py": service,
-        SERVE_CODE_FILE: render.render(render.SERVE_CODE_TEMPLATE, context, templates),
-        "bentofile.yaml": bentofile,
-        "mlnb_service.json": json.dumps(spec, indent=2, allow_nan=False) + "\n",
-    }
+    plan = BentoPlan(
+        run_id=inputs.run_id,
+        notebook=inputs.pipeline.notebook,
+        model_stage=str(inputs.model_record.get("stage") or "train"),
+        model_class=str(inputs.model_record.get("class") or type(native).__name__),
+        loader=loader,
+        training_profile=inputs.training_data.get("profile"),
+        metrics=inputs.run.get("metrics") or {},
+        name=name,
+        version=bento_version,
+        model_tag=model_tag,
+        model_format=model_format,
+        native_reason=reason,
+        task=task,
+        classes=plain_classes(native),
+        schema=schema,
+        serve=serve,
+        requirements=tuple(requirements),
+        python_version=python_version,
+        local_modules=tuple(sorted(local_names)),
+        labels=labels,
+        build=lineage_info,
+        monitor_dir=relative_monitor_folder(name, bento_version),
+        contract=contract,
+        explain=explain.section,
+        prediction_profile=predictions_reference,
+        example=example,
+    )
+    tag = plan.tag
+    generated = _render(plan, templates, explain.files)
     secrets.check_no_credentials(secrets.scan_files(generated), inputs.pipeline.notebook, None)
     report = _run_report(inputs, progress, lineage_info["notebook"])
     folder.write_build_dir(build_dir, {**generated, REPORT_FILE: report, **explain.files}, carried)
@@ -241,13 +252,44 @@ def build(
             entry["reused_from_run"] = reused_from
         inputs.store.add_build(inputs.run_id, entry)
     return BuildResult(
-        tag, model_tag, model_format, inputs.run_id, build_dir, created, reason,
-        choice.agreement, serve.left_out, reused_from, lineage_info,
-    )  # fmt: skip
+        bento=tag,
+        model=model_tag,
+        format=model_format,
+        run_id=inputs.run_id,
+        build_dir=build_dir,
+        created=created,
+        reason=reason,
+        agreement=choice.agreement,
+        left_out=serve.left_out,
+        reused_from_run=reused_from,
+        build=lineage_info,
+    )
 
 
 REPORT_FILE = "report.html"
 SERVE_CODE_FILE = f"{SERVE_CODE_MODULE}.py"  # the notebook's code and the model load
+
+
+def _render(
+    plan: BentoPlan, templates: str | None, explain_files: Mapping[str, bytes]
+) -> dict[str, str]:
+    """The generated files of the build folder: the service, its serve-code module, the
+    bentofile (each rendered from the plan's names) and the spec; a bentofile that leaves
+    out a file the service imports is refused."""
+    context = service_context(plan)
+    service = render.render(render.SERVICE_TEMPLATE, context, templates)
+    bentofile = render.render(render.BENTOFILE_TEMPLATE, context, templates)
+    if SERVE_CODE_FILE[:-3] in service:  # an older service template does not import it
+        render.check_included(bentofile, [SERVE_CODE_FILE])
+    if "explain_handler" in service:  # ... nor serve /explain
+        render.check_included(bentofile, list(explain_files))
+    spec = service_spec(plan)
+    return {
+        "service.py": service,
+        SERVE_CODE_FILE: render.render(render.SERVE_CODE_TEMPLATE, context, templates),
+        "bentofile.yaml": bentofile,
+        "mlnb_service.json": json.dumps(spec, indent=2, allow_nan=False) + "\n",
+    }
 
 
 def _run_report(inputs: BuildInputs, progress: Progress, notebook: str) -> str:

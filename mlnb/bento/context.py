@@ -3,14 +3,16 @@
 ``service_context`` is every name ``service.py.j2``, ``mlnb_serve_code.py.j2`` and
 ``bentofile.yaml.j2`` may use (a template of the older layout, which loaded the model in
 ``service.py``, finds the same names);
-``service_spec`` is ``mlnb_service.json``, which the generated service reads at start-up;
-``serve_contract`` is its ``"contract"``: the soft rules of the run's data contract that the
-service counts answered rows against.
+``service_spec`` is ``mlnb_service.json``, which the generated service reads at start-up
+(both read the build's :class:`~mlnb.bento.plan.BentoPlan` by name);
+``serve_contract`` is the spec's ``"contract"``: the soft rules of the run's data contract that
+the service counts answered rows against.
 """
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,50 +21,37 @@ from mlnb.bento import version
 from mlnb.bento.inputs import BuildInputs, Progress
 from mlnb.bento.localmods import FOLDER
 from mlnb.bento.modelfile import MODEL_FILES
-from mlnb.bento.servecode import ServeCode
+from mlnb.bento.plan import BentoPlan
 from mlnb.cell_numbers import cell_ranges
-from mlnb.serving.schema import RequestSchema
 
 QUOTES = '"' * 3
 DEFAULT_TIMEOUT_S = 10
 
 
-def service_context(
-    inputs: BuildInputs,
-    serve: ServeCode,
-    task: str,
-    native: Any,
-    name: str,
-    bento_version: str,
-    model_tag: str,
-    model_format: str,
-    reason: str | None,
-    requirements: list[str],
-    python_version: str,
-    local_modules: list[str],
-    labels: dict[str, str],
-) -> dict[str, Any]:
-    model_class = str(inputs.model_record.get("class") or type(native).__name__)
-    if model_format == "onnx":
+def service_context(plan: BentoPlan) -> dict[str, Any]:
+    """The names the templates may use, from the build's plan."""
+    model_class = plan.model_class
+    if plan.model_format == "onnx":
         fmt = "by onnxruntime (converted to ONNX, checked against the original)"
         model_description = "an ONNX adapter with the scikit-learn methods the serve code calls"
-    elif inputs.model_format == "cloudpickle":
+    elif plan.loader == "cloudpickle":
         fmt = "natively, loaded with cloudpickle (it holds code defined in the notebook)"
         model_description = f"the {model_class.rsplit('.', 1)[-1]} itself"
     else:
         fmt = "natively (loaded with joblib)"
         model_description = f"the {model_class.rsplit('.', 1)[-1]} itself"
+    serve = plan.serve
     return {
         "mlnb_version": __version__,
-        "notebook_name": Path(inputs.pipeline.notebook).name,
-        "run_id": inputs.run_id,
-        "model_stage": inputs.model_record.get("stage") or "train",
+        "notebook_name": Path(plan.notebook).name,
+        "run_id": plan.run_id,
+        "model_stage": plan.model_stage,
         "model_class": model_class,
         "format_description": fmt,
         "model_description": model_description,
-        "model_format": model_format,
-        "native_reason": reason,
-        "native_reason_lines": _docstring_lines(reason),
+        "model_format": plan.model_format,
+        "native_reason": plan.native_reason,
+        "native_reason_lines": _docstring_lines(plan.native_reason),
         "serve_stage": serve.stage,
         "serve_cells": cell_ranges(serve.cells),
         "setup_source": serve.setup_source,
@@ -70,18 +59,17 @@ def service_context(
         "serve_source": serve.source,
         "functions": serve.functions,
         "model_variable": serve.model_variable,
-        "model_tag": model_tag,
-        "bento_name": name,
-        "bento_version": bento_version,
-        "class_name": version.class_name(name),
-        "task": task,
+        "model_tag": plan.model_tag,
+        "bento_name": plan.name,
+        "bento_version": plan.version,
+        "class_name": version.class_name(plan.name),
+        "task": plan.task,
         "timeout": DEFAULT_TIMEOUT_S,
-        "description": f"Model service for {Path(inputs.pipeline.notebook).name}, "
-        f"run {inputs.run_id} (mlnb)",
-        "labels": labels,
-        "requirements": requirements,
-        "python_version": python_version,
-        "local_modules": local_modules,
+        "description": f"Model service for {Path(plan.notebook).name}, run {plan.run_id} (mlnb)",
+        "labels": dict(plan.labels),
+        "requirements": list(plan.requirements),
+        "python_version": plan.python_version,
+        "local_modules": list(plan.local_modules),
         "local_folder": FOLDER,
     }
 
@@ -94,47 +82,34 @@ def _docstring_lines(text: str | None, width: int = 92) -> list[str]:
     return textwrap.wrap(safe, width, break_long_words=True, break_on_hyphens=False)
 
 
-def service_spec(
-    inputs: BuildInputs,
-    schema: RequestSchema,
-    task: str,
-    native: Any,
-    name: str,
-    bento_version: str,
-    model_format: str,
-    prediction_profile: dict[str, Any] | None,
-    *,
-    contract: dict[str, Any] | None,
-    build: dict[str, str],
-    example: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """mlnb_service.json: what the service reads at start-up (:class:`ServiceSpec`);
-    ``contract`` is :func:`serve_contract`'s, ``build`` the Bento's lineage
-    (:func:`mlnb.bento.lineage.build_info`), ``example`` a training row as a client sends it
-    (the OpenAPI page's example). It names no folder of the build machine: the notebook is
-    relative to the project, the monitoring folder relative to the serving process."""
-    from mlnb.reporting.paths import relative_monitor_folder
-
-    classes = getattr(native, "classes_", None)
+def service_spec(plan: BentoPlan) -> dict[str, Any]:
+    """mlnb_service.json: what the service reads at start-up (:class:`ServiceSpec`). It names
+    no folder of the build machine: the notebook is relative to the project (the lineage's,
+    ``plan.build``), the monitoring folder relative to the serving process."""
     return {
         "version": 1,
-        "bento_name": name,
-        "bento_version": bento_version,
-        "run_id": inputs.run_id,
-        "notebook": build["notebook"],
-        "task": task,
-        "format": model_format,
-        "model_file": None if model_format == "onnx" else MODEL_FILES[inputs.model_format],
-        "classes": None if classes is None else [_plain(c) for c in classes],
-        "schema": schema.to_json(),
-        "monitor_dir": relative_monitor_folder(name, bento_version),
-        "profile": inputs.training_data.get("profile"),
-        "prediction_profile": prediction_profile,
-        "contract": contract,
-        "metrics": inputs.run.get("metrics") or {},
-        "build": build,
-        "example": example,
+        "bento_name": plan.name,
+        "bento_version": plan.version,
+        "run_id": plan.run_id,
+        "notebook": plan.build["notebook"],
+        "task": plan.task,
+        "format": plan.model_format,
+        "model_file": None if plan.model_format == "onnx" else MODEL_FILES[plan.loader],
+        "classes": None if plan.classes is None else list(plan.classes),
+        "schema": plan.schema.to_json(),
+        "monitor_dir": plan.monitor_dir,
+        "profile": _plain_dict(plan.training_profile),
+        "prediction_profile": _plain_dict(plan.prediction_profile),
+        "contract": _plain_dict(plan.contract),
+        "metrics": dict(plan.metrics),
+        "build": dict(plan.build),
+        "example": _plain_dict(plan.example),
+        "explain": dict(plan.explain),  # what /explain loads, each file with its sha256
     }
+
+
+def _plain_dict(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
 
 
 def serve_contract(inputs: BuildInputs, progress: Progress) -> dict[str, Any] | None:
@@ -164,6 +139,12 @@ def serve_contract(inputs: BuildInputs, progress: Progress) -> dict[str, Any] | 
         "time (counted, never refused)"
     )
     return {"version": rules.get("version", 1), "contract": name, **rules}
+
+
+def plain_classes(model: Any) -> tuple[Any, ...] | None:
+    """The model's ``classes_`` as plain values (None for a model without: a regressor)."""
+    classes = getattr(model, "classes_", None)
+    return None if classes is None else tuple(_plain(c) for c in classes)
 
 
 def _plain(value: Any) -> Any:
