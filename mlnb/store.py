@@ -38,7 +38,7 @@ import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from mlnb.errors import (
     RunIdError,
@@ -47,6 +47,7 @@ from mlnb.errors import (
     StoredObjectError,
     StoreError,
 )
+from mlnb.record_types import BuildEntry, RunRecord
 
 DB_NAME = "mlnb.db"
 DEFAULT_DIR = ".mlnb"
@@ -481,7 +482,7 @@ class Store:
 
     # --- runs ---
 
-    def create_run(self, record: dict[str, Any]) -> Path:
+    def create_run(self, record: RunRecord) -> Path:
         """Make the run's directory (the id must be new) and write its first record."""
         run_id = record["run_id"]
         directory = self.run_dir(run_id)
@@ -498,7 +499,7 @@ class Store:
         self.save_run(record)
         return directory
 
-    def save_run(self, record: dict[str, Any]) -> None:
+    def save_run(self, record: RunRecord) -> None:
         """Rewrite run.json atomically and update the index, in one transaction: when either
         fails, neither changes."""
         text = dumps(record, indent=2)
@@ -511,16 +512,19 @@ class Store:
 
         self._write(f"run {record['run_id']}", write)
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run's record from its run.json, else from the index (a record written before
+        ``record_version`` existed is returned as it was written: see
+        :func:`mlnb.record_types.record_version`)."""
         try:
             path = self.run_dir(run_id) / RUN_FILE
         except RunIdError:
             path = None
-        record: dict[str, Any] | None = None
+        record: RunRecord | None = None
         if path is not None:
             try:
                 found = read_record(path)
-                record = found if isinstance(found, dict) else None
+                record = cast(RunRecord, found) if isinstance(found, dict) else None
             except (OSError, ValueError):
                 record = None
         if record is None:
@@ -534,10 +538,10 @@ class Store:
                     fix="list this store's runs with `mlnb runs --store DIR`; a run of another "
                     "notebook is in its store: pass --notebook NB.ipynb (or --store DIR)",
                 )
-            record = json.loads(row[0])
+            record = cast(RunRecord, json.loads(row[0]))
         return self._reap_if_stale(record)
 
-    def list_runs(self, notebook: str | Path | None = None) -> list[dict[str, Any]]:
+    def list_runs(self, notebook: str | Path | None = None) -> list[RunRecord]:
         """Run records, newest first; only the notebook's when ``notebook`` is given."""
         conn = self._connect(create=False)
         if conn is None:
@@ -553,7 +557,7 @@ class Store:
             ).fetchall()
         return [self._reap_if_stale(json.loads(row[0])) for row in rows]
 
-    def latest_successful(self, notebook_path: str | Path) -> dict[str, Any] | None:
+    def latest_successful(self, notebook_path: str | Path) -> RunRecord | None:
         conn = self._connect(create=False)
         if conn is None:
             return None
@@ -564,10 +568,10 @@ class Store:
         ).fetchone()
         return None if row is None else self.get_run(row[0])
 
-    def add_build(self, run_id: str, build: dict[str, Any]) -> dict[str, Any]:
+    def add_build(self, run_id: str, build: BuildEntry) -> RunRecord:
         """Append a build to the run's ``builds`` (one writer at a time); return the record."""
 
-        def write(conn: sqlite3.Connection) -> dict[str, Any]:
+        def write(conn: sqlite3.Connection) -> RunRecord:
             with _transaction(conn, immediate=True):
                 record = self.get_run(run_id)
                 record.setdefault("builds", []).append(build)
@@ -602,7 +606,7 @@ class Store:
                 found[key] = _cache_file(key, notebook, stage, run_id, created, json.loads(text))
         return found
 
-    def index_run(self, record: dict[str, Any]) -> None:
+    def index_run(self, record: RunRecord) -> None:
         """Index a run record as its run.json holds it (the file is not rewritten)."""
 
         def write(conn: sqlite3.Connection) -> None:
@@ -629,7 +633,7 @@ class Store:
 
         self._write(f"the cached result of stage {data['stage']!r}", write)
 
-    def _reap_if_stale(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _reap_if_stale(self, record: RunRecord) -> RunRecord:
         """A ``running`` run whose process is gone is recorded ``failed``."""
         if record.get("status") != "running":
             return record
@@ -914,7 +918,7 @@ def _cache_file(
     }
 
 
-def _index_run(conn: sqlite3.Connection, record: Mapping[str, Any], text: str) -> None:
+def _index_run(conn: sqlite3.Connection, record: RunRecord, text: str) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO runs (run_id, notebook, status, started_at, "
         "finished_at, record) VALUES (?, ?, ?, ?, ?, ?)",

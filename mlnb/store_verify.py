@@ -21,8 +21,9 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from mlnb.record_types import RunRecord
 from mlnb.store import (
     CACHE_DIR,
     RUN_FILE,
@@ -182,7 +183,7 @@ def _check_run_rows(store: Store, records: dict[str, dict[str, Any]], report: Ve
             continue
         problem = "is not in the index" if text is None else "differs from its index row"
         if report.repair:
-            store.index_run(record)
+            store.index_run(cast(RunRecord, record))  # as its run.json holds it
         report.findings.append(Finding(f"run {run_id}", f"its run.json {problem}", report.repair))
     for run_id in sorted(set(rows) - set(records)):
         if (store.root / "runs" / run_id / RUN_FILE).exists():

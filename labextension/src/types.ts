@@ -151,9 +151,22 @@ export interface IBuild {
   built_at?: string;
 }
 
+/** Why a run failed, and where (`error` of run.json). */
+export interface IRunError {
+  stage?: string | null;
+  cell_index?: number | null;
+  cell?: number | null;
+  ename?: string;
+  evalue?: string;
+  message?: string;
+}
+
 export type RunStatus = 'starting' | 'running' | 'succeeded' | 'failed';
 
-/** A run record (run.json) as far as the sidebar reads it. */
+/**
+ * A run record (run.json) as far as the sidebar reads it: mlnb/run_record.schema.json is the
+ * whole record, and tests/test_run_record_schema.py checks these interfaces against it.
+ */
 export interface IRun {
   run_id: string;
   status: RunStatus | string;
@@ -169,14 +182,7 @@ export interface IRun {
   /** The executed notebook as JupyterLab names it, when the Contents API opens it; else null
    * (download it from /mlnb/runs/ID/notebook). */
   executed_notebook_path?: string | null;
-  error?: {
-    stage?: string | null;
-    cell_index?: number | null;
-    cell?: number | null;
-    ename?: string;
-    evalue?: string;
-    message?: string;
-  } | null;
+  error?: IRunError | null;
 }
 
 export type JobStatus = 'running' | 'succeeded' | 'failed';

@@ -13,6 +13,7 @@ from typing import Any
 
 from mlnb import contract
 from mlnb.errors import ContractFileError, RunNotFoundError
+from mlnb.record_types import RunRecord
 from mlnb.store import Store, write_atomic
 
 
@@ -71,7 +72,7 @@ def learn_from_run(
     )
 
 
-def _latest_with_data(store: Store, notebook: str) -> dict[str, Any]:
+def _latest_with_data(store: Store, notebook: str) -> RunRecord:
     for record in store.list_runs(notebook):
         stages = [s for s in record["stages"] if s.get("kind") == "data"]
         if stages and all(s.get("outputs") for s in stages):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlnb import contract
+from mlnb.record_types import ContractRef, RunRecord, StageEntry
 from mlnb.run.outputs import write_object
 from mlnb.run.plan import RunPlan
 from mlnb.store import Store
@@ -51,7 +52,7 @@ def start_checker(config: dict[str, Any] | None) -> Any:
     return checker
 
 
-def record_contract(plan: RunPlan, store: Store) -> dict[str, Any] | None:
+def record_contract(plan: RunPlan, store: Store) -> ContractRef | None:
     """The run record's ``contract`` for a run that checked nothing (its data stages were
     reused): the file as it is, which the plan found unchanged since they were checked."""
     path = contract.contract_path(plan.notebook)
@@ -65,7 +66,7 @@ def record_contract(plan: RunPlan, store: Store) -> dict[str, Any] | None:
 def settle(
     plan: RunPlan,
     store: Store,
-    record: dict[str, Any],
+    record: RunRecord,
     used: Mapping[str, Any] | None,
     learned: Mapping[str, Any],
     notice: Callable[[str], None],
@@ -98,13 +99,13 @@ def settle(
     record["contract"] = _reference(path, ref)
 
 
-def _reference(path: Path, ref: Mapping[str, str]) -> dict[str, Any]:
+def _reference(path: Path, ref: Mapping[str, str]) -> ContractRef:
     return {"file": str(path), "sha256": ref["sha256"], "object": dict(ref)}
 
 
-def _mark_checked(plan: RunPlan, store: Store, record: dict[str, Any], sha: str | None) -> None:
+def _mark_checked(plan: RunPlan, store: Store, record: RunRecord, sha: str | None) -> None:
     """The learned stages' values pass the contract learned from them: record it so."""
-    learned = [s for s in record["stages"] if (s.get("contract") or {}).get("status") == "learned"]
+    learned = [s for s in record["stages"] if _contract_status(s) == "learned"]
     for stage in learned:
         stage["contract"] = {**stage["contract"], "sha256": sha}
         key = plan.stage(stage["name"]).key
@@ -112,6 +113,11 @@ def _mark_checked(plan: RunPlan, store: Store, record: dict[str, Any], sha: str 
         if entry is not None and entry.get("run_id") == record["run_id"]:
             entry["contract"] = {**stage["contract"], "status": "passed"}
             store.cache_put(key, plan.notebook, stage["name"], entry)
+
+
+def _contract_status(stage: StageEntry) -> str | None:
+    verdict = stage.get("contract")
+    return verdict.get("status") if verdict else None
 
 
 def _store_text(store: Store, text: str) -> dict[str, str]:

@@ -10,10 +10,10 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from mlnb import __version__
 from mlnb.analysis import parsed_cells
+from mlnb.record_types import Environment, GitInfo
 
 # Import names that differ from their distribution's name, tried before a full scan.
 _KNOWN_DISTRIBUTIONS = {
@@ -70,7 +70,7 @@ def package_versions(modules: Iterable[str]) -> dict[str, str]:
     return dict(sorted(versions.items(), key=lambda item: item[0].lower()))
 
 
-def environment(modules: Iterable[str]) -> dict[str, Any]:
+def environment(modules: Iterable[str]) -> Environment:
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -81,7 +81,7 @@ def environment(modules: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def git_info(path: str | Path) -> dict[str, Any] | None:
+def git_info(path: str | Path) -> GitInfo | None:
     """``{commit, branch, dirty}`` of the repository holding ``path``, or None outside one."""
     folder = Path(path).parent if Path(path).is_file() else Path(path)
     if not _inside_repository(folder):

@@ -11,17 +11,31 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from mlnb import __version__
 from mlnb.cell_numbers import cell_label
+from mlnb.record_types import (
+    RECORD_VERSION,
+    ArtifactEntry,
+    ErrorInfo,
+    FileRef,
+    RunRecord,
+    RunStatus,
+    StageContract,
+    StageEntry,
+)
 from mlnb.run.plan import RunPlan, StagePlan
 from mlnb.store import Store, utc_now
 
 
-def new_record(plan: RunPlan, run_id: str, store: Store, status: str = "running") -> dict[str, Any]:
+def new_record(
+    plan: RunPlan, run_id: str, store: Store, status: RunStatus = "running"
+) -> RunRecord:
+    """The record of a run about to start: every stage as the plan decided it."""
     pipeline = plan.pipeline
     return {
+        "record_version": RECORD_VERSION,
         "run_id": run_id,
         "status": status,
         "notebook": {
@@ -84,10 +98,10 @@ def error_place(error: Mapping[str, Any]) -> str:
     return ", ".join(where) or "before its first stage"
 
 
-def stage_entry(plan: StagePlan) -> dict[str, Any]:
+def stage_entry(plan: StagePlan) -> StageEntry:
     entry = plan.entry or {}
     cached = plan.action == "cached"
-    return {
+    stage: StageEntry = {
         "name": plan.name,
         "kind": plan.stage.kind,
         "cells": list(plan.stage.cells),
@@ -101,14 +115,16 @@ def stage_entry(plan: StagePlan) -> dict[str, Any]:
         "from_run": entry.get("run_id") if cached else None,
         "outputs": dict(entry.get("outputs") or {}) if cached else {},
         "metrics": dict(entry.get("metrics") or {}) if cached else {},
-        **({"contract": entry["contract"]} if cached and entry.get("contract") else {}),
     }
+    if cached and entry.get("contract"):
+        stage["contract"] = entry["contract"]
+    return stage
 
 
 class Recorder:
     """Applies the kernel's events to the record, the stage cache and the progress display."""
 
-    def __init__(self, plan: RunPlan, record: dict[str, Any], store: Store, progress: Any) -> None:
+    def __init__(self, plan: RunPlan, record: RunRecord, store: Store, progress: Any) -> None:
         self.plan = plan
         self.record = record
         self.store = store
@@ -130,7 +146,7 @@ class Recorder:
             if stage.action == "cached" and stage.entry is not None:
                 self.results[stage.name] = stage.entry
 
-    def stage(self, name: str) -> dict[str, Any]:
+    def stage(self, name: str) -> StageEntry:
         return next(s for s in self.record["stages"] if s["name"] == name)
 
     def apply(self, events: Iterable[Mapping[str, Any]]) -> None:
@@ -166,16 +182,17 @@ class Recorder:
             {"path": p, "sha256": hashes.get(p)} for p in event.get("artifacts", [])
         ]
         entry = self.stage(name)
-        entry.update(
-            status="ran",
-            seconds=round(float(event.get("seconds", 0.0)), 3),
-            save_seconds=round(float(event.get("save_seconds", 0.0)), 3),
-            outputs=event.get("outputs", {}),
-            metrics=event.get("metrics", {}),
-        )
-        for key in ("changed", "unchecked", "model_guessed"):
-            if event.get(key):
-                entry[key] = event[key]
+        entry["status"] = "ran"
+        entry["seconds"] = round(float(event.get("seconds", 0.0)), 3)
+        entry["save_seconds"] = round(float(event.get("save_seconds", 0.0)), 3)
+        entry["outputs"] = event.get("outputs", {})
+        entry["metrics"] = event.get("metrics", {})
+        if event.get("changed"):
+            entry["changed"] = event["changed"]
+        if event.get("unchecked"):
+            entry["unchecked"] = event["unchecked"]
+        if event.get("model_guessed"):
+            entry["model_guessed"] = event["model_guessed"]
         if event.get("model_guessed"):
             self._notice(
                 f"step {name!r} serves {event['model_guessed']!r}, the one fitted model it "
@@ -200,7 +217,7 @@ class Recorder:
             self.learned[name] = learned
         self.contracts[name] = report
         entry = self.stage(name)
-        entry["contract"] = report
+        entry["contract"] = cast(StageContract, report)
         if report["status"] == "failed":
             entry["outputs"] = event.get("outputs") or {}  # `mlnb contract` can learn from them
         for violation in report.get("violations") or []:
@@ -242,7 +259,7 @@ class Recorder:
             )
         return reason
 
-    def _cache(self, plan: StagePlan, entry: dict[str, Any], event: dict[str, Any]) -> None:
+    def _cache(self, plan: StagePlan, entry: StageEntry, event: dict[str, Any]) -> None:
         name = plan.name
         cache_entry = {
             "run_id": self.record["run_id"],
@@ -275,7 +292,7 @@ class Recorder:
                 self.record["training_data"] = result.get("training_data")
         self.record["metrics"] = metrics
 
-    def finish(self, error: dict[str, Any] | None) -> dict[str, Any]:
+    def finish(self, error: ErrorInfo | None) -> RunRecord:
         """Close the record: status, error, stages that did not run, inputs and artifacts."""
         record = self.record
         if error is None and not self.finished:
@@ -291,8 +308,9 @@ class Recorder:
                 entry["status"] = "failed"
                 if error is not None and error.get("stage") is None:
                     error["stage"] = entry["name"]
-        if error is not None and error.get("stage"):
-            failed = self.stage(error["stage"])
+        failed_stage = error.get("stage") if error is not None else None
+        if failed_stage:
+            failed = self.stage(failed_stage)
             if failed["status"] in ("not-run", "running", "cached"):  # cached: its load failed
                 failed["status"] = "failed"
         self._collect()
@@ -306,7 +324,7 @@ class Recorder:
         record["seconds"] = round(time.monotonic() - self.started_monotonic, 3)
         return record
 
-    def _inputs(self) -> list[dict[str, Any]]:
+    def _inputs(self) -> list[FileRef]:
         found: dict[str, Any] = {}
         for stage in self.plan.stages:
             for path, sha in (stage.components.get("files") or {}).items():
@@ -315,8 +333,8 @@ class Recorder:
                 found[item["path"]] = item.get("sha256")
         return [{"path": p, "sha256": sha} for p, sha in sorted(found.items())]
 
-    def _artifacts(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _artifacts(self) -> list[ArtifactEntry]:
+        items: list[ArtifactEntry] = []
         model = self.record.get("model")
         if model:
             items.append({"path": model["path"], "sha256": model["sha256"], "kind": "model"})
@@ -328,11 +346,11 @@ class Recorder:
                 items.append({"path": ref["path"], "sha256": ref["sha256"], "kind": kind})
         for stage in self.plan.stages:
             for item in (self.results.get(stage.name) or {}).get("artifacts") or []:
-                items.append({**item, "kind": "file", "stage": stage.name})
+                items.append(cast(ArtifactEntry, {**item, "kind": "file", "stage": stage.name}))
         return items
 
 
-def cached_run_record(plan: RunPlan, run_id: str, store: Store) -> dict[str, Any]:
+def cached_run_record(plan: RunPlan, run_id: str, store: Store) -> RunRecord:
     """The record of a run in which every stage was reused (no kernel started)."""
     record = new_record(plan, run_id, store, status="succeeded")
     recorder = Recorder(plan, record, store, _Silent())

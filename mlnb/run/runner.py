@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from mlnb.errors import CellRef, NotebookReadError
-from mlnb.pipeline import load_pipeline
+from mlnb.pipeline import Pipeline, load_pipeline
+from mlnb.record_types import Environment, ErrorInfo, GitInfo, RunRecord
 from mlnb.run.contracts import kernel_config, record_contract, settle, start_checker
 from mlnb.run.lineage import environment, git_info, imported_modules_in, project_root
-from mlnb.run.params import run_parameters
+from mlnb.run.params import RunParameters, run_parameters
 from mlnb.run.plan import RunPlan, make_plan
 from mlnb.run.progress import Quiet
 from mlnb.run.record import Recorder, cached_run_record, new_record
@@ -45,7 +46,7 @@ def run_notebook(
     run_id: str | None = None,
     progress: Any = None,
     kernel: str | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Run (or reuse) the notebook's stages; return the final run record.
 
     ``kernel`` names the Jupyter kernel to run in (papermill's ``-k``); by default the
@@ -57,8 +58,22 @@ def run_notebook(
     if kernel:
         pipeline = dataclasses.replace(pipeline, kernel_name=kernel)
     values = run_parameters(pipeline, parameters, raw_parameters, parameter_sources)
-    the_store = Store.for_notebook(notebook, store)
     run_id = check_run_id(run_id) if run_id else new_run_id()
+    with Store.for_notebook(notebook, store) as the_store:
+        return _run(pipeline, values, the_store, run_id, progress, started, no_cache)
+
+
+def _run(
+    pipeline: Pipeline,
+    values: RunParameters,
+    the_store: Store,
+    run_id: str,
+    progress: Any,
+    started: float,
+    no_cache: bool,
+) -> RunRecord:
+    """Plan, then record a fully cached run or execute the notebook (again, when the run
+    found a change the plan had not foreseen)."""
     notice = notice_of(progress)
     for text in pipeline.notices:
         notice(text)
@@ -91,7 +106,7 @@ def notice_of(progress: Any) -> Any:
 
 def _record_cached(
     plan: RunPlan, store: Store, run_id: str, progress: Any, started: float
-) -> dict[str, Any]:
+) -> RunRecord:
     record = cached_run_record(plan, run_id, store)
     source = plan.stages[-1].entry["run_id"] if plan.stages[-1].entry else None
     source_dir = None
@@ -102,7 +117,7 @@ def _record_cached(
     record["git"] = git_info(plan.notebook)
     record["contract"] = record_contract(plan, store)
     executed = source_dir / NOTEBOOK_FILE if source_dir is not None else None
-    if executed is not None and executed.exists():
+    if source and executed is not None and executed.exists():
         record["executed_notebook_from"] = source  # its cells ran there, not here
     record["seconds"] = round(time.monotonic() - started, 3)
     run_dir = store.create_run(record)
@@ -125,8 +140,8 @@ class _Lineage(threading.Thread):
         super().__init__(name="mlnb-lineage", daemon=True)
         self.plan = plan
         self.modules = imported_modules_in(p.tree for p in plan.pipeline.trees())
-        self.environment: dict[str, Any] | None = None
-        self.git: dict[str, Any] | None = None
+        self.environment: Environment | None = None
+        self.git: GitInfo | None = None
 
     def run(self) -> None:
         with contextlib.suppress(Exception):
@@ -135,9 +150,7 @@ class _Lineage(threading.Thread):
             self.environment = environment(self.modules)
 
 
-def _execute(
-    plan: RunPlan, store: Store, run_id: str, progress: Any, started: float
-) -> dict[str, Any]:
+def _execute(plan: RunPlan, store: Store, run_id: str, progress: Any, started: float) -> RunRecord:
     from mlnb.run.assemble import assemble
     from mlnb.run.executor import Execution, Failure
 
@@ -209,7 +222,7 @@ def _read_document(plan: RunPlan) -> dict[str, Any]:
     return document
 
 
-def _error(failure: Any, plan: RunPlan, document: dict[str, Any]) -> dict[str, Any] | None:
+def _error(failure: Any, plan: RunPlan, document: dict[str, Any]) -> ErrorInfo | None:
     if failure is None:
         return None
     cell_meta = failure.cell or {}
@@ -217,7 +230,7 @@ def _error(failure: Any, plan: RunPlan, document: dict[str, Any]) -> dict[str, A
     stage = cell_meta.get("stage")
     if stage is None and index is not None:
         stage = next((s.name for s in plan.stages if index in s.stage.cells), None)
-    error: dict[str, Any] = {
+    error: ErrorInfo = {
         "stage": stage,
         "cell": index,
         "cell_index": index,
@@ -233,11 +246,11 @@ def _error(failure: Any, plan: RunPlan, document: dict[str, Any]) -> dict[str, A
 
 
 def _kernel_environment(
-    env: dict[str, Any] | None, kernel: dict[str, Any] | None
-) -> dict[str, Any] | None:
+    env: Environment | None, kernel: dict[str, Any] | None
+) -> Environment | None:
     if env is None or kernel is None:
         return env
-    env = dict(env)
+    env = env.copy()
     if kernel.get("prefix") != sys.prefix:
         env["packages_note"] = "versions read from mlnb's Python; the kernel runs another one"
     env["python"] = kernel.get("python", env.get("python"))
