@@ -51,12 +51,14 @@ def run(args: argparse.Namespace) -> int:
         holds=holds_runs(args.run_id),
         holds_what=f"holds run {args.run_id}",
     )
-    store = Store(choice.exists().root)
-    record = store.get_run(args.run_id)
-    importance = run_importance(store, record)
     output: Path | None = None
-    if not (args.json and args.no_html):
-        html = render_run_report(store, args.run_id, args.template, importance=importance)
+    with Store(choice.exists().root) as store:
+        record = store.get_run(args.run_id)
+        importance = run_importance(store, record)
+        html = None
+        if not (args.json and args.no_html):
+            html = render_run_report(store, args.run_id, args.template, importance=importance)
+    if html is not None:
         output = Path(args.output or f"report-{args.run_id}.html")
         tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
         tmp.write_text(html, encoding="utf-8")

@@ -58,21 +58,21 @@ def run(args: argparse.Namespace) -> int:
         holds=holds_runs(*wanted) if wanted else None,
         holds_what=f"holds run {' and '.join(wanted)}" if wanted else None,
     )
-    store = Store((choice.exists() if wanted else choice).root)
-    if args.action == "show":
-        record = store.get_run(args.run_id)
-        print(dumps(with_index_keys(record), indent=2) if args.json else render_run(record))
-    elif args.action == "diff":
-        result = diff_runs(store.get_run(args.a), store.get_run(args.b))
-        print(dumps(result, indent=2) if args.json else render_diff(result))
-    else:
-        records = store.list_runs(args.notebook)
-        if args.json:
-            print(dumps([with_index_keys(abbreviate(r)) for r in records]))
-        elif records:
-            print(render_list(records))
+    with Store((choice.exists() if wanted else choice).root) as store:
+        if args.action == "show":
+            record = store.get_run(args.run_id)
+            print(dumps(with_index_keys(record), indent=2) if args.json else render_run(record))
+        elif args.action == "diff":
+            result = diff_runs(store.get_run(args.a), store.get_run(args.b))
+            print(dumps(result, indent=2) if args.json else render_diff(result))
         else:
-            print(no_runs_yet(choice.where_looked(), args.notebook))
+            records = store.list_runs(args.notebook)
+            if args.json:
+                print(dumps([with_index_keys(abbreviate(r)) for r in records]))
+            elif records:
+                print(render_list(records))
+            else:
+                print(no_runs_yet(choice.where_looked(), args.notebook))
     return 0
 
 

@@ -55,8 +55,8 @@ def _notebook_bento(args: argparse.Namespace) -> tuple[str, str]:
     from mlnb.bento import bentoml_store
     from mlnb.store import Store
 
-    store = Store.for_notebook(args.target, args.store)
-    run = store.latest_successful(args.target)
+    with Store.for_notebook(args.target, args.store) as store:
+        run = store.latest_successful(args.target)
     for build in reversed((run or {}).get("builds") or []):
         if bentoml_store.bento_exists(build["bento"]):
             return str(build["bento"]), str(store.root)
