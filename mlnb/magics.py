@@ -51,11 +51,11 @@ class RecordedStage:
 @magics_class
 class MlnbMagics(Magics):
     def __init__(self, shell: InteractiveShell) -> None:
-        super().__init__(shell)
+        super().__init__(shell)  # type: ignore[no-untyped-call]  # IPython's is untyped
         self.recorded: dict[str, RecordedStage] = {}
         self.panel: Any = None
 
-    @line_cell_magic
+    @line_cell_magic  # type: ignore[untyped-decorator]  # IPython's is untyped
     def mlnb(self, line: str, cell: str | None = None) -> Any:
         if cell is None:
             return self._line_magic(line)
@@ -120,7 +120,7 @@ class MlnbMagics(Magics):
                 del rest[at : at + 2]
         notebook = rest[0] if rest else None
         self.panel = MlnbPanel(kernel_notebook(self.shell, notebook), kernel=kernel)
-        display(self.panel.widget)
+        display(self.panel.widget)  # type: ignore[no-untyped-call]
 
     def _status(self, args: list[str]) -> None:
         from mlnb.pipeline_table import render_table

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ RUN_META = "mlnb_run"
 _NOT_IN_ID = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def group_by_stage(notebook: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+def group_by_stage(notebook: dict[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the executed notebook without injected cells, a heading before each stage."""
     owner = {index: stage for stage in record.get("stages", []) for index in stage.get("cells", [])}
     document = copy.deepcopy(notebook)
@@ -89,7 +90,7 @@ def _nbconvert_template_dirs() -> list[str]:
     return found
 
 
-def run_importance(store: Store, record: dict[str, Any]) -> dict[str, Any]:
+def run_importance(store: Store, record: Mapping[str, Any]) -> dict[str, Any]:
     """The global importance of a run's model, or ``{"available": False, "reason": ...}``:
     the report is written either way."""
     from mlnb.importance import importance_of_run
@@ -151,8 +152,9 @@ def render_run_report(
         importance = run_importance(store, record)
     executed = store.run_dir(run_id) / NOTEBOOK_FILE
     # a run whose kernel never started has no executed notebook: an empty one stands in
-    raw = nbformat.read(executed, as_version=4) if executed.is_file() else empty_notebook()
-    document = nbformat.from_dict(group_by_stage(dict(raw), record))
+    # (nbformat and nbconvert are untyped)
+    raw = nbformat.read(executed, as_version=4) if executed.is_file() else empty_notebook()  # type: ignore[no-untyped-call]
+    document = nbformat.from_dict(group_by_stage(dict(raw), record))  # type: ignore[no-untyped-call]
     if "metadata" not in document:
         document["metadata"] = {}
     if template_dir is not None:
@@ -161,7 +163,7 @@ def render_run_report(
     else:
         bases, name = [str(packaged_templates_dir() / "nbconvert")], TEMPLATE_NAME
     own = _nbconvert_template_dirs()
-    exporter = HTMLExporter(
+    exporter = HTMLExporter(  # type: ignore[no-untyped-call]
         template_name=name,
         extra_template_basedirs=bases + own,  # finds the `lab` template we build on
         extra_template_paths=own,  # resolves `{% extends 'lab/index.html.j2' %}`

@@ -90,7 +90,7 @@ _SLOW_UNUSED_IMPORTS = ("rfc3987_syntax",)
 def entry() -> None:
     """The console script: ``main()``, quiet when a reader such as ``head`` stops reading."""
     for name in _SLOW_UNUSED_IMPORTS:
-        sys.modules.setdefault(name, None)  # type: ignore[assignment]  # import fails at once
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # import fails at once
     try:
         code = main()
         sys.stdout.flush()

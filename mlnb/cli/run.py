@@ -6,11 +6,11 @@ import argparse
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mlnb.inspection import UNTAGGED
-from mlnb.run.failure import failure_message
 from mlnb.text_table import format_number, text_table
 
 HELP = "run a notebook's pipeline in a fresh kernel, reusing unchanged stages"
@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(summary(record))
         if record["status"] != "succeeded":
+            from mlnb.run.failure import failure_message
+
             print(f"mlnb: {failure_message(record)}", file=sys.stderr)
         if not record["stages"]:
             print(UNTAGGED, file=sys.stderr)
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if record["status"] == "succeeded" else 1
 
 
-def summary(record: dict[str, Any]) -> str:
+def summary(record: Mapping[str, Any]) -> str:
     counts: dict[str, int] = {}
     for stage in record["stages"]:
         counts[stage["status"]] = counts.get(stage["status"], 0) + 1
@@ -149,7 +151,7 @@ def summary(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def follow_ups(record: dict[str, Any], notebook: str, store: str | None, cwd: str) -> str:
+def follow_ups(record: Mapping[str, Any], notebook: str, store: str | None, cwd: str) -> str:
     """The next commands, as typed from ``cwd``; each finds the store this run used."""
     from mlnb.store_finder import relative
 

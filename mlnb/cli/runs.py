@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlnb.store_finder import FIX_ELSEWHERE
@@ -91,7 +91,7 @@ def abbreviate(record: Mapping[str, Any]) -> dict[str, Any]:
     return short
 
 
-def render_list(records: list[dict[str, Any]]) -> str:
+def render_list(records: Sequence[Mapping[str, Any]]) -> str:
     if not records:
         return no_runs_yet("this store", None)
     rows = [("run", "status", "started (UTC)", "seconds", "notebook", "stages", "metrics")]

@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     bentoml_store.quiet_bentoml()
     env = dict(os.environ)
+    store_root: str | None
     if _is_notebook(args.target):
         tag, store_root = _notebook_bento(args)
     else:
@@ -57,7 +58,7 @@ def _notebook_bento(args: argparse.Namespace) -> tuple[str, str]:
 
     with Store.for_notebook(args.target, args.store) as store:
         run = store.latest_successful(args.target)
-    for build in reversed((run or {}).get("builds") or []):
+    for build in reversed((run.get("builds") if run else None) or []):
         if bentoml_store.bento_exists(build["bento"]):
             return str(build["bento"]), str(store.root)
     from mlnb.bento.builder import build as build_bento
@@ -75,7 +76,8 @@ def _store_of_tag(tag: str, args: argparse.Namespace) -> str | None:
     from mlnb.cli.bento_store import store_of_bento
 
     if os.environ.get("MLNB_MONITOR_DIR"):
-        return args.store
+        given: str | None = args.store
+        return given
     choice = store_of_bento(tag, args.store, None, command="mlnb serve")
     return None if choice is None else str(choice.root)
 

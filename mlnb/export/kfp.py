@@ -120,7 +120,8 @@ def recorded_packages(notebook: str | Path) -> dict[str, str]:
             record = store.latest_successful(notebook)
     except Exception:  # a missing or damaged store: nothing recorded to prefer
         return {}
-    packages = ((record or {}).get("environment") or {}).get("packages") or {}
+    recorded: Mapping[str, Any] = (record.get("environment") if record else None) or {}
+    packages = recorded.get("packages") or {}
     return {str(name): str(version) for name, version in packages.items()}
 
 
@@ -167,7 +168,7 @@ def render_pipeline_module(
 def compile_pipeline(source: str, output: Path) -> None:
     """Import the rendered module and compile its pipeline to a KFP v2 YAML spec."""
     try:
-        from kfp import compiler
+        from kfp import compiler  # type: ignore[import-untyped]
     except ImportError:
         raise ExportError(
             "the kfp SDK is not installed", fix='pip install "mlnb[kfp]" (or pip install kfp)'

@@ -53,7 +53,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     from mlnb.errors import RequestRejected
     from mlnb.monitoring.feedback import FeedbackBook

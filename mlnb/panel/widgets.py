@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import ipywidgets as w
+import ipywidgets as w  # type: ignore[import-untyped]
 from markupsafe import Markup
 
 from mlnb.errors import MlnbError
@@ -318,7 +319,7 @@ class MlnbPanel:
         self.status.value = state.status
         self.show_error(state.error)
 
-    def _read_run(self, run_id: str) -> dict[str, Any] | None:
+    def _read_run(self, run_id: str) -> Mapping[str, Any] | None:
         try:
             return self.store.get_run(run_id)
         except MlnbError:
@@ -353,7 +354,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return str(Markup("<table><tr>{}</tr>{}</table>").format(head, body))
 
 
-def _model_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _model_run(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The newest successful run that recorded a model."""
     return next((r for r in runs if r.get("status") == "succeeded" and r.get("model")), None)
 
@@ -366,7 +367,7 @@ _CONTRACT_COLOURS = {
 }
 
 
-def _contracts_html(latest: dict[str, Any] | None) -> str:
+def _contracts_html(latest: Mapping[str, Any] | None) -> str:
     """Each data stage's contract verdict in the latest run, with its first violations."""
     rows = contract_rows(latest)
     if not rows:

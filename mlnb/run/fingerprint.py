@@ -21,7 +21,7 @@ def fingerprint(value: Any) -> str | None:
     if isinstance(value, _NOT_DATA):
         return None
     try:
-        import joblib
+        import joblib  # type: ignore[import-untyped]
 
         return str(joblib.hash(value, hash_name="sha1"))
     except Exception:  # unpicklable: a connection, a generator, a lock

@@ -92,7 +92,7 @@ def save_pickled(
     users: Sequence[str] = (),
 ) -> dict[str, Any]:
     """joblib, or cloudpickle when the pickle refers to ``__main__`` (code of the notebook)."""
-    import joblib
+    import joblib  # type: ignore[import-untyped]
 
     errors: list[str] = []
     try:
@@ -105,7 +105,7 @@ def save_pickled(
         if b"__main__" not in store_root.joinpath(path).read_bytes():
             return {"sha256": sha, "path": path, "format": "joblib"}
     try:
-        import cloudpickle
+        import cloudpickle  # type: ignore[import-untyped]
 
         sha, path = write_object(store_root, lambda fh: cloudpickle.dump(value, fh))
         return {"sha256": sha, "path": path, "format": "cloudpickle"}
@@ -142,7 +142,7 @@ def load_value(ref: dict[str, Any], store_root: Path, name: str = "a value") -> 
 def checked_object(ref: dict[str, Any], store_root: Path, name: str) -> Path:
     """The object's path, when the file is the one its sha256 names: the plan hashed it at
     the size and mtime it passes as ``verified``, else it is hashed now."""
-    path = store_root / ref["path"]
+    path: Path = store_root / ref["path"]
     with contextlib.suppress(OSError):
         stat = os.stat(path)
         if ref.get("verified") == [stat.st_size, stat.st_mtime_ns]:
@@ -152,7 +152,7 @@ def checked_object(ref: dict[str, Any], store_root: Path, name: str) -> Path:
 
 def _read(kind: str, path: Path, ref: dict[str, Any]) -> Any:
     if kind == "parquet":
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped]
 
         return pd.read_parquet(path)
     if kind == "parquet-series":

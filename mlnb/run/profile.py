@@ -37,7 +37,7 @@ def as_frame(value: Any) -> Any | None:
     if pd is not None and isinstance(value, pd.DataFrame):
         return value
     if np is not None and isinstance(value, np.ndarray) and value.ndim == 2:
-        import pandas
+        import pandas  # type: ignore[import-untyped]
 
         return pandas.DataFrame(value, columns=[f"x{i}" for i in range(value.shape[1])])
     return None

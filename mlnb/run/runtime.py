@@ -289,7 +289,7 @@ def _labels_ref(
     found = profile.find_labels(holdout, rows, inputs)
     if found is None:
         return None
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     labels = pd.DataFrame({"label": found[profile.sample_positions(rows)]})
     with contextlib.suppress(Exception):  # labels of a type parquet cannot hold: no labels
@@ -339,8 +339,8 @@ def _is_fitted_estimator(value: Any) -> bool:
     if isinstance(value, type) or not (hasattr(value, "fit") and hasattr(value, "predict")):
         return False
     try:
-        from sklearn.exceptions import NotFittedError
-        from sklearn.utils.validation import check_is_fitted
+        from sklearn.exceptions import NotFittedError  # type: ignore[import-untyped]
+        from sklearn.utils.validation import check_is_fitted  # type: ignore[import-untyped]
     except ImportError:  # scikit-learn's convention: fitted attributes end in `_`
         return any(k.endswith("_") and not k.startswith("_") for k in vars(value))
     try:

@@ -347,7 +347,7 @@ def _read_run(path: Path, store: str | None, run_id: str) -> dict[str, Any]:
             f"run {run_id!r} is a run of another notebook",
             fix="list this notebook's runs with GET /mlnb/runs?path=...",
         )
-    return record
+    return dict(record)  # a JSON object the routes add keys to (``job``, lab paths)
 
 
 def _executed_notebook(path: Path, store: str | None, run_id: str) -> Path | None:
