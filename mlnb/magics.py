@@ -123,8 +123,8 @@ class MlnbMagics(Magics):
         display(self.panel.widget)  # type: ignore[no-untyped-call]
 
     def _status(self, args: list[str]) -> None:
-        from mlnb.pipeline_table import render_table
         from mlnb.pipeline import load_pipeline
+        from mlnb.pipeline_table import render_table
 
         path = kernel_notebook(self.shell, args[0] if args else None)
         try:
