@@ -109,9 +109,11 @@ def build(
     from mlnb.reporting.paths import relative_monitor_folder
 
     bentoml_store.quiet_bentoml()
+    current = None  # the notebook as it is now: the run's pipeline too when it is unchanged
     if Path(notebook).is_file():
-        precheck(notebook, allow_side_effects=allow_side_effects)
-    inputs = collect(notebook, run_id=run_id, store=store, progress=progress)
+        current = load_pipeline(notebook)
+        _precheck(current, allow_side_effects)
+    inputs = collect(notebook, run_id=run_id, store=store, progress=progress, current=current)
     progress(f"building run {inputs.run_id} of {inputs.pipeline.notebook}")
     model_variable = str(inputs.model_record.get("variable") or "model")
     serve = extract_serve_code(inputs.pipeline, model_variable, inputs.run.get("parameters", {}))
@@ -323,11 +325,15 @@ def precheck(notebook: str, *, allow_side_effects: bool = False) -> ServeCode:
     """The notebook as it is now: a credential in a cell, serve code with side effects and a
     local module the cells import under the name of one of the Bento's own modules are
     refused early, before any run."""
-    pipeline = load_pipeline(notebook)
+    return _precheck(load_pipeline(notebook), allow_side_effects)
+
+
+def _precheck(pipeline: Pipeline, allow_side_effects: bool) -> ServeCode:
+    """:func:`precheck` of a notebook's pipeline, read already."""
     trains = [*pipeline.stages_of_kind("train"), *pipeline.stages_of_kind("step")]  # Kale steps
     variable = next((s.options.model for s in trains if s.options.model), None) or "model"
     serve = extract_serve_code(pipeline, variable, pipeline.parameter_defaults)
-    sources = {cell.index: cell.source for cell in read_notebook(notebook).code_cells}
+    sources = {cell.index: cell.source for cell in read_notebook(pipeline.notebook).code_cells}
     _scan(pipeline, serve, sources)
     check_no_side_effects(serve, sources, pipeline.notebook, allowed=allow_side_effects)
     carried = localmods.local_modules(pipeline, localmods.notebook_folder(pipeline))
@@ -338,7 +344,7 @@ def precheck(notebook: str, *, allow_side_effects: bool = False) -> ServeCode:
 def _scan(pipeline: Pipeline, serve: ServeCode, sources: Mapping[int, str]) -> None:
     """Every cell the Bento carries (its report shows them all), and the run's values of the
     parameters baked into the serve code."""
-    findings = secrets.scan(sorted(sources.items()))
+    findings = secrets.scan(sorted(sources.items()), pipeline.parsed)
     cell = pipeline.parameters_cell
     if cell is not None and serve.parameters:
         findings += secrets.scan_values(cell, sources.get(cell, ""), serve.parameters)

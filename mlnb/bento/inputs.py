@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +81,12 @@ def collect(
     run_id: str | None = None,
     store: str | None = None,
     progress: Progress = lambda message: None,
+    current: Pipeline | None = None,
 ) -> BuildInputs:
-    """The inputs of a build: the named run, else the newest successful one, else a new run."""
+    """The inputs of a build: the named run, else the newest successful one, else a new run.
+
+    ``current``: the notebook's pipeline as the build read it already; it is the run's
+    pipeline when the run executed this very file (its cells are not parsed again)."""
     the_store = Store.for_notebook(notebook, store)
     if run_id:
         run = the_store.get_run(run_id)
@@ -101,7 +105,7 @@ def collect(
         run = found
     _check_run(run, notebook)
     _check_objects(run, the_store)
-    pipeline, changed, sources = _pipeline_of(run, the_store)
+    pipeline, changed, sources = _pipeline_of(run, the_store, current)
     if changed:
         progress(
             f"note: {notebook} changed since run {run['run_id']}; building that run's code "
@@ -174,9 +178,12 @@ def _check_run(run: dict[str, Any], notebook: str) -> None:
         )
 
 
-def _pipeline_of(run: dict[str, Any], store: Store) -> tuple[Pipeline, bool, dict[int, str]]:
+def _pipeline_of(
+    run: dict[str, Any], store: Store, current: Pipeline | None = None
+) -> tuple[Pipeline, bool, dict[int, str]]:
     """The pipeline the run executed, whether the source notebook changed since, and the
-    source of each of its code cells.
+    source of each of its code cells; ``current`` when it was read from the file the run
+    executed (the same bytes), named as the run names the notebook.
 
     When the notebook changed, the cells come from the run's executed copy; a stage the run
     took from the cache did not execute there, so its cells come from the executed copy of
@@ -186,6 +193,8 @@ def _pipeline_of(run: dict[str, Any], store: Store) -> tuple[Pipeline, bool, dic
     expected = run["notebook"].get("sha256")
     if source.is_file() and sha256_file(source) == expected:
         notebook = read_notebook(source)
+        if current is not None and current.notebook_sha256 == notebook.sha256:
+            return replace(current, notebook=notebook.path), False, _sources(notebook.cells)
         return pipeline_from_notebook(notebook), False, _sources(notebook.cells)
     executed = store.run_dir(run["run_id"]) / NOTEBOOK_FILE
     if not executed.is_file():

@@ -31,7 +31,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlnb.analysis import python_source
+from mlnb.analysis import ParsedCell
+from mlnb.bento.cell_trees import python_tree
 from mlnb.errors import CellRef, CredentialInServeCodeError
 
 ALLOWLIST = "pragma: allowlist secret"
@@ -72,9 +73,14 @@ class Finding:
     rank: int = _RANK_SHAPE
 
 
-def scan(cells: Iterable[tuple[int, str]]) -> list[Finding]:
-    """Every finding in the cells, one per line, in cell and line order."""
-    return merge(f for cell, source in cells for f in _scan_cell(cell, source))
+def scan(
+    cells: Iterable[tuple[int, str]], parsed: Mapping[int, ParsedCell] | None = None
+) -> list[Finding]:
+    """Every finding in the cells, one per line, in cell and line order. ``parsed``: the
+    pipeline's parse of the cells (:attr:`mlnb.pipeline.Pipeline.parsed`), read instead of
+    parsing a cell again."""
+    held = parsed or {}
+    return merge(f for cell, source in cells for f in _scan_cell(cell, source, held))
 
 
 def scan_values(cell: int, source: str, values: Mapping[str, Any]) -> list[Finding]:
@@ -160,11 +166,13 @@ def merge(findings: Iterable[Finding], key: Any = None) -> list[Finding]:
     return sorted(best.values(), key=key)
 
 
-def _scan_cell(cell: int, source: str) -> list[Finding]:
+def _scan_cell(
+    cell: int, source: str, parsed: Mapping[int, ParsedCell] | None = None
+) -> list[Finding]:
     lines = source.splitlines()
     findings: list[Finding] = []
     try:
-        tree: ast.Module | None = ast.parse(python_source(source))
+        tree: ast.Module | None = python_tree(cell, source, parsed or {})
     except SyntaxError:
         tree = None
     names = _names_by_line(tree) if tree is not None else {}

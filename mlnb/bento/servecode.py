@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlnb.analysis import BUILTIN_NAMES, free_names, python_source
+from mlnb.bento.cell_trees import python_tree
 from mlnb.cell_numbers import cell_label
 from mlnb.errors import CellRef, ServeCodeError
 from mlnb.pipeline import Pipeline, Stage
@@ -99,12 +100,12 @@ def extract_serve_code(
     code.cells = tuple(cell for stage in stages for cell in stage.cells)
     for stage in stages:
         for cell, source in zip(stage.cells, stage.sources, strict=True):
-            kept, left = _blocks(cell, source, pipeline.notebook)
+            kept, left = _blocks(cell, source, pipeline)
             code.blocks.extend(kept)
             code.left_out.extend(left)
     setup_blocks = []
     for cell, source in zip(pipeline.setup_cells, pipeline.setup_sources, strict=True):
-        kept, _ = _blocks(cell, source, pipeline.notebook)
+        kept, _ = _blocks(cell, source, pipeline)
         setup_blocks.extend(kept)
     _resolve(code, pipeline, stages[0], setup_blocks, parameters)
     code.left_out.sort(key=lambda text: [int(n) for n in re.findall(r"\d+", text)[:2]])
@@ -113,15 +114,17 @@ def extract_serve_code(
     return code
 
 
-def _blocks(cell: int, source: str, notebook: str) -> tuple[list[Block], list[str]]:
+def _blocks(cell: int, source: str, pipeline: Pipeline) -> tuple[list[Block], list[str]]:
+    """The kept statements of one cell, and a line for each one left out; the cell's tree
+    is the pipeline's parse when it can be (:func:`mlnb.bento.cell_trees.python_tree`)."""
     text = python_source(source)
     try:
-        tree = ast.parse(text)
+        tree = python_tree(cell, source, pipeline.parsed)
     except SyntaxError as exc:
         raise ServeCodeError(
             f"line {exc.lineno} is not valid Python ({exc.msg})",
             fix="correct the syntax",
-            notebook=notebook,
+            notebook=pipeline.notebook,
             cell=CellRef.of(cell, source),
         ) from None
     lines = text.splitlines()
