@@ -52,6 +52,7 @@ from mlnb.panel.state import (
 )
 from mlnb.pipeline import Pipeline, load_pipeline
 from mlnb.store import Store, new_run_id
+from mlnb.text_table import format_number
 
 ERROR_COLOUR = "var(--jp-error-color1, #c0392b)"  # the theme's, light where none is loaded
 
@@ -345,11 +346,15 @@ def _input_widget(f: FormField) -> w.ValueWidget:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table; text is escaped, Markup kept, and a float reads as in the CLI's tables."""
     th = Markup("<th style='text-align:left;padding:2px 8px'>{}</th>")
     td = Markup("<td style='padding:2px 8px'>{}</td>")
     head = Markup("").join(th.format(h) for h in header)
     body = Markup("").join(
-        Markup("<tr>{}</tr>").format(Markup("").join(td.format(c) for c in r)) for r in rows
+        Markup("<tr>{}</tr>").format(
+            Markup("").join(td.format(format_number(c) if isinstance(c, float) else c) for c in r)
+        )
+        for r in rows
     )
     return str(Markup("<table><tr>{}</tr>{}</table>").format(head, body))
 
