@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 
 from mlnb.bento import (
     bentoml_store,
@@ -54,6 +54,7 @@ from mlnb.cell_numbers import cell_label
 from mlnb.errors import CellRef, RequestRejected, ServeCodeError
 from mlnb.notebook import read_notebook
 from mlnb.pipeline import Pipeline, load_pipeline
+from mlnb.record_types import BuildEntry
 from mlnb.serving.answer import Predictor, ServeOutputError
 from mlnb.serving.runtime import SERVE_CODE_MODULE
 from mlnb.serving.schema import DEFAULT_MAX_ROWS, RequestSchema
@@ -247,7 +248,7 @@ def build(
         reused_from = existing.run
         progress(f"reused the existing Bento {tag} ({existing.describe()}; same content)")
     if not any(b.get("bento") == tag for b in inputs.run.get("builds") or []):
-        entry: dict[str, Any] = {
+        entry: BuildEntry = {
             "bento": tag, "model": model_tag, "format": model_format, "built_at": utc_now(),
         }  # fmt: skip
         if reused_from is not None:

@@ -30,7 +30,7 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class BuildInputs:
     store: Store
-    run: dict[str, Any]
+    run: Mapping[str, Any]  # the run record (mlnb.record_types.RunRecord), read only
     pipeline: Pipeline
     notebook_changed: bool  # the source notebook differs from the one the run executed
     # index -> source of each code cell of that notebook (skipped ones too: the report shows
@@ -88,6 +88,7 @@ def collect(
     ``current``: the notebook's pipeline as the build read it already; it is the run's
     pipeline when the run executed this very file (its cells are not parsed again)."""
     the_store = Store.for_notebook(notebook, store)
+    run: Mapping[str, Any]
     if run_id:
         run = the_store.get_run(run_id)
         recorded = run.get("notebook", {}).get("path")
@@ -98,11 +99,10 @@ def collect(
                 notebook=notebook,
             )
     else:
-        found = the_store.latest_successful(notebook)
-        if found is None:
+        latest = the_store.latest_successful(notebook)
+        if latest is None:
             progress(f"no successful run of {notebook} yet: running it (mlnb run)")
-            found = _run_notebook(notebook, the_store, progress)
-        run = found
+        run = _run_notebook(notebook, the_store, progress) if latest is None else latest
     _check_run(run, notebook)
     _check_objects(run, the_store)
     pipeline, changed, sources = _pipeline_of(run, the_store, current)
@@ -129,7 +129,7 @@ def _run_notebook(notebook: str, store: Store, progress: Progress) -> dict[str, 
     return record
 
 
-def _check_objects(run: dict[str, Any], store: Store) -> None:
+def _check_objects(run: Mapping[str, Any], store: Store) -> None:
     """The model and the training rows the build reads must be the bytes the run saved:
     a damaged pickle can load and then loop or answer wrongly."""
     run_id = run["run_id"]
@@ -140,7 +140,7 @@ def _check_objects(run: dict[str, Any], store: Store) -> None:
             store.check_object(training[which], f"the training {which} of run {run_id}")
 
 
-def _check_run(run: dict[str, Any], notebook: str) -> None:
+def _check_run(run: Mapping[str, Any], notebook: str) -> None:
     run_id = run.get("run_id")
     if run.get("status") != "succeeded":
         error = run.get("error") or {}
@@ -179,7 +179,7 @@ def _check_run(run: dict[str, Any], notebook: str) -> None:
 
 
 def _pipeline_of(
-    run: dict[str, Any], store: Store, current: Pipeline | None = None
+    run: Mapping[str, Any], store: Store, current: Pipeline | None = None
 ) -> tuple[Pipeline, bool, dict[int, str]]:
     """The pipeline the run executed, whether the source notebook changed since, and the
     source of each of its code cells; ``current`` when it was read from the file the run
@@ -223,7 +223,7 @@ def _pipeline_of(
 
 
 def _cells_of_cached_stage(
-    stage: dict[str, Any], run: dict[str, Any], store: Store, source: Path
+    stage: dict[str, Any], run: Mapping[str, Any], store: Store, source: Path
 ) -> list[RawCell]:
     """The code cells of a stage the run took from the cache, from the run that computed it."""
     wanted = set(stage.get("cells") or [])

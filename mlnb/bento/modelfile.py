@@ -49,7 +49,7 @@ def load_model(path: Path, model_format: str) -> Any:
         if model_format == "cloudpickle":
             with open(path, "rb") as handle:
                 return pickle.load(handle)  # cloudpickle's output is a plain pickle stream
-        import joblib
+        import joblib  # type: ignore[import-untyped]
 
         return joblib.load(path)
     except (ModuleNotFoundError, AttributeError) as exc:
@@ -84,7 +84,7 @@ def referenced_modules(model: Any) -> set[str]:
     Pickled with cloudpickle's pickler (so functions of the notebook are walked into, as
     cloudpickle saves them), with out-of-band buffers so array data is never copied.
     """
-    import cloudpickle
+    import cloudpickle  # type: ignore[import-untyped]
 
     modules: set[str] = set()
 

@@ -33,7 +33,7 @@ def task_of(model: Any) -> str:
     ``predict_proba`` too), else "regression". Outside scikit-learn's API a model with
     ``predict_proba`` and ``classes_`` is a classifier."""
     try:
-        from sklearn.base import is_classifier
+        from sklearn.base import is_classifier  # type: ignore[import-untyped]
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -94,8 +94,8 @@ def _register_boosters(model: Any) -> dict[str, int] | None:
                 f"the model is a {label} model and onnxmltools is not installed "
                 "(pip install 'mlnb[boost]' to serve it with onnxruntime)"
             ) from None
-        from skl2onnx import update_registered_converter
-        from skl2onnx.common.shape_calculator import (
+        from skl2onnx import update_registered_converter  # type: ignore[import-untyped]
+        from skl2onnx.common.shape_calculator import (  # type: ignore[import-untyped]
             calculate_linear_classifier_output_shapes,
             calculate_linear_regressor_output_shapes,
         )
@@ -205,7 +205,7 @@ def _narrowed(dtype: str) -> str:
 
 
 def _check_loads(data: bytes) -> None:
-    import onnxruntime as ort
+    import onnxruntime as ort  # type: ignore[import-untyped]
 
     try:
         ort.InferenceSession(data, providers=["CPUExecutionProvider"])
@@ -215,7 +215,7 @@ def _check_loads(data: bytes) -> None:
 
 
 def _tensor_type(dtype: str) -> Any:
-    from skl2onnx.common import data_types as t
+    from skl2onnx.common import data_types as t  # type: ignore[import-untyped]
 
     kind = np.dtype(dtype).kind if dtype not in ("str", "string", "category") else "O"
     if kind == "f":
@@ -230,7 +230,7 @@ def _tensor_type(dtype: str) -> Any:
 def _selects_columns_by_name(model: Any) -> bool:
     """Whether a ColumnTransformer inside the model picks columns by name."""
     try:
-        from sklearn.compose import ColumnTransformer
+        from sklearn.compose import ColumnTransformer  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover
         return False
     return any(isinstance(part, ColumnTransformer) for part in _parts(model))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from mlnb.errors import TemplateRenderError
 from mlnb.templating import environment

@@ -26,7 +26,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 # pydantic-core (a BentoML dependency) reads and writes JSON several times faster than json.
 from pydantic_core import from_json, to_json
@@ -34,7 +34,6 @@ from pydantic_core import from_json, to_json
 from mlnb.errors import RequestRejected, error_response
 
 if TYPE_CHECKING:  # numpy and pandas: this module stays importable without them
-    from mlnb.serving.answer import Predictor
     from mlnb.serving.schema import RequestSchema
 
 log = logging.getLogger("mlnb.serving")
@@ -55,20 +54,27 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+class Answerer(Protocol):
+    """What answers a request's validated rows: a :class:`~mlnb.serving.answer.Predictor`
+    (``/predict``), or :class:`~mlnb.serving.explaining.Explaining` (``/explain``)."""
+
+    def answer(self, frame: Any) -> dict[str, Any]: ...
+
+
 class PredictHandler:
     """Validation, prediction and the monitoring hooks of one service's ``/predict``."""
 
     def __init__(
         self,
         schema: RequestSchema,
-        predictor: Predictor,
+        predictor: Answerer,
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         hooks: Any = None,
         failure: str = "prediction-failed",
     ) -> None:
         self.schema = schema
-        self.predictor = predictor  # a Predictor, or anything with its answer(frame)
+        self.predictor = predictor
         self.max_body_bytes = max_body_bytes
         self.failure = failure  # the error code of a 500 answer
         monitoring = os.environ.get(MONITORING_ENV, "on").lower() not in ("off", "0", "false")

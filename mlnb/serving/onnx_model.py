@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 
 SPEC_FILE = "onnx_model.json"
 MODEL_FILE = "model.onnx"
@@ -34,7 +34,7 @@ class OnnxModel:
     """The regressor adapter, and the base of the classifier's."""
 
     def __init__(self, model: bytes | str | Path, spec: dict[str, Any]) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped]
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # per-request work is tiny: threads cost more

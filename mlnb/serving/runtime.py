@@ -108,11 +108,11 @@ class ServiceSpec:
         if name.endswith(".cloudpickle"):
             import pickle
 
-            import cloudpickle  # noqa: F401 - functions saved by value load through it
+            import cloudpickle  # type: ignore[import-untyped]  # noqa: F401 - functions saved by value load through it
 
             with open(folder / name, "rb") as handle:
                 return pickle.load(handle)
-        import joblib
+        import joblib  # type: ignore[import-untyped]
 
         return joblib.load(folder / name)
 
