@@ -24,6 +24,6 @@ def test_ruff_format() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_mypy_on_the_core() -> None:
+def test_mypy_strict_over_all_of_mlnb() -> None:
     result = _tool("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
