@@ -70,10 +70,9 @@ def test_parameter_without_a_parameters_cell(write_notebook) -> None:
 def _keys(path: Path, **params: object) -> dict[str, str]:
     pipeline = load_pipeline(path)
     values = {**pipeline.parameter_defaults, **params}
-    store = Store(path.parent / ".store")
-    return {
-        k: v.key for k, v in stage_keys(pipeline, values, path.parent, store.fingerprints).items()
-    }
+    with Store(path.parent / ".store") as store:
+        keys = stage_keys(pipeline, values, path.parent, store.fingerprints)
+    return {k: v.key for k, v in keys.items()}
 
 
 def test_cache_keys_follow_what_each_stage_reads(tmp_path: Path) -> None:
@@ -264,9 +263,9 @@ def test_a_run_whose_process_is_gone_is_recorded_failed(tmp_path: Path) -> None:
 
 
 def _add_builds(root: str, run_id: str, worker: int) -> None:
-    store = Store(root)
-    for i in range(15):
-        store.add_build(run_id, {"bento": f"w{worker}-{i}"})
+    with Store(root) as store:
+        for i in range(15):
+            store.add_build(run_id, {"bento": f"w{worker}-{i}"})
 
 
 def test_concurrent_builds_on_one_run_lose_nothing(tmp_path: Path) -> None:

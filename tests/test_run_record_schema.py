@@ -18,6 +18,7 @@ import subprocess
 import sys
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,17 @@ def schema() -> dict[str, Any]:
 # --- real records ---
 
 
+@dataclass
+class Runs:
+    """A store holding real runs, and their records as run.json holds them, by kind."""
+
+    store: str
+    records: dict[str, dict[str, Any]]
+
+
 @pytest.fixture(scope="module")
-def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Records of real runs of breast_cancer.ipynb in a new store: fresh, cached, failed."""
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """Runs of breast_cancer.ipynb in a new store: fresh, then cached, then failed."""
     folder = tmp_path_factory.mktemp("schema")
     for name in ("breast_cancer.ipynb", "breast_cancer.contract.yaml"):
         shutil.copy(EXAMPLES / name, folder / name)
@@ -71,8 +80,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         assert (done.returncode == 0) == (kind != "failed"), done.stderr
         run_id = json.loads(done.stdout)["run_id"]
         found[kind] = json.loads((Path(store) / "runs" / run_id / "run.json").read_text())
-    found["store"] = {"root": store}
-    return found
+    return Runs(store, found)
 
 
 def validate(record: Mapping[str, Any]) -> None:
@@ -84,8 +92,8 @@ def test_the_schema_is_a_valid_draft_7_schema() -> None:
 
 
 @pytest.mark.parametrize("kind", ["fresh", "cached", "failed"])
-def test_real_records_validate(records: dict[str, dict[str, Any]], kind: str) -> None:
-    record = records[kind]
+def test_real_records_validate(runs: Runs, kind: str) -> None:
+    record = runs.records[kind]
     validate(record)
     assert record["record_version"] == RECORD_VERSION == record_version(record)
     assert record["status"] == ("failed" if kind == "failed" else "succeeded")
@@ -95,10 +103,11 @@ def test_real_records_validate(records: dict[str, dict[str, Any]], kind: str) ->
         assert record["error"]["stage"] == "load" and record["error"]["first_line"]
 
 
-def test_a_build_and_a_reaped_run_validate(records: dict[str, dict[str, Any]]) -> None:
+def test_a_build_and_a_reaped_run_validate(runs: Runs) -> None:
     """The store's own writes: a build appended (as the builder writes it), and a run whose
     process is gone recorded failed."""
-    with Store(records["store"]["root"]) as store:
+    records = runs.records
+    with Store(runs.store) as store:
         build: record_types.BuildEntry = {
             "bento": "breast_cancer:abc123",
             "model": "breast_cancer_model:abc123",
@@ -118,33 +127,31 @@ def test_a_build_and_a_reaped_run_validate(records: dict[str, dict[str, Any]]) -
     validate(reaped)
 
 
-def test_a_record_without_a_version_is_version_1_and_still_read(
-    records: dict[str, dict[str, Any]],
-) -> None:
+def test_a_record_without_a_version_is_version_1_and_still_read(runs: Runs) -> None:
     """Records written before ``record_version`` existed (and, older, before the 0-based
     keys) are read as they were written."""
-    old = {k: v for k, v in records["fresh"].items() if k != "record_version"}
+    old = {k: v for k, v in runs.records["fresh"].items() if k != "record_version"}
     old["run_id"] = "old-run"
     old["stages"] = [{k: v for k, v in s.items() if k != "cell_indexes"} for s in old["stages"]]
-    with Store(records["store"]["root"]) as store:
+    with Store(runs.store) as store:
         store.create_run(old)  # type: ignore[arg-type]
         read = store.get_run("old-run")
     assert record_version(read) == 1 and "record_version" not in read
     filled = with_index_keys(read)
     assert [s["cell_indexes"] for s in filled["stages"]] == [s["cells"] for s in read["stages"]]
-    shown = mlnb("runs", "show", "old-run", "--store", records["store"]["root"], "--json")
+    shown = mlnb("runs", "show", "old-run", "--store", runs.store, "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["run_id"] == "old-run"
 
 
-def test_the_schema_refuses_what_the_record_does_not_hold(
-    records: dict[str, dict[str, Any]],
-) -> None:
-    wrong = {**records["fresh"], "stages": [{**records["fresh"]["stages"][0], "status": "ok"}]}
+def test_the_schema_refuses_what_the_record_does_not_hold(runs: Runs) -> None:
+    fresh = runs.records["fresh"]
     with pytest.raises(jsonschema.ValidationError):
-        validate(wrong)
+        validate({**fresh, "stages": [{**fresh["stages"][0], "status": "ok"}]})
     with pytest.raises(jsonschema.ValidationError):
-        validate({**records["fresh"], "run_started": "renamed"})
+        validate({**fresh, "run_started": "a key the record does not have"})
+    with pytest.raises(jsonschema.ValidationError):
+        validate({k: v for k, v in fresh.items() if k != "host"})
 
 
 # --- the TypedDicts and the schema ---

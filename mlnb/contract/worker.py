@@ -82,6 +82,7 @@ class CheckerProcess:
                 self.process.wait(timeout=2)
             if self.process.poll() is None:
                 self.process.kill()
+                self.process.wait()  # reaped: no "still running" ResourceWarning
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
@@ -181,6 +182,7 @@ class ContractClient:
                 self.process.wait(timeout=2)
             if self.process.poll() is None:
                 self.process.kill()
+                self.process.wait()
 
 
 def _listen(path: str) -> None:
