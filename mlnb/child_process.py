@@ -166,6 +166,7 @@ class Started:
     process: subprocess.Popen[bytes]
     _stdout: IO[bytes] = field(repr=False)
     _stderr: IO[bytes] = field(repr=False)
+    _texts: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -176,12 +177,16 @@ class Started:
         return self.process.poll()
 
     def output(self) -> tuple[str, str]:
-        """Standard output and error, once finished."""
-        texts = []
-        for handle in (self._stdout, self._stderr):
-            handle.seek(0)
-            texts.append(handle.read().decode(errors="replace"))
-        return texts[0], texts[1]
+        """Standard output and error, once finished: read the first time, when their files
+        are closed (an open temporary file left to the garbage collector is a leak)."""
+        if self._texts is None:
+            texts = []
+            for handle in (self._stdout, self._stderr):
+                with handle:
+                    handle.seek(0)
+                    texts.append(handle.read().decode(errors="replace"))
+            self._texts = (texts[0], texts[1])
+        return self._texts
 
 
 def start(
