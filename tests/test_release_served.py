@@ -213,7 +213,10 @@ def test_promotion_under_load_drops_no_request_and_rollback_returns(served: dict
     stop = threading.Event()
 
     def load(worker: int) -> None:
-        for i in range(2000):  # bounded: at most 2000 requests a thread, or until stopped
+        # bounded: 20,000 requests a thread at most, and in time by `stop`, set within 15 s;
+        # never by a count the load can reach before the switch is seen (a busy machine takes
+        # longer to start `mlnb release promote`, while the server answers as fast as ever)
+        for i in range(20_000):
             if stop.is_set():
                 return
             status, _, headers = send(target, row(worker * 1000 + i))
@@ -226,6 +229,7 @@ def test_promotion_under_load_drops_no_request_and_rollback_returns(served: dict
     promoted_at = time.monotonic()
     switched = project().mlnb("release", "promote", shadow_folder, "--why", "under load")
     switched_at = time.monotonic()
+    first_candidate = _first_answer_of("candidate", results, since=switched_at, wait_s=10)
     time.sleep(1.5)
     stop.set()
     for thread in threads:
@@ -234,14 +238,31 @@ def test_promotion_under_load_drops_no_request_and_rollback_returns(served: dict
     assert results and all(status == 200 for _, status, _ in results)
     before = Counter(v for at, _, v in results if at < promoted_at)
     after = Counter(v for at, _, v in results if at > switched_at + 0.6)
-    assert before["primary"] > 0 and before["candidate"] == 0
-    assert after["candidate"] > 0 and after["primary"] == 0
+    assert before["primary"] > 0 and before["candidate"] == 0, before
+    assert first_candidate is not None and first_candidate - switched_at < 1.0, (
+        "the service follows a switch within a second",
+        first_candidate and first_candidate - switched_at,
+    )
+    assert after["candidate"] > 0 and after["primary"] == 0, after
     project().mlnb("release", "rollback", shadow_folder, "--why", "back")
     time.sleep(0.6)
     assert send(target, row(1))[2]["x-mlnb-version"] == "primary"
     status = json.loads(project().mlnb("release", "status", shadow_folder, "--json").stdout)
     actions = [(s["action"], s["why"]) for s in status["switches"]]
     assert actions[-2:] == [("promote", "under load"), ("rollback", "back")]
+
+
+def _first_answer_of(
+    version: str, results: list[tuple[float, int, str]], *, since: float, wait_s: float
+) -> float | None:
+    """When the first answer of ``version`` after ``since`` arrived, waiting for it at most
+    ``wait_s`` seconds (the load threads keep appending to ``results``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        seen = [at for at, _, v in list(results) if at > since and v == version]
+        if seen or time.monotonic() > deadline:
+            return min(seen) if seen else None
+        time.sleep(0.05)
 
 
 def test_canary_share_is_within_binomial_error(served: dict) -> None:
